@@ -1,0 +1,409 @@
+"""The public ``rank1`` class: seed-compatible constructor, ``predict``/``judge``, mteb's CrossEncoderProtocol.
+
+Construction is cheap and offline: settings are validated, weights load at the first ``predict``/``judge``.
+Judgements go through an optional store (content-addressed by everything that determines them), so a rerun
+scores only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rank1_eval import prompts as P
+from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
+from rank1_eval.records import Judgement
+from rank1_eval.scoring import PreparedPrompt, Scorer, ScoringConfig
+
+if TYPE_CHECKING:
+    from rank1_eval.engines.base import Engine
+    from rank1_eval.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "jhu-clsp/rank1-7b"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be had (not downloadable offline, missing files, bad path)."""
+
+
+@dataclass
+class RunStats:
+    """Counters of one or more ``judge`` calls; the driver turns them into the cost line and summary."""
+
+    pairs_total: int = 0
+    pairs_scored: int = 0
+    pairs_from_store: int = 0
+    duplicates: int = 0
+    pass1: int = 0
+    pass2: int = 0
+    failed: int = 0
+    truncated: int = 0
+    engine_s: float = 0.0
+    wall_s: float = 0.0
+    output_tokens: list[int] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+
+    def add(self, judgements: Iterable[Judgement]) -> None:
+        for j in judgements:
+            setattr(self, j.path, getattr(self, j.path) + 1)
+            self.truncated += j.truncated
+            self.output_tokens.append(j.output_tokens)
+            self.prompt_tokens.append(j.prompt_tokens)
+
+    def summary(self) -> dict[str, Any]:
+        toks = sorted(self.output_tokens)
+
+        def pct(q: float) -> float:
+            return float(toks[min(len(toks) - 1, int(q * len(toks)))]) if toks else 0.0
+
+        return {
+            "pairs_total": self.pairs_total,
+            "pairs_scored": self.pairs_scored,
+            "pairs_from_store": self.pairs_from_store,
+            "duplicates": self.duplicates,
+            "pass1": self.pass1,
+            "pass2": self.pass2,
+            "failed": self.failed,
+            "truncated": self.truncated,
+            "engine_s": round(self.engine_s, 3),
+            "wall_s": round(self.wall_s, 3),
+            "docs_per_s": round(self.pairs_scored / self.engine_s, 3) if self.engine_s else None,
+            "output_tokens_total": int(sum(toks)),
+            "output_tokens_mean": round(statistics.fmean(toks), 2) if toks else 0.0,
+            "output_tokens_p50": pct(0.5),
+            "output_tokens_p95": pct(0.95),
+            "prompt_tokens_mean": round(statistics.fmean(self.prompt_tokens), 2) if self.prompt_tokens else 0.0,
+        }
+
+
+def _is_local(path: str) -> bool:
+    return os.path.isdir(path)
+
+
+def weights_fingerprint(path: str) -> str:
+    """A cheap identity of a local model folder: names, sizes and the head/tail bytes of every file."""
+    h = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*")):
+        if not file.is_file():
+            continue
+        size = file.stat().st_size
+        h.update(f"{file.relative_to(path)}:{size}".encode())
+        with file.open("rb") as f:
+            h.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(-(1 << 20), os.SEEK_END)
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def _check_text(value: Any, what: str, index: int) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"pair {index}: {what} must be a str, got {type(value).__name__}")
+
+
+def _normalise_pairs(pairs: Sequence[Any]) -> tuple[list[str], list[str | Mapping[str, str]], list[str | None]]:
+    """Validate seed-style input: (query, doc) or (query, doc, instruction); doc may be a dict with text."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise TypeError("predict/judge take a list of (query, doc) or (query, doc, instruction) tuples")
+    queries, docs, instructions = [], [], []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) not in (2, 3):
+            got = f"{len(pair)} items" if isinstance(pair, (tuple, list)) else type(pair).__name__
+            raise ValueError(f"pair {i}: expected (query, doc) or (query, doc, instruction), got {got}")
+        query, doc = pair[0], pair[1]
+        instruction = pair[2] if len(pair) == 3 else None
+        _check_text(query, "query", i)
+        if isinstance(doc, Mapping):
+            if not isinstance(doc.get("text"), str):
+                raise TypeError(f"pair {i}: a dict doc needs a str 'text' key")
+        else:
+            _check_text(doc, "doc", i)
+        if instruction is not None:
+            _check_text(instruction, "instruction", i)
+        queries.append(query)
+        docs.append(doc)
+        instructions.append(instruction)
+    return queries, docs, instructions
+
+
+def _loader_columns(loader: Any) -> dict[str, list[Any]]:
+    """All rows of an mteb DataLoader as columns (batches are dicts of lists)."""
+    columns: dict[str, list[Any]] = {}
+    for batch in loader:
+        for key, values in batch.items():
+            columns.setdefault(key, []).extend(values)
+    return columns
+
+
+class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 alias
+    """rank1 reasoning reranker: P(true) after a ``<think>`` reasoning chain, with every trace kept."""
+
+    def __init__(
+        self,
+        model_name_or_path: str = DEFAULT_MODEL,
+        num_gpus: int = 1,
+        device: str | None = "cuda",
+        context_size: int = 16000,
+        max_output_tokens: int = 8192,
+        fp_options: str = "float16",
+        engine: str = "auto",
+        dataset_prompt: str | bool | None = None,
+        prompt_set: str = "code",
+        prompt_file: str | Path | None = None,
+        *,
+        revision: str | None = None,
+        failed_score: float | str = 0.5,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        max_num_seqs: int | None = None,
+        trust_remote_code: bool = False,
+        kv_cache_memory_bytes: int | None = None,
+        batch_size: int = 16,
+        chunk_size: int = 1024,
+        store: Store | None = None,
+        engine_kwargs: Mapping[str, Any] | None = None,
+        model_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # mteb's loader passes the registry name positionally and `revision=` by keyword.
+        if kwargs:
+            raise TypeError(f"unknown argument(s) for rank1: {', '.join(sorted(kwargs))}")
+        self.model_name_or_path = model_name or model_name_or_path
+        self.revision = revision
+        self.engine_name = resolve_engine_name(engine)  # unknown names fail here, before any loading
+        if dataset_prompt is True:
+            dataset_prompt = None
+        if isinstance(dataset_prompt, str) and P.PLACEHOLDER not in dataset_prompt:
+            raise P.PromptError(f"dataset_prompt must contain {P.PLACEHOLDER}")
+        self.dataset_prompt = dataset_prompt
+        self.prompt_set = prompt_set
+        self.templates = P.load_prompt_set(prompt_set, prompt_file)
+        self.scoring = ScoringConfig(
+            max_output_tokens=max_output_tokens, context_size=context_size, failed_score=failed_score
+        )
+        self.engine_config = EngineConfig(
+            model=self.model_name_or_path,
+            revision=revision,
+            num_gpus=num_gpus,
+            device=device or "auto",
+            context_size=context_size,
+            dtype=fp_options,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager,
+            max_num_seqs=max_num_seqs,
+            trust_remote_code=trust_remote_code,
+            kv_cache_memory_bytes=kv_cache_memory_bytes,
+            batch_size=batch_size,
+        )
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self.chunk_size = chunk_size
+        self.store = store
+        self.stats = RunStats()
+        self.trace_sink: Callable[[dict[str, Any], list[Judgement]], None] | None = None
+        self._engine: Engine | None = None
+        self._scorer: Scorer | None = None
+        self._fingerprint: str | None = None
+        from rank1_eval.registry import model_meta_for
+
+        self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision)
+
+    # ----------------------------------------------------------------- loading
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._load_engine()
+        return self._engine
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer(self.engine, self.scoring)
+        return self._scorer
+
+    def _resolved_device(self) -> str:
+        if self.engine_config.device != "auto":
+            return self.engine_config.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _load_engine(self) -> Engine:
+        from dataclasses import replace
+
+        from rank1_eval.engines.device import DeviceError
+
+        config = replace(self.engine_config, device=self._resolved_device())
+        started = time.perf_counter()
+        try:
+            engine = load_engine(self.engine_name, config, **self.engine_kwargs)
+        except DeviceError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(
+                f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
+                f"engine: {_short_reason(exc)}"
+            ) from exc
+        log.info("loaded %s on %s in %.1fs", self.model_name_or_path, engine.kind, time.perf_counter() - started)
+        return engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = None
+        self._scorer = None
+
+    # ----------------------------------------------------------------- prompts
+    def template_for(self, task: str | None, subset: str | None) -> str | None:
+        """The dataset template in force for (task, subset), honouring ``dataset_prompt``."""
+        if self.dataset_prompt is False:
+            return None
+        if isinstance(self.dataset_prompt, str):
+            return self.dataset_prompt
+        return P.select_template(self.templates, task, subset)
+
+    def final_queries(
+        self, queries: Sequence[str], instructions: Sequence[str | None], task: str | None, subset: str | None
+    ) -> list[str]:
+        template = self.template_for(task, subset)
+        return [P.build_query(q, i, template) for q, i in zip(queries, instructions, strict=True)]
+
+    # ----------------------------------------------------------------- judging
+    def judgement_key(self, prompt: str) -> str:
+        from rank1_eval.store import judgement_key
+
+        return judgement_key(
+            model=self.model_name_or_path if not _is_local(self.model_name_or_path) else "local",
+            revision=self.revision,
+            weights=self._weights_id(),
+            prompt=prompt,
+            sampling=self.scoring.sampling(),
+            engine=self.engine_name,
+            dtype=self.engine_config.dtype,
+        )
+
+    def _weights_id(self) -> str | None:
+        if not _is_local(self.model_name_or_path):
+            return None
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model_name_or_path)
+        return self._fingerprint
+
+    def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> list[PreparedPrompt]:
+        """Prompts (with truncation) for final query texts and passage texts; needs only the tokenizer."""
+        return self.scorer.prepare(queries, passages)
+
+    def judge_prompts(
+        self,
+        prepared: Sequence[PreparedPrompt],
+        progress: Callable[[Sequence[Judgement]], None] | None = None,
+    ) -> list[Judgement]:
+        """Judge prepared prompts: store hits first, exact duplicates once, the rest in chunks."""
+        started = time.perf_counter()
+        stats = self.stats
+        stats.pairs_total += len(prepared)
+        keys = [self.judgement_key(p.prompt) for p in prepared]
+        found: dict[str, Judgement] = dict(self.store.get_many(list(set(keys)))) if self.store else {}
+        stats.pairs_from_store += sum(k in found for k in keys)
+        if progress and found:
+            progress([found[k] for k in keys if k in found])
+        todo: dict[str, PreparedPrompt] = {}
+        for key, prep in zip(keys, prepared, strict=True):
+            if key not in found and key not in todo:
+                todo[key] = prep
+        stats.duplicates += sum(k not in found for k in keys) - len(todo)
+        items = list(todo.items())
+        for start in range(0, len(items), max(1, self.chunk_size)):
+            chunk = items[start : start + self.chunk_size]
+            t0 = time.perf_counter()
+            judged = self.scorer.score([p for _, p in chunk])
+            stats.engine_s += time.perf_counter() - t0
+            stats.pairs_scored += len(judged)
+            stats.add(judged)
+            pairs = [(k, j) for (k, _), j in zip(chunk, judged, strict=True)]
+            if self.store is not None:
+                self.store.put_many(pairs)
+            found.update(pairs)
+            if progress:
+                progress(judged)
+        stats.wall_s += time.perf_counter() - started
+        return [found[k] for k in keys]
+
+    def judge(self, pairs: Sequence[Any], *, task: str | None = None, subset: str | None = None) -> list[Judgement]:
+        """Judgements for seed-style pairs, in input order (empty input -> empty list, no model load)."""
+        queries, docs, instructions = _normalise_pairs(pairs)
+        if not queries:
+            return []
+        final = self.final_queries(queries, instructions, task, subset)
+        return self.judge_prompts(self.prepare(final, [P.doc_text(d) for d in docs]))
+
+    def predict(
+        self,
+        inputs1: Any,
+        inputs2: Any = None,
+        *,
+        task_metadata: Any = None,
+        hf_split: str | None = None,
+        hf_subset: str | None = None,
+        prompt_type: Any = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """P(true) per pair: seed-style ``predict(pairs)`` or mteb's ``predict(inputs1, inputs2, ...)``."""
+        if inputs2 is None:
+            return [j.score for j in self.judge(inputs1)]
+        return self._predict_mteb(inputs1, inputs2, task_metadata, hf_split, hf_subset)
+
+    def _predict_mteb(self, inputs1: Any, inputs2: Any, task_metadata: Any, split: Any, subset: Any) -> list[float]:
+        q = _loader_columns(inputs1)
+        d = _loader_columns(inputs2)
+        n = len(q.get("id", q.get("text", [])))
+        if n != len(d.get("text", [])):
+            raise ValueError(f"mteb handed {n} queries but {len(d.get('text', []))} documents")
+        if n == 0:
+            return []
+        # mteb 2.x: `text` already holds query + instruction; merge the separate columns instead (SPEC §1.1).
+        queries = q["query"] if "query" in q else q["text"]
+        instructions = q.get("instruction") or [None] * n
+        task = getattr(task_metadata, "name", None)
+        final = self.final_queries(queries, instructions, task, subset)
+        judgements = self.judge_prompts(self.prepare(final, list(d["text"])))
+        if self.trace_sink is not None:
+            context = {"task": task, "subset": subset, "split": split, "qids": q.get("id"), "docids": d.get("id")}
+            self.trace_sink(context, judgements)
+        return [j.score for j in judgements]
+
+    def provenance(self) -> dict[str, Any]:
+        """Model, engine and sampling settings in force (loads nothing that is not loaded yet)."""
+        info: dict[str, Any] = {
+            "model": self.model_name_or_path,
+            "revision": self.revision,
+            "weights_fingerprint": self._weights_id(),
+            "engine": self.engine_name,
+            "dtype": self.engine_config.dtype,
+            "num_gpus": self.engine_config.num_gpus,
+            "sampling": self.scoring.sampling(),
+            "prompt_set": self.prompt_set,
+            "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "dataset_prompt": self.dataset_prompt,
+            "batch_policy": {"chunk_size": self.chunk_size, "dedup": True, "store": self.store is not None},
+        }
+        if self._engine is not None:
+            info["engine_info"] = self._engine.info()
+        return info
+
+
+Rank1 = rank1
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The first line of an exception chain's most specific message (no stack trace for the user)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
