@@ -77,8 +77,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DatasetError(
-                    f"{path}: line {lineno}: not valid UTF-8 "
-                    f"(byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+                    f"{path}: line {lineno}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
                 ) from None
             if lineno == 1:
                 line = line.removeprefix("\ufeff")
@@ -93,9 +92,7 @@ def _read_jsonl(path: Path, what: str, fields: tuple[str, ...]) -> Iterator[tupl
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"{path}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
+            raise DatasetError(f"{path}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(record, dict):
             raise DatasetError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
         if "_id" not in record:
@@ -107,9 +104,7 @@ def _read_jsonl(path: Path, what: str, fields: tuple[str, ...]) -> Iterator[tupl
         if not ident.strip():
             raise DatasetError(f"{path}: line {lineno}: empty '_id'")
         if ident in seen:
-            raise DatasetError(
-                f"{path}: line {lineno}: duplicate {what} id {ident!r} (first on line {seen[ident]})"
-            )
+            raise DatasetError(f"{path}: line {lineno}: duplicate {what} id {ident!r} (first on line {seen[ident]})")
         seen[ident] = lineno
         for name in fields:
             if name not in record:
@@ -239,9 +234,7 @@ def load_beir_folder(path: str | os.PathLike[str], split: str = "test") -> BeirD
             empty_queries.append(qid)
         if "instruction" in record:
             if not isinstance(record["instruction"], str):
-                raise DatasetError(
-                    f"{queries_path}: line {lineno}: query {qid!r}: 'instruction' must be a string"
-                )
+                raise DatasetError(f"{queries_path}: line {lineno}: query {qid!r}: 'instruction' must be a string")
             instructions[qid] = record["instruction"]
     if not queries:
         raise DatasetError(f"{queries_path}: no queries")
@@ -256,13 +249,9 @@ def load_beir_folder(path: str | os.PathLike[str], split: str = "test") -> BeirD
     unknown_d = sorted({docid for rels in qrels.values() for docid in rels if docid not in corpus})
     problems = []
     if unknown_q:
-        problems.append(
-            f"{_plural(len(unknown_q), 'query id')} not in queries.jsonl, e.g. {_examples(unknown_q)}"
-        )
+        problems.append(f"{_plural(len(unknown_q), 'query id')} not in queries.jsonl, e.g. {_examples(unknown_q)}")
     if unknown_d:
-        problems.append(
-            f"{_plural(len(unknown_d), 'doc id')} not in corpus.jsonl, e.g. {_examples(unknown_d)}"
-        )
+        problems.append(f"{_plural(len(unknown_d), 'doc id')} not in corpus.jsonl, e.g. {_examples(unknown_d)}")
     if problems:
         raise DatasetError(f"{qrels_path}: qrels refer to unknown ids: " + "; ".join(problems))
 

@@ -209,6 +209,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self.store = store
         self.stats = RunStats()
         self.trace_sink: Callable[[dict[str, Any], list[Judgement]], None] | None = None
+        self.progress: Callable[[Sequence[Judgement]], None] | None = None
         self._engine: Engine | None = None
         self._scorer: Scorer | None = None
         self._fingerprint: str | None = None
@@ -343,7 +344,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         if not queries:
             return []
         final = self.final_queries(queries, instructions, task, subset)
-        return self.judge_prompts(self.prepare(final, [P.doc_text(d) for d in docs]))
+        return self.judge_prompts(self.prepare(final, [P.doc_text(d) for d in docs]), progress=self.progress)
 
     def predict(
         self,
@@ -374,7 +375,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         instructions = q.get("instruction") or [None] * n
         task = getattr(task_metadata, "name", None)
         final = self.final_queries(queries, instructions, task, subset)
-        judgements = self.judge_prompts(self.prepare(final, list(d["text"])))
+        judgements = self.judge_prompts(self.prepare(final, list(d["text"])), progress=self.progress)
         if self.trace_sink is not None:
             context = {"task": task, "subset": subset, "split": split, "qids": q.get("id"), "docids": d.get("id")}
             self.trace_sink(context, judgements)

@@ -114,8 +114,7 @@ def _validate_json_run(obj: object, where: str) -> Run:
     """Check the ``{qid: {docid: number}}`` shape and finiteness; ``where`` prefixes every message."""
     if not isinstance(obj, dict):
         raise RunFileError(
-            f"{where}: wrong nesting: expected a JSON object {{qid: {{docid: score}}}}, "
-            f"got {type(obj).__name__}"
+            f"{where}: wrong nesting: expected a JSON object {{qid: {{docid: score}}}}, got {type(obj).__name__}"
         )
     if not obj:
         raise RunFileError(f"{where}: the run has no queries (empty JSON object)")
@@ -138,8 +137,7 @@ def _validate_json_run(obj: object, where: str) -> Run:
                     else ""
                 )
                 raise RunFileError(
-                    f"{where}: wrong nesting: query {qid!r} doc {docid!r} maps to an object, "
-                    f"expected a number{hint}"
+                    f"{where}: wrong nesting: query {qid!r} doc {docid!r} maps to an object, expected a number{hint}"
                 )
             if not _is_number(score):
                 n_bad += 1
@@ -156,13 +154,10 @@ def _validate_json_run(obj: object, where: str) -> Run:
         run[qid] = scores
     if n_bad:
         raise RunFileError(
-            f"{where}: {_plural(n_bad, 'non-numeric score')}, e.g. {_examples(bad_scores)}; "
-            "scores must be JSON numbers"
+            f"{where}: {_plural(n_bad, 'non-numeric score')}, e.g. {_examples(bad_scores)}; scores must be JSON numbers"
         )
     if n_non_finite:
-        raise RunFileError(
-            f"{where}: {_plural(n_non_finite, 'NaN/infinite score')}, e.g. {_examples(non_finite)}"
-        )
+        raise RunFileError(f"{where}: {_plural(n_non_finite, 'NaN/infinite score')}, e.g. {_examples(non_finite)}")
     return run
 
 
@@ -191,9 +186,7 @@ def _read_mteb(obj: dict[str, Any], path: Path, subset: str | None, split: str |
             "expected {split: {qid: {docid: score}}}"
         )
     chosen_split = _pick(list(splits_obj), split, "split", f"{path} [subset {chosen_subset!r}]")
-    return _validate_json_run(
-        splits_obj[chosen_split], f"{path} [subset {chosen_subset!r}, split {chosen_split!r}]"
-    )
+    return _validate_json_run(splits_obj[chosen_split], f"{path} [subset {chosen_subset!r}, split {chosen_split!r}]")
 
 
 def _read_trec(text: str, path: Path) -> Run:
@@ -265,8 +258,7 @@ def read_run(path: str | os.PathLike[str], *, subset: str | None = None, split: 
         raise RunFileError(f"{path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise RunFileError(
-            f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg}), "
-            "and not a TREC run either"
+            f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg}), and not a TREC run either"
         ) from None
     if isinstance(obj, dict) and _MTEB_META_KEY in obj:
         return _read_mteb(obj, path, subset, split)
@@ -379,14 +371,10 @@ def validate_run(
     n_missing = warn([qid for qid in qid_order if qid not in run], "of the task absent from the run")
     n_empty = warn([qid for qid, docs in run.items() if not docs], "with an empty candidate list")
     judged = [qid for qid, rels in (qrels or {}).items() if rels]
-    n_judged_none = warn(
-        [qid for qid in judged if not run.get(qid)], "judged in qrels but without candidates"
-    )
+    n_judged_none = warn([qid for qid in judged if not run.get(qid)], "judged in qrels but without candidates")
     n_short = 0
     if k is not None:
-        n_short = warn(
-            [qid for qid, docs in run.items() if 0 < len(docs) < k], f"with fewer than k={k} candidates"
-        )
+        n_short = warn([qid for qid, docs in run.items() if 0 < len(docs) < k], f"with fewer than k={k} candidates")
     return RunReport(
         n_queries=len(run),
         n_pairs=sum(counts),
@@ -480,9 +468,7 @@ def run_file_for(task: str, subtask: str | None = None, *, manifest_path: Path |
             raise RunFileError(f"{task} is {target_task}/{target_sub}; subtask {subtask!r} does not apply")
         task, subtask = target_task, target_sub
     if task in unavailable:
-        raise RunFileError(
-            f"{task} has no run file in {RUN_FILES_REPO}: {unavailable[task]}; pass one with --run-file"
-        )
+        raise RunFileError(f"{task} has no run file in {RUN_FILES_REPO}: {unavailable[task]}; pass one with --run-file")
     if task not in tasks:
         raise RunFileError(
             f"no run file known for task {task!r}; known tasks: {', '.join(sorted(tasks))}"
@@ -534,9 +520,7 @@ def fetch_run_file(
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     offline = _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
-    hint = (
-        f"pass a local copy with --run-file PATH, or set {RUN_FILES_ENV} to a folder laid out like {repo_id}"
-    )
+    hint = f"pass a local copy with --run-file PATH, or set {RUN_FILES_ENV} to a folder laid out like {repo_id}"
     try:
         downloaded = hf_hub_download(
             repo_id=repo_id,
@@ -552,9 +536,7 @@ def fetch_run_file(
             if offline
             else "Hub unreachable and not cached; HF_HUB_OFFLINE=1 skips the retries"
         )
-        raise RunFileError(
-            f"could not download {filename!r} from dataset {repo_id!r} ({reason}); {hint}"
-        ) from None
+        raise RunFileError(f"could not download {filename!r} from dataset {repo_id!r} ({reason}); {hint}") from None
     except EntryNotFoundError:
         raise RunFileError(f"dataset {repo_id!r} has no file {filename!r}; {hint}") from None
     except Exception as exc:  # connection errors, auth, unknown repo/revision: all end the same way
@@ -610,9 +592,7 @@ def bm25_run(
         stemmer = Stemmer.Stemmer(stemmer_language)
 
     def tokenize(texts: list[str]) -> list[list[str]]:
-        return bm25s.tokenize(
-            texts, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=False
-        )
+        return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=False)
 
     retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
     retriever.index(tokenize([corpus[d] for d in doc_ids]), show_progress=False)

