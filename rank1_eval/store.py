@@ -102,17 +102,19 @@ def _describe(j: Judgement, limit: int = 120) -> str:
 def judgement_key(**parts: Any) -> str:
     """The store key for a judgement: hex sha256 of a canonical JSON of ``parts``.
 
-    Canonical JSON = sorted keys, no whitespace, ``ensure_ascii=False``, UTF-8, no NaN/Infinity. Pass **every**
-    part that can change the judgement — model id *and* revision, the full prompt text (after instruction
-    merging and passage truncation), sampling settings (max tokens, stop strings, temperature...), the engine
-    kind and its numerics (dtype, ...), the scoring-rule version — otherwise a changed setting silently reuses
-    stale judgements. Values must be JSON-serialisable; note that JSON does not distinguish tuples from lists,
-    but does distinguish ``1`` from ``1.0`` and ``None`` from a missing part, so normalise types before hashing.
+    Canonical JSON = sorted keys, no whitespace, ``ensure_ascii=False``, UTF-8, no NaN/Infinity.
+    Pass **every** part that can change the judgement — model id *and* revision, the full prompt text (after
+    instruction merging and passage truncation), sampling settings (max tokens, stop strings, temperature...),
+    the engine kind and its numerics (dtype, ...), the scoring-rule version — otherwise a changed setting
+    silently reuses stale judgements. Values must be JSON-serialisable; JSON does not distinguish tuples from
+    lists, but does distinguish ``1`` from ``1.0`` and ``None`` from a missing part: normalise types first.
     """
     if not parts:
         raise ValueError("judgement_key() needs at least one part")
     try:
-        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        canonical = json.dumps(
+            parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     except ValueError as exc:  # NaN / Infinity
         raise ValueError(f"judgement_key() parts must be finite JSON values: {exc}") from exc
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -243,9 +245,9 @@ class MemoryStore:
 class SQLiteStore:
     """A :class:`Store` in one SQLite file (WAL, ``busy_timeout``, ``synchronous=NORMAL``).
 
-    ``path``'s parent directories are created. ``create=False`` refuses a missing file instead of creating a new
-    store. Raises :class:`StoreError` when ``path`` is not a SQLite database or is a SQLite database that is not
-    a rank1_eval store, and :class:`StoreSchemaError` when the store's schema is newer than this code.
+    ``path``'s parent directories are created. ``create=False`` refuses a missing file instead of creating a
+    new store. Raises :class:`StoreError` when ``path`` is not a SQLite database or is a SQLite database that
+    is not a rank1_eval store, and :class:`StoreSchemaError` when the store's schema is newer than this code.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0, create: bool = True):
@@ -256,7 +258,9 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._check_path(create)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open judgement store {self.path}: {exc}") from exc
         try:
@@ -310,10 +314,12 @@ class SQLiteStore:
             try:
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at REAL)"
+                    "CREATE TABLE IF NOT EXISTS judgements "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at REAL)"
                 )
                 conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
                 )
                 version = self._read_version(conn)
                 conn.execute("COMMIT")
@@ -331,8 +337,8 @@ class SQLiteStore:
             )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        # Switching a (new) database to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once instead
-        # of consulting the busy handler when another process is opening the same file: retry until the timeout.
+        # Switching a (new) database to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
+        # instead of consulting the busy handler when another process opens the same file: retry.
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         while True:
@@ -386,7 +392,9 @@ class SQLiteStore:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, value in conn.execute(f"SELECT key, value FROM judgements WHERE key IN ({marks})", chunk):
+            for key, value in conn.execute(
+                f"SELECT key, value FROM judgements WHERE key IN ({marks})", chunk
+            ):
                 found[key] = _decode(key, value)
         return found
 
@@ -427,7 +435,9 @@ class SQLiteStore:
             with self._lock:
                 rows = (
                     self._connection()
-                    .execute(f"SELECT {columns} FROM judgements WHERE key > ? ORDER BY key LIMIT ?", (last, _PAGE))
+                    .execute(
+                        f"SELECT {columns} FROM judgements WHERE key > ? ORDER BY key LIMIT ?", (last, _PAGE)
+                    )
                     .fetchall()
                 )
             yield from rows
@@ -487,7 +497,7 @@ class SourceMergeCounts:
 
 @dataclass(frozen=True)
 class MergeReport:
-    """Outcome of :func:`merge_stores`: ``added`` new keys, ``duplicates`` keys already present (equal values)."""
+    """What :func:`merge_stores` did: ``added`` new keys; ``duplicates``: keys already there, equal values."""
 
     into: Path
     added: int
@@ -510,8 +520,9 @@ def merge_stores(
 
     A key present in ``into`` or in an earlier source is a *duplicate* when the values agree (same ``path``,
     scores within ``atol``; the value already there is kept) and a conflict otherwise: then
-    :class:`StoreConflictError` names the key and both values, and ``into`` is left unchanged — the whole merge
-    is one transaction (other writers to ``into`` wait for it, up to their ``busy_timeout``). Sources must exist.
+    :class:`StoreConflictError` names the key and both values, and ``into`` is left unchanged — the whole
+    merge is one transaction (other writers to ``into`` wait for it, up to their ``busy_timeout``).
+    Sources must exist.
     """
     into_path = Path(into)
     source_paths = [Path(s) for s in sources]

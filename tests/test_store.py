@@ -6,9 +6,6 @@ import hashlib
 import multiprocessing
 import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -30,8 +27,6 @@ from rank1_eval.store import (
     judgement_key,
     merge_stores,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 FULL = Judgement(
     score=0.8734,
@@ -83,7 +78,7 @@ def store(request, tmp_path):
     s.close()
 
 
-# --------------------------------------------------------------------------------------------------- keys
+# -------------------------------------------------------------------------------- keys
 
 
 def test_judgement_key_is_sha256_of_canonical_json():
@@ -112,7 +107,7 @@ def test_judgement_key_rejects_empty_and_non_finite():
         judgement_key(x=object())
 
 
-# --------------------------------------------------------------------------------------------------- both stores
+# -------------------------------------------------------------------------------- both stores
 
 
 def test_protocol(store):
@@ -178,7 +173,7 @@ def test_closed_store_raises(store):
         store.put_many([("k", FULL)])
 
 
-# --------------------------------------------------------------------------------------------------- sqlite
+# -------------------------------------------------------------------------------- sqlite
 
 
 def test_sqlite_persists_and_pragmas(tmp_path):
@@ -192,7 +187,8 @@ def test_sqlite_persists_and_pragmas(tmp_path):
     with SQLiteStore(path, create=False) as s:
         assert s.get_many(["k"]) == {"k": FULL}
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    version = raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
     value, created = raw.execute("SELECT value, created_at FROM judgements").fetchone()
     assert Judgement.from_dict(__import__("json").loads(value)) == FULL and created > 0
     raw.close()
@@ -240,45 +236,52 @@ def test_newer_schema_refused(tmp_path):
         SQLiteStore(path)
 
 
-# --------------------------------------------------------------------------------------------------- crash safety
+# -------------------------------------------------------------------------------- crash safety
 
+# Real processes, forked: children inherit the imported modules (no multi-second ``import rank1_eval`` per
+# child) and each opens its own SQLiteStore, exactly as separate worker processes would.
+_FORK = multiprocessing.get_context("fork")
 _KILL_CHUNK = 100
-_WRITER_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from rank1_eval.records import Judgement
-    from rank1_eval.store import SQLiteStore
-    store = SQLiteStore(sys.argv[1])
-    chunk = int(sys.argv[2])
-    i = 0
-    while True:
-        store.put_many([
-            (f"{sys.argv[3]}-{i:08d}", Judgement(score=i / 7, reasoning="r" * 2000 + str(i), path="pass1",
-                                             prompt_tokens=i, output_tokens=1, finish_reason="stop"))
-            for i in range(i, i + chunk)
-        ])
-        i += chunk
-        print(i, flush=True)
-    """
-)
+
+
+def _kill_writer(path: str, tag: str, committed) -> None:
+    with SQLiteStore(path) as store:
+        i = 0
+        while True:
+            store.put_many(
+                [
+                    (
+                        f"{tag}-{n:08d}",
+                        Judgement(
+                            score=n / 7,
+                            reasoning="r" * 2000 + str(n),
+                            path="pass1",
+                            prompt_tokens=n,
+                            output_tokens=1,
+                            finish_reason="stop",
+                        ),
+                    )
+                    for n in range(i, i + _KILL_CHUNK)
+                ]
+            )
+            i += _KILL_CHUNK
+            committed.value = i
 
 
 def test_sigkill_leaves_committed_chunks(tmp_path):
     path = tmp_path / "crash.sqlite"
     for round_, delay in enumerate([0.0, 0.013, 0.037]):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER_SCRIPT, str(path), str(_KILL_CHUNK), f"r{round_}"],
-            stdout=subprocess.PIPE,
-            cwd=REPO,
-        )
-        assert proc.stdout is not None
-        for _ in range(3):  # a few commits happened, so the kill lands while writing
-            assert proc.stdout.readline(), "writer subprocess died"
+        committed = _FORK.Value("q", 0)
+        proc = _FORK.Process(target=_kill_writer, args=(str(path), f"r{round_}", committed), daemon=True)
+        proc.start()
+        deadline = time.monotonic() + 30
+        while committed.value < 3 * _KILL_CHUNK:  # a few commits happened, so the kill lands while writing
+            assert proc.is_alive() and time.monotonic() < deadline, "writer process died or hangs"
+            time.sleep(0.001)
         time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        assert proc.returncode == -signal.SIGKILL
+        proc.kill()  # SIGKILL
+        proc.join(10)
+        assert proc.exitcode == -signal.SIGKILL
 
         with SQLiteStore(path) as s:
             n = len(s)
@@ -295,7 +298,7 @@ def test_sigkill_leaves_committed_chunks(tmp_path):
         conn.close()
 
 
-# --------------------------------------------------------------------------------------------------- concurrency
+# -------------------------------------------------------------------------------- concurrency
 
 
 def _concurrent_writer(path: str, start: int, stop: int, go, errors) -> None:
@@ -304,7 +307,7 @@ def _concurrent_writer(path: str, start: int, stop: int, go, errors) -> None:
         with SQLiteStore(path) as s:
             for lo in range(start, stop, 20):
                 s.put_many([(key(i), judgement(i)) for i in range(lo, min(lo + 20, stop))])
-                s.get_many([key(i) for i in range(start, lo + 20)])
+                s.get_many([key(i) for i in range(lo - 40, lo + 20)])
     except BaseException as exc:  # reported to the parent
         errors.put(repr(exc))
         raise
@@ -312,10 +315,9 @@ def _concurrent_writer(path: str, start: int, stop: int, go, errors) -> None:
 
 def test_two_processes_write_one_store(tmp_path):
     path = tmp_path / "shared" / "j.sqlite"  # neither process finds it: both race to create it
-    ctx = multiprocessing.get_context("spawn")
-    go, errors = ctx.Event(), ctx.Queue()
+    go, errors = _FORK.Event(), _FORK.Queue()
     ranges = [(0, 1200), (600, 1800)]  # overlapping keys
-    procs = [ctx.Process(target=_concurrent_writer, args=(str(path), a, b, go, errors)) for a, b in ranges]
+    procs = [_FORK.Process(target=_concurrent_writer, args=(str(path), a, b, go, errors)) for a, b in ranges]
     for p in procs:
         p.start()
     go.set()
@@ -328,7 +330,7 @@ def test_two_processes_write_one_store(tmp_path):
     assert got == {key(i): judgement(i) for i in range(1800)}
 
 
-# --------------------------------------------------------------------------------------------------- merge
+# -------------------------------------------------------------------------------- merge
 
 
 def _make(path: Path, items: dict[str, Judgement]) -> Path:
@@ -395,7 +397,7 @@ def test_merge_bad_sources(tmp_path):
         merge_stores(into, [into])
 
 
-# --------------------------------------------------------------------------------------------------- writer
+# -------------------------------------------------------------------------------- writer
 
 
 class _FailingStore(MemoryStore):
