@@ -41,7 +41,8 @@ def main(src: str, dst: str) -> None:
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
         for d in sorted(keep):
             doc = data.corpus[d]
-            f.write(json.dumps({"_id": d, "title": doc.get("title", ""), "text": doc["text"]}, ensure_ascii=False) + "\n")
+            row = {"_id": d, "title": doc.get("title", ""), "text": doc["text"]}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     with (out / "queries.jsonl").open("w", encoding="utf-8") as f:
         for q in qids:
             f.write(json.dumps({"_id": q, "text": data.queries[q]}, ensure_ascii=False) + "\n")

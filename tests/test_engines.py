@@ -1,0 +1,81 @@
+"""Both real engines on the micro rank1: pass 1, pass 2, repeatability and cross-engine agreement (float32)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import MICRO_RANK1, demo_pairs
+
+from rank1_eval import rank1
+from rank1_eval.scoring import Scorer, ScoringConfig
+
+pytestmark = pytest.mark.slow
+
+FULL = ScoringConfig(max_output_tokens=64, context_size=1024)
+TINY = ScoringConfig(max_output_tokens=3, context_size=1024)
+
+
+def _score(engine, config, pairs):
+    scorer = Scorer(engine, config)
+    return scorer.score(scorer.prepare([q for q, _ in pairs], [d for _, d in pairs]))
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return demo_pairs(3, 6)
+
+
+def test_full_budget_takes_pass1(engine, pairs):
+    judged = _score(engine, FULL, pairs)
+    assert [j.path for j in judged] == ["pass1"] * len(pairs)
+    assert all(j.stop_reason in ("</think> true", "</think> false") for j in judged)
+    assert all(j.reasoning.strip() and "</think>" not in j.reasoning for j in judged)
+    scores = [j.score for j in judged]
+    assert all(0.0 < s < 1.0 for s in scores)
+    assert max(scores) - min(scores) > 0.05, "scores should vary from pair to pair"
+    for j in judged:  # the score is the two answer logprobs' softmax
+        assert j.score == pytest.approx(1 / (1 + math.exp(j.logprob_false - j.logprob_true)), abs=1e-12)
+
+
+def test_tiny_budget_takes_pass2(engine, pairs):
+    judged = _score(engine, TINY, pairs)
+    assert [j.path for j in judged] == ["pass2"] * len(pairs)
+    assert all(j.finish_reason == "length" and j.output_tokens == 3 for j in judged)
+    for j in judged:  # the forced answer's logprobs reflect the restriction to {true, false}
+        assert math.exp(j.logprob_true) + math.exp(j.logprob_false) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_repeated_runs_agree(engine, pairs):
+    a, b = _score(engine, FULL, pairs), _score(engine, FULL, pairs)
+    assert [x.path for x in a] == [y.path for y in b]
+    assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) <= 1e-5
+
+
+@pytest.mark.parametrize("config", [FULL, TINY], ids=["pass1", "pass2"])
+def test_engines_agree(hf_engine, vllm_engine, pairs, config):
+    a, b = _score(hf_engine, config, pairs), _score(vllm_engine, config, pairs)
+    assert [x.path for x in a] == [y.path for y in b]
+    assert [x.reasoning for x in a] == [y.reasoning for y in b]
+    assert [x.output_tokens for x in a] == [y.output_tokens for y in b]
+    assert [x.prompt_tokens for x in a] == [y.prompt_tokens for y in b]
+    assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) <= 1e-4
+
+
+def test_truncation_with_real_tokenizer(engine):
+    config = ScoringConfig(max_output_tokens=32, context_size=160)
+    long_doc = " ".join(["the passage talks about many things"] * 80)
+    judged = _score(engine, config, [("what is it", long_doc), ("what is it", "short passage")])
+    assert [j.truncated for j in judged] == [True, False]
+    assert judged[0].prompt_tokens <= 128
+    assert judged[0].path in ("pass1", "pass2")
+
+
+def test_public_class_on_local_folder(hf_engine, pairs):
+    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers",
+                  context_size=1024, max_output_tokens=64)
+    model._engine = hf_engine  # reuse the session's loaded weights
+    scores = model.predict(pairs[:4])
+    judged = model.judge(pairs[:4])
+    assert scores == [j.score for j in judged]
+    assert model.mteb_model_meta.name == "local/micro-rank1"
