@@ -18,9 +18,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = ()
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input or an unavailable resource: one clear line, no stack trace."""
     from rank1_eval.beir import DatasetError
+    from rank1_eval.compare import CompareError
     from rank1_eval.engines import EngineError
     from rank1_eval.engines.device import DeviceError
     from rank1_eval.model import ModelLoadError
+    from rank1_eval.paper import TableError
     from rank1_eval.prompts import PromptError
     from rank1_eval.runs import RunFileError
     from rank1_eval.scoring import TokenizerError
@@ -29,7 +31,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (
         DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError,
+        StoreError, TaskError, FileNotFoundError, TableError, CompareError,
     )  # fmt: skip
 
 
@@ -139,10 +141,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.task = task
         args.run_file = args.run_file or run_file
         args.model = args.model or model
+        # the micro rank1 writes ~12 tokens of reasoning; small budgets keep the CPU demo under a minute
         if args.max_output_tokens == 8192:
             args.max_output_tokens = 64
         if args.context_size == 16000:
             args.context_size = 1024
+        if args.top_k == 100:
+            args.top_k = 20
+        args.enforce_eager = True
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    _quiet_libraries()
     model = build_model(args)
     opts = RunOptions(
         task=args.task,
@@ -172,6 +180,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """Our progress bar is the one that matters: silence the per-step bars of datasets/transformers."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rank1-eval", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -180,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(run)
     add_run_args(run)
     run.set_defaults(func=cmd_run)
+    from rank1_eval import compare, paper, report
+
+    paper.add_reproduce_parser(sub)
+    paper.add_table_parser(sub)
+    compare.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

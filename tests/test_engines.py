@@ -78,4 +78,4 @@ def test_public_class_on_local_folder(hf_engine, pairs):
     scores = model.predict(pairs[:4])
     judged = model.judge(pairs[:4])
     assert scores == [j.score for j in judged]
-    assert model.mteb_model_meta.name == "local/micro-rank1"
+    assert model.mteb_model_meta.name == f"local/{MICRO_RANK1.name}"
