@@ -56,7 +56,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None, help="model id or local folder (default: jhu-clsp/rank1-7b)")
     g.add_argument("--revision", default=None)
     g.add_argument("--num-gpus", type=int, default=1, help="tensor parallel size")
-    g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
+    g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers", "openai"],
+                   help="openai: vLLM servers at --server-url (auto picks it when URLs are given)")  # fmt: skip
     g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when visible, else cpu)")
     g.add_argument("--dtype", default=None, help="fp_options: float16 (GPU default), bfloat16, float32 (CPU default)")
     g.add_argument("--context-size", type=int, default=16000)
@@ -65,11 +66,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--enforce-eager", action="store_true")
     g.add_argument("--max-num-seqs", type=int, default=None)
     g.add_argument("--trust-remote-code", action="store_true")
-    g.add_argument("--chunk-size", type=int, default=1024, help="pairs per engine call (judgements commit per chunk)")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="pairs per engine call, judgements commit per chunk (default 1024; with servers "
+                   "4 per request slot, at least 256)")  # fmt: skip
     g.add_argument("--failed-score", default="0.5", help="score of a pair no pass could score, or 'raise'")
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"])
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
+    s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
+    s.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                   help="start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them")
+    s.add_argument("--server-url", dest="server_urls", action="append", default=[], metavar="URL",
+                   help="a vLLM OpenAI-compatible server, e.g. http://host:8000/v1 (repeatable; engine openai)")
+    s.add_argument("--api-key-env", default="RANK1_API_KEY", metavar="VAR",
+                   help="environment variable holding the servers' API key (sent as Bearer, never logged)")
+    s.add_argument("--max-concurrency", type=int, default=8, help="requests in flight per server")
+    s.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request")
+    s.add_argument("--max-retries", type=int, default=5, help="failed backoff rounds before a server is dropped")
 
 
 def build_model(args: argparse.Namespace):
@@ -98,6 +111,12 @@ def build_model(args: argparse.Namespace):
         max_num_seqs=args.max_num_seqs,
         trust_remote_code=args.trust_remote_code,
         chunk_size=args.chunk_size,
+        server_urls=tuple(args.server_urls),
+        api_key_env=args.api_key_env,
+        max_concurrency=args.max_concurrency,
+        request_timeout=args.request_timeout,
+        max_retries=args.max_retries,
+        data_parallel=args.data_parallel,
     )
 
 
@@ -131,6 +150,18 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
     o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
     o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
+                   help="judge only shard I of N (0-based) into its own store, write no outputs; then "
+                   "`rank1-eval merge` and run again with --store")  # fmt: skip
+
+
+def _shard_arg(value: str) -> tuple[int, int]:
+    from rank1_eval.shards import ShardError, parse_shard
+
+    try:
+        return parse_shard(value)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -173,7 +204,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(dry_run_report(prepared, model), indent=2))
         return 0
-    summary = evaluate(model, prepared, opts)
+    try:  # close() stops the vLLM servers of --data-parallel, also on errors
+        if args.shard is not None:
+            from rank1_eval.shards import run_shard, shard_message
+
+            print(shard_message(run_shard(model, prepared, opts, args.shard)))
+            return 0
+        summary = evaluate(model, prepared, opts)
+    finally:
+        model.close()
     print(metric_table(summary))
     print(cost_line(summary))
     print(f"results: {summary['output_dir']}")
@@ -204,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_table_parser(sub)
     compare.add_parser(sub)
     report.add_parser(sub)
+    from rank1_eval.shards import add_merge_parser
+
+    add_merge_parser(sub)
     return parser
 
 

@@ -81,9 +81,13 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
         return read_run(path, subset=task.subset, split=task.split), str(path), file_sha256(path)
     if opts.first_stage == "bm25":
         return None, "bm25", None
-    seed_name = task.name
+    from rank1_eval.prompts import BRIGHT_DOMAIN_TASKS
+
+    seed_name, subtask = task.name, task.subtask
+    if seed_name in BRIGHT_DOMAIN_TASKS:  # mteb 2.x per-domain BRIGHT tasks use BrightRetrieval's run files
+        seed_name, subtask = "BrightRetrieval", BRIGHT_DOMAIN_TASKS[seed_name]
     if task.source == "mteb" and seed_name in NEEDS_RUN_FILE:
-        path = fetch_run_file(seed_name, task.subtask)
+        path = fetch_run_file(seed_name, subtask)
         return read_run(path, subset=task.subset, split=task.split), str(path), file_sha256(path)
     if task.top_ranked:
         return None, "task top_ranked", None
@@ -242,6 +246,10 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         store_path=store_path,
     )
     summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
+    if prepared.first_stage:
+        from rank1_eval.compare import against_first_stage
+
+        summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
     outputs.write_run_folder(
         out,
         task_result=task_result,
@@ -251,6 +259,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         ranks=task.top_ranked or {},
         summary=summary,
         model=model,
+        qrels=task.qrels,
     )
     summary["output_dir"] = str(out)
     return summary

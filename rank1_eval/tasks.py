@@ -35,8 +35,9 @@ SEED_TASKS: dict[str, tuple[str, ...]] = {
     "BrightRetrieval": BRIGHT_DOMAINS,
     **{name: ("default",) for name in BEIR_TASKS},
 }
-# Tasks whose mteb `top_ranked` is missing or is the whole corpus: a run file must supply the candidates.
-NEEDS_RUN_FILE = {"BrightRetrieval", *BEIR_TASKS}
+# Tasks reranked over a rank1 run file by default (SPEC §3): BRIGHT's and BEIR's mteb `top_ranked` is missing or
+# the whole corpus; mFollowIR's is mteb's own candidate list, but the paper reranks the mE5-base top-100.
+NEEDS_RUN_FILE = {"BrightRetrieval", "mFollowIR", "mFollowIRCrossLingual", *BEIR_TASKS}
 
 
 class TaskError(ValueError):
@@ -111,8 +112,8 @@ class LoadedTask:
 
 
 def mteb_doc_text(title: str | None, text: str) -> str:
-    """mteb 2.x's document text: ``(title + " " + text).strip()`` when a title is non-empty, else ``text``."""
-    return (title + " " + text).strip() if title else text
+    """mteb 2.x's document text: ``(title + " " + text).strip()`` when a title is non-empty, else ``text.strip()``."""
+    return (title + " " + text).strip() if title else text.strip()
 
 
 def valid_task_names() -> str:
@@ -215,7 +216,7 @@ def load_beir_task(
     beir = load_beir_folder(path, split=split)
     task_name = name or _safe_task_name(path)
     queries_rows = [
-        {"id": qid, "text": text, **({"instruction": beir.instructions[qid]} if beir.instructions else {})}
+        {"id": qid, "text": text, **({"instruction": beir.instructions.get(qid) or ""} if beir.instructions else {})}
         for qid, text in beir.queries.items()
     ]
     corpus_rows = [

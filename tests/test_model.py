@@ -105,7 +105,7 @@ def test_bad_input(pairs, error, match):
 
 
 def test_unknown_engine_name():
-    with pytest.raises(EngineError, match="auto, transformers, vllm"):
+    with pytest.raises(EngineError, match="auto, openai, transformers, vllm"):
         rank1("jhu-clsp/rank1-7b", engine="tensorrt")
 
 

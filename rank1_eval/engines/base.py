@@ -33,6 +33,13 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     kv_cache_memory_bytes: int | None = None  # CPU: cap the KV cache (SPEC §7); None = engine default
     batch_size: int = 16  # transformers engine only: sequences per generate() call
+    # server engine ("openai") and data parallel (vLLM servers launched by rank1_eval.servers)
+    server_urls: tuple[str, ...] = ()  # base URLs of vLLM OpenAI-compatible servers, e.g. http://host:8000/v1
+    api_key_env: str = "RANK1_API_KEY"  # environment variable holding the servers' API key (never logged)
+    max_concurrency: int = 8  # requests in flight per server
+    request_timeout: float = 600.0  # seconds per request (one prompt's whole generation)
+    max_retries: int = 5  # failed backoff rounds before a server is dropped
+    data_parallel: int = 1  # vLLM replicas (each num_gpus GPUs) started as local servers
 
 
 @runtime_checkable

@@ -1,0 +1,1 @@
+"""The paper's table manifests (package data: ``rank1_eval.bundled_tables``)."""

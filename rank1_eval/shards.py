@@ -1,0 +1,125 @@
+"""Shard and merge for job arrays (SLURM and friends): split the pairs, judge each share apart, merge the stores.
+
+``rank1-eval run ... --shard I/N`` judges only the pairs whose judgement key falls in shard ``I`` of ``N``
+(``int(key[:16], 16) % N == I``: stable, independent of pair order, query limits or which other pairs exist)
+into its own store, and writes no outputs — mteb's metrics need every pair, so a shard run never calls mteb.
+It builds exactly the prompts the mteb path builds (same query/instruction columns, document text, dataset
+template and truncation), so the keys match. ``rank1-eval merge --into STORE SHARD_STORES...`` combines the
+stores (a key with two different values is a loud conflict), and ``rank1-eval run ... --store STORE`` then
+writes the outputs with nothing left to score.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rank1_eval.scoring import PreparedPrompt
+from rank1_eval.store import StoreError
+
+
+class ShardError(ValueError):
+    """A ``--shard`` value that is not ``I/N`` with ``0 <= I < N``."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; shards are 0-based, as SLURM's ``$SLURM_ARRAY_TASK_ID`` with ``--array=0-7``."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError as exc:
+        raise ShardError(f"--shard takes I/N (e.g. 0/4), got {text!r}") from exc
+    if n < 1 or not 0 <= i < n:
+        raise ShardError(f"--shard {text}: need N >= 1 and 0 <= I < N (shards are 0-based)")
+    return i, n
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether a judgement key belongs to shard ``(i, n)``: the key's first 64 bits modulo ``n``."""
+    i, n = shard
+    return int(key[:16], 16) % n == i
+
+
+def shard_store_path(output_dir: Path, shard: tuple[int, int]) -> Path:
+    return Path(output_dir) / f"store.shard-{shard[0]}-of-{shard[1]}.sqlite"
+
+
+def task_prompts(model: Any, task: Any) -> list[PreparedPrompt]:
+    """The prompts the mteb path builds for every pair of a loaded task (same keys, so shards merge cleanly).
+
+    mteb hands the model the query's own text (``query`` column) and its ``instruction`` separately, and the
+    document as ``(title + " " + text).strip()``; ``LoadedTask.pairs()`` carries the same texts, and the
+    template is chosen by mteb's task name and subset as ``predict`` does.
+    """
+    pairs = task.pairs()
+    name = task.task.metadata.name
+    final = model.final_queries([p.query for p in pairs], [p.instruction for p in pairs], name, task.subset)
+    return model.prepare(final, [p.doc for p in pairs])
+
+
+def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> dict[str, Any]:
+    """Judge shard ``shard`` of a prepared task into its own store; no mteb, no outputs."""
+    from rank1_eval.evaluate import _Progress
+    from rank1_eval.model import RunStats
+    from rank1_eval.store import SQLiteStore
+
+    store_path = Path(opts.store) if opts.store else shard_store_path(opts.output_dir, shard)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    prompts = task_prompts(model, prepared.task)
+    store = SQLiteStore(store_path)
+    progress = _Progress(0, opts.progress)
+    model.store, model.stats, model.shard = store, RunStats(), shard
+    try:
+        model.judge_prompts(prompts, progress=progress)
+    finally:
+        progress.close()
+        model.store, model.shard = None, None
+        store.close()
+    stats = model.stats.summary()
+    return {
+        "task": prepared.task.label,
+        "shard": f"{shard[0]}/{shard[1]}",
+        "pairs_in_task": len(prompts),
+        "pairs_in_shard": stats["pairs_total"],
+        "pairs_scored": stats["pairs_scored"],
+        "pairs_from_store": stats["pairs_from_store"],
+        "pass2": stats["pass2"],
+        "failed": stats["failed"],
+        "store": str(store_path),
+        "engine_info": model.provenance().get("engine_info"),
+    }
+
+
+def shard_message(report: dict[str, Any]) -> str:
+    return (
+        f"shard {report['shard']} of {report['task']}: {report['pairs_in_shard']} of {report['pairs_in_task']} "
+        f"pairs (scored {report['pairs_scored']}, from store {report['pairs_from_store']}) -> {report['store']}\n"
+        "no outputs written: when every shard is done, `rank1-eval merge --into STORE SHARD_STORES...` and run "
+        "again without --shard and with --store STORE to write the results (nothing is scored twice)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- merge CLI
+
+
+def add_merge_parser(sub: Any) -> None:
+    p = sub.add_parser("merge", help="merge judgement stores (e.g. of --shard runs) into one")
+    p.add_argument("--into", type=Path, required=True, help="the store to merge into (created if missing)")
+    p.add_argument("sources", type=Path, nargs="+", metavar="STORE", help="stores to copy from")
+    p.add_argument("--atol", type=float, default=1e-5, help="scores closer than this are the same judgement")
+    p.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from rank1_eval.store import merge_stores
+
+    try:
+        report = merge_stores(args.into, args.sources, atol=args.atol)
+    except ValueError as exc:  # e.g. merging a store into itself
+        raise StoreError(str(exc)) from exc
+    for src in report.per_source:
+        print(f"{src.path}: read {src.read}, added {src.added}, duplicates {src.duplicates}")
+    print(f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
+          f"duplicates {report.duplicates}")  # fmt: skip
+    return 0
