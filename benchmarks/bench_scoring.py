@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--dtype", default=None, help="--real: float32 (default; exact comparisons) or bfloat16")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from rank1_eval.store import SQLiteStore
 
     if args.real:
-        model_dir, dtype, out_tok, ctx, nq, k = str(smollm2_dir()), "bfloat16", 64, 2048, 3, 100
+        model_dir, dtype, out_tok, ctx, nq, k = str(smollm2_dir()), args.dtype or "float32", 64, 2048, 3, 100
     elif args.quick:
         model_dir, dtype, out_tok, ctx, nq, k = str(MICRO), "float32", 64, 1024, 10, 20
     else:

@@ -21,6 +21,7 @@ from rank1_eval import prompts as P
 from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
 from rank1_eval.records import Judgement
 from rank1_eval.scoring import PreparedPrompt, Scorer, ScoringConfig
+from rank1_eval.store import AsyncWriter
 
 if TYPE_CHECKING:
     from rank1_eval.engines.base import Engine
@@ -83,6 +84,11 @@ class RunStats:
             "output_tokens_p95": pct(0.95),
             "prompt_tokens_mean": round(statistics.fmean(self.prompt_tokens), 2) if self.prompt_tokens else 0.0,
         }
+
+
+def _query_part(prompt: str) -> str:
+    """The prompt up to the passage: what all pairs of one query share."""
+    return prompt[: prompt.find("\nPassage: ")]
 
 
 def _is_local(path: str) -> bool:
@@ -230,6 +236,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self._scorer: Scorer | None = None
         self._prompt_scorer: Scorer | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
+        self._settings_key: str | None = None
         from rank1_eval.registry import model_meta_for
 
         self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision)
@@ -296,17 +303,19 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
     # ----------------------------------------------------------------- judging
     def judgement_key(self, prompt: str) -> str:
+        """Store key: the full prompt plus a digest of every setting that determines a judgement."""
         from rank1_eval.store import judgement_key
 
-        return judgement_key(
-            model=self.model_name_or_path if not _is_local(self.model_name_or_path) else "local",
-            revision=self.revision,
-            weights=self._weights_id(),
-            prompt=prompt,
-            sampling=self.scoring.sampling(),
-            engine=self.engine_name,
-            dtype=self.engine_config.dtype,
-        )
+        if self._settings_key is None:  # settings are fixed after construction: hash them once, not per pair
+            self._settings_key = judgement_key(
+                model=self.model_name_or_path if not _is_local(self.model_name_or_path) else "local",
+                revision=self.revision,
+                weights=self._weights_id(),
+                sampling=self.scoring.sampling(),
+                engine=self.engine_name,
+                dtype=self.engine_config.dtype,
+            )
+        return judgement_key(settings=self._settings_key, prompt=prompt)
 
     def _weights_id(self) -> str | None:
         if not _is_local(self.model_name_or_path):
@@ -363,21 +372,28 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             if key not in found and key not in todo:
                 todo[key] = prep
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
-        items = list(todo.items())
+        # Prompts of one query (and instruction) run together so the engine's prefix cache serves their shared
+        # opening; longest first within a query so a chunk's stragglers start early. Results keep input order.
+        items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
         size = self.effective_chunk_size() if items else 1
-        for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            t0 = time.perf_counter()
-            judged = self.scorer.score([p for _, p in chunk])
-            stats.engine_s += time.perf_counter() - t0
-            stats.pairs_scored += len(judged)
-            stats.add(judged)
-            pairs = [(k, j) for (k, _), j in zip(chunk, judged, strict=True)]
-            if self.store is not None:
-                self.store.put_many(pairs)
-            found.update(pairs)
-            if progress:
-                progress(judged)
+        writer = AsyncWriter(self.store) if self.store is not None else None  # store commits off the hot path
+        try:
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                t0 = time.perf_counter()
+                judged = self.scorer.score([p for _, p in chunk])
+                stats.engine_s += time.perf_counter() - t0
+                stats.pairs_scored += len(judged)
+                stats.add(judged)
+                pairs = [(k, j) for (k, _), j in zip(chunk, judged, strict=True)]
+                if writer is not None:
+                    writer.submit(pairs)
+                found.update(pairs)
+                if progress:
+                    progress(judged)
+        finally:
+            if writer is not None:
+                writer.close()  # flushes, and re-raises any error of the writer thread
         stats.wall_s += time.perf_counter() - started
         return [found[k] for k in keys]
 
