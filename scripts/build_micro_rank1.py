@@ -38,16 +38,14 @@ import shutil
 import time
 from pathlib import Path
 
+from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "tests" / "fixtures" / "micro-rank1"
 DATA = Path("/work/shared/data/trec-dl19-subset")
 if not DATA.exists():
     DATA = ROOT.parent / "shared" / "data" / "trec-dl19-subset"
 
-PROMPT = (
-    "Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'."
-    "\nQuery: {query}\nPassage: {passage}\n<think>"
-)
 EOS = "<|endoftext|>"
 THINK, END_THINK = "<think>", "</think>"
 VOCAB_SIZE = 4000  # BPE vocabulary incl. <|endoftext|>; <think>/</think> come on top
@@ -325,9 +323,7 @@ def main() -> None:
             why, label, key = label_rule(query, passage, rng)
             if quota[key] > 0 and len(examples) < n_examples:
                 quota[key] -= 1
-                examples.append(
-                    (PROMPT.format(query=query, passage=passage), why + END_THINK + (" true" if label else " false"))
-                )
+                examples.append((format_prompt(query, passage), why + END_THINK + (" true" if label else " false")))
 
     # Tokenizer: trained on the training texts (prompts + targets) and extra word-list prose.
     tok_texts = [p + t + EOS for p, t in examples[:4000]]

@@ -25,15 +25,13 @@ import statistics
 import time
 from pathlib import Path
 
+from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "tests" / "fixtures" / "micro-rank1"
 DATA = Path("/work/shared/data/trec-dl19-subset")
 if not DATA.exists():
     DATA = ROOT.parent / "shared" / "data" / "trec-dl19-subset"
-PROMPT = (
-    "Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'."
-    "\nQuery: {query}\nPassage: {passage}\n<think>"
-)
 STOPS = ["</think> true", "</think> false"]
 MAX_TOKENS = 64
 TOP = 20
@@ -233,7 +231,7 @@ def main() -> None:
     t_id = tok(" true", add_special_tokens=False).input_ids[0]
     f_id = tok(" false", add_special_tokens=False).input_ids[0]
     pairs = eval_pairs()
-    prompts = [PROMPT.format(query=q, passage=p) for q, p in pairs]
+    prompts = [format_prompt(q, p) for q, p in pairs]
     results, summaries = {}, []
     for engine in args.engines.split(","):
         t0 = time.time()
