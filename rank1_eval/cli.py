@@ -12,8 +12,6 @@ from pathlib import Path
 
 DEMO_TASK = "demo"
 
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input or an unavailable resource: one clear line, no stack trace."""
@@ -74,12 +72,27 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"])
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
     s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
-    s.add_argument("--data-parallel", type=int, default=1, metavar="N",
-                   help="start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them")
-    s.add_argument("--server-url", dest="server_urls", action="append", default=[], metavar="URL",
-                   help="a vLLM OpenAI-compatible server, e.g. http://host:8000/v1 (repeatable; engine openai)")
-    s.add_argument("--api-key-env", default="RANK1_API_KEY", metavar="VAR",
-                   help="environment variable holding the servers' API key (sent as Bearer, never logged)")
+    s.add_argument(
+        "--data-parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them",
+    )
+    s.add_argument(
+        "--server-url",
+        dest="server_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a vLLM OpenAI-compatible server, e.g. http://host:8000/v1 (repeatable; engine openai)",
+    )
+    s.add_argument(
+        "--api-key-env",
+        default="RANK1_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the servers' API key (sent as Bearer, never logged)",
+    )
     s.add_argument("--max-concurrency", type=int, default=8, help="requests in flight per server")
     s.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request")
     s.add_argument("--max-retries", type=int, default=5, help="failed backoff rounds before a server is dropped")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,6 +272,3 @@ class Scorer:
                 raise ScoringError(error)
             log.warning("pair failed: %s; scored %s by policy", error, self.config.failed_score)
             results[i] = Judgement(score=float(self.config.failed_score), path="failed", error=error, **common)
-
-
-ProgressFn = Callable[[Sequence[Judgement]], None]

@@ -6,7 +6,6 @@ qrels, and the candidates each query is reranked over (the task's own ``top_rank
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rank1_eval.records import Pair
-
-log = logging.getLogger(__name__)
 
 BEIR_TASKS = (
     "ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID",

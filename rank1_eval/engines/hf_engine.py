@@ -8,15 +8,12 @@ ended on it), and the logprobs are those of the last generated position, in floa
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from rank1_eval.engines.base import EngineConfig
 from rank1_eval.engines.device import check_device, torch_dtype
 from rank1_eval.records import Completion
-
-log = logging.getLogger(__name__)
 
 
 class _TopKRecorder:

@@ -8,7 +8,6 @@ requests without processors the processed logprobs equal the raw ones, computed 
 from __future__ import annotations
 
 import gc
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 from rank1_eval.engines.base import EngineConfig
 from rank1_eval.engines.device import check_device
 from rank1_eval.records import Completion
-
-log = logging.getLogger(__name__)
 
 CPU_KV_CACHE_BYTES = 1 << 30  # SPEC §7: without a cap vLLM-CPU sizes its KV cache from total RAM
 
