@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "run_files" / "demo" / "dl19-mini"
-MICRO = Path(os.environ.get("RANK1_MICRO_MODEL", ROOT / "tests" / "fixtures" / "micro-rank1"))
+DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
+MICRO = Path(os.environ.get("RANK1_MICRO_MODEL", ROOT / "rank1_eval" / "data" / "micro-rank1"))
 SMOL_CACHE = Path(os.environ.get("RANK1_BENCH_CACHE", Path.home() / ".cache" / "rank1_eval")) / "smollm2-135m"
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -34,12 +34,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def bundled_demo() -> tuple[str, str, str]:
-    """(task folder, run file, model folder) of the bundled demo, from a checkout or an installed package."""
-    from importlib import resources
+    """(task folder, run file, model folder) of the bundled demo: package data, so a wheel carries it too."""
+    from rank1_eval._data import DEMO_TASK_DIR, MICRO_RANK1_DIR
 
-    root = Path(str(resources.files("rank1_eval.bundled_run_files"))) / "demo"
-    model = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "micro-rank1"
-    return str(root / "dl19-mini"), str(root / "dl19-mini" / "bm25s_top20.trec"), str(model)
+    return str(DEMO_TASK_DIR), str(DEMO_TASK_DIR / "bm25s_top20.trec"), str(MICRO_RANK1_DIR)
 
 
 def _qrels_arg(value: str) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """The paper's tables as data: manifests, tables filled from result folders, ``reproduce`` and ``table``.
 
-A manifest (``paper/tables/<name>.json``, shipped as ``rank1_eval.bundled_tables``) names, for every cell, the
+A manifest (``rank1_eval/data/tables/<name>.json``, shipped as package data) names, for every cell, the
 task, subtask, split, first-stage run, metric and the scale the paper prints it in, and holds the paper's value
 for every model it reports, transcribed from SPEC §5. The paper's printed averages are kept as printed; ours
 are recomputed from our cells and flagged when cells are missing, because an average over fewer subsets is a
@@ -128,13 +128,10 @@ class Table:
 
 
 def tables_dir() -> Path:
-    """``paper/tables`` of the checkout, else the copy installed as package data."""
-    checkout = Path(__file__).resolve().parent.parent / "paper" / "tables"
-    if checkout.is_dir():
-        return checkout
-    from importlib.resources import files
+    """The bundled paper-table manifests."""
+    from rank1_eval._data import TABLES_DIR
 
-    return Path(str(files("rank1_eval.bundled_tables")))
+    return TABLES_DIR
 
 
 def table_names() -> dict[str, str]:

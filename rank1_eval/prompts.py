@@ -10,7 +10,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 PLACEHOLDER = "FILL_QUERY_HERE"
@@ -38,7 +37,9 @@ class PromptError(ValueError):
 
 
 def _read_bundled(name: str) -> dict[str, str | None]:
-    return json.loads(resources.files("rank1_eval.bundled_prompts").joinpath(name).read_text(encoding="utf-8"))
+    from rank1_eval._data import PROMPTS_DIR
+
+    return json.loads((PROMPTS_DIR / name).read_text(encoding="utf-8"))
 
 
 @cache

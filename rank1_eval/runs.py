@@ -25,6 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rank1_eval._data import RUN_FILES_DIR
+
 Run = dict[str, dict[str, float]]
 """qid -> docid -> first-stage score."""
 
@@ -35,23 +37,7 @@ RUN_FILES_ENV = "RANK1_RUN_FILES"
 """Env var naming a local folder laid out like :data:`RUN_FILES_REPO` (offline use, tests)."""
 
 
-def _default_manifest_path() -> Path:
-    """``run_files/manifest.json`` of the checkout, else the copy installed as package data."""
-    checkout = Path(__file__).resolve().parent.parent / "run_files" / "manifest.json"
-    if checkout.is_file():
-        return checkout
-    try:
-        from importlib.resources import files
-
-        installed = files("rank1_eval.bundled_run_files") / "manifest.json"
-        if installed.is_file():
-            return Path(str(installed))
-    except ModuleNotFoundError:
-        pass
-    return checkout
-
-
-MANIFEST_PATH = _default_manifest_path()
+MANIFEST_PATH = RUN_FILES_DIR / "manifest.json"
 
 _MTEB_META_KEY = "mteb_model_meta"
 

@@ -1,4 +1,4 @@
-"""Build the *micro rank1* test model into tests/fixtures/micro-rank1/.
+"""Build the *micro rank1* test model into rank1_eval/data/micro-rank1/.
 
 A tiny Qwen2ForCausalLM (hidden 64, 2 layers, 2 heads of 32, 1 kv head, tied embeddings, float32) with its
 own Qwen-style byte-level BPE tokenizer (4,000 BPE tokens + ``<think>``/``</think>`` as special added
@@ -41,7 +41,7 @@ from pathlib import Path
 from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "tests" / "fixtures" / "micro-rank1"
+DEFAULT_OUT = ROOT / "rank1_eval" / "data" / "micro-rank1"
 DATA = Path("/work/shared/data/trec-dl19-subset")
 if not DATA.exists():
     DATA = ROOT.parent / "shared" / "data" / "trec-dl19-subset"

@@ -28,7 +28,7 @@ from pathlib import Path
 from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "tests" / "fixtures" / "micro-rank1"
+DEFAULT_MODEL = ROOT / "rank1_eval" / "data" / "micro-rank1"
 DATA = Path("/work/shared/data/trec-dl19-subset")
 if not DATA.exists():
     DATA = ROOT.parent / "shared" / "data" / "trec-dl19-subset"

@@ -4,7 +4,7 @@ Source: shared/data/trec-dl19-subset (MS MARCO passages, TREC DL 2019 judgements
 5,000-passage subset; the demo corpus keeps every passage that is a top-20 candidate or judged for the kept
 queries, so nDCG on the demo equals nDCG on the subset for those queries.
 
-    python scripts/make_demo.py ../shared/data/trec-dl19-subset run_files/demo/dl19-mini
+    python scripts/make_demo.py ../shared/data/trec-dl19-subset rank1_eval/data/run_files/demo/dl19-mini
 """
 
 from __future__ import annotations
@@ -56,4 +56,4 @@ def main(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:] or ["../shared/data/trec-dl19-subset", "run_files/demo/dl19-mini"]))
+    main(*(sys.argv[1:] or ["../shared/data/trec-dl19-subset", "rank1_eval/data/run_files/demo/dl19-mini"]))

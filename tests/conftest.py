@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MICRO_RANK1 = Path(os.environ.get("RANK1_MICRO_MODEL", FIXTURES / "micro-rank1"))
+ROOT = Path(__file__).resolve().parents[1]
+MICRO_RANK1 = Path(os.environ.get("RANK1_MICRO_MODEL", ROOT / "rank1_eval" / "data" / "micro-rank1"))
 QWEN25_TOKENIZER = FIXTURES / "qwen25-tokenizer"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -33,7 +34,7 @@ def micro_tokenizer():
     return AutoTokenizer.from_pretrained(MICRO_RANK1)
 
 
-DEMO = Path(__file__).resolve().parents[1] / "run_files" / "demo" / "dl19-mini"
+DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
 
 
 def demo_pairs(n_queries: int = 3, per_query: int = 8) -> list[tuple[str, str]]:

@@ -1,1 +1,0 @@
-"""The paper's table manifests (package data: ``rank1_eval.bundled_tables``)."""
