@@ -62,9 +62,19 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--enforce-eager", action="store_true")
     g.add_argument("--max-num-seqs", type=int, default=None)
     g.add_argument("--trust-remote-code", action="store_true")
+    g.add_argument("--scheduling", default="stream", choices=["stream", "chunked"],
+                   help="stream (default): requests stream into the engine, each judgement stored when final; "
+                   "chunked: the former synchronous chunks of --chunk-size pairs")  # fmt: skip
     g.add_argument("--chunk-size", type=int, default=None,
-                   help="pairs per engine call, judgements commit per chunk (default 1024; with servers "
-                   "4 per request slot, at least 256)")  # fmt: skip
+                   help="--scheduling chunked: pairs per engine call (default 1024; with servers 4 per request "
+                   "slot, at least 256)")  # fmt: skip
+    g.add_argument("--length-rule", default="reference", choices=["reference", "reserve_output"],
+                   help="reference (default, as the paper ran): a passage is cut only when the prompt alone "
+                   "leaves no room for the forced answer, each pair generates min(max_output_tokens, "
+                   "context_size - prompt tokens); reserve_output: prompts cut to context_size - "
+                   "max_output_tokens")  # fmt: skip
+    g.add_argument("--ngram-speculation", type=int, default=0, metavar="K",
+                   help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
     g.add_argument("--failed-score", default="0.5", help="score of a pair no pass could score, or 'raise'")
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"])
@@ -122,6 +132,9 @@ def build_model(args: argparse.Namespace):
         max_num_seqs=args.max_num_seqs,
         trust_remote_code=args.trust_remote_code,
         chunk_size=args.chunk_size,
+        scheduling=args.scheduling,
+        length_rule=args.length_rule,
+        ngram_speculation=args.ngram_speculation,
         server_urls=tuple(args.server_urls),
         api_key_env=args.api_key_env,
         max_concurrency=args.max_concurrency,
@@ -194,6 +207,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     _quiet_libraries()
     model = build_model(args)
+    from rank1_eval.progress import ProgressDisplay
+
+    display = ProgressDisplay(0, enabled=not args.no_progress and not args.dry_run)
     opts = RunOptions(
         task=args.task,
         subtask=None if args.subtask in (None, "default") else args.subtask,
@@ -209,9 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit_queries=args.limit_queries,
         dry_run=args.dry_run,
         progress=not args.no_progress,
+        verbose=args.verbose,
         command_line=["rank1-eval", *sys.argv[1:]],
     )
-    prepared = prepare(opts, model.mteb_model_meta.name)
+    display.status(f"loading task {args.task}{' ' + args.subtask if args.subtask else ''} and its first stage")
+    try:
+        prepared = prepare(opts, model.mteb_model_meta.name)
+    finally:
+        display.close()
     if args.dry_run:
         print(json.dumps(dry_run_report(prepared, model), indent=2))
         return 0
@@ -221,7 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             print(shard_message(run_shard(model, prepared, opts, args.shard)))
             return 0
-        summary = evaluate(model, prepared, opts)
+        summary = evaluate(model, prepared, opts, progress=ProgressDisplay(prepared.n_pairs, enabled=opts.progress,
+                                                                           started=display.started))  # fmt: skip
     finally:
         model.close()
     print(metric_table(summary))
@@ -242,7 +264,8 @@ def _quiet_libraries() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rank1-eval", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log on screen, the engines' own output included (else in <result folder>/engine.log)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="rerank one task's first stage with rank1 and write the result folder")
     add_model_args(run)

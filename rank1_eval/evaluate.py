@@ -42,6 +42,7 @@ class RunOptions:
     limit_queries: int | None = None
     dry_run: bool = False
     progress: bool = True
+    verbose: bool = False  # engine logs on screen instead of <result folder>/engine.log
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -150,8 +151,9 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
-    """Pairs and prompt tokens, with only the tokenizer (no weights)."""
+    """Pairs and prompt tokens, and the passages each length rule would cut, with only the tokenizer."""
     from rank1_eval.prompts import doc_text, format_prompt
+    from rank1_eval.scoring import LENGTH_RULES, ScoringConfig, forced_reserve
 
     pairs = prepared.task.pairs()
     info: dict[str, Any] = {
@@ -174,38 +176,37 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     )
     prompts = [format_prompt(q, doc_text(p.doc)) for q, p in zip(final, pairs, strict=True)]
     lengths = [len(ids) for ids in tok(prompts).input_ids] if prompts else []
-    budget = model.scoring.prompt_budget
+    reserve = forced_reserve(tok)
+    scoring = model.scoring
     info["prompt_tokens"] = int(sum(lengths))
     info["prompt_tokens_mean"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
-    info["prompts_over_budget"] = sum(n > budget for n in lengths)
+    info["prompt_tokens_max"] = max(lengths, default=0)
+    info["length_rule"] = scoring.length_rule
+    cut = {}
+    for rule in LENGTH_RULES:
+        config = ScoringConfig(max_output_tokens=scoring.max_output_tokens, context_size=scoring.context_size,
+                               length_rule=rule)  # fmt: skip
+        budget = config.prompt_budget(reserve)
+        cut[rule] = {"prompt_budget": budget, "passages_cut": sum(n > budget for n in lengths)}
+    info["passages_cut_by_rule"] = cut
+    info["prompts_over_budget"] = cut[scoring.length_rule]["passages_cut"]
+    # pass-1 budgets under the rule in force: pairs whose reasoning budget the context shortens
+    budgets = [scoring.generation_budget(min(n, cut[scoring.length_rule]["prompt_budget"])) for n in lengths]
+    info["pairs_with_shortened_budget"] = sum(b < scoring.max_output_tokens for b in budgets)
     return info
 
 
-class _Progress:
-    """tqdm bar: pairs done, pairs/s, output tokens/s, ETA."""
+def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None) -> dict[str, Any]:
+    """Judge every pair (resuming through the store), let mteb score, write the result folder.
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="pair", disable=not enabled, dynamic_ncols=True, desc="judging")
-        self.tokens = 0
-        self.started = time.perf_counter()
-
-    def __call__(self, judgements: Sequence[Any]) -> None:
-        self.tokens += sum(j.output_tokens for j in judgements)
-        elapsed = max(1e-9, time.perf_counter() - self.started)
-        self.bar.set_postfix_str(f"{self.tokens / elapsed:.1f} out tok/s", refresh=False)
-        self.bar.update(len(judgements))
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
-    """Judge every pair (resuming through the store), let mteb score, write the result folder."""
+    ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
+    task's loading); without one a display is made here when ``opts.progress``.
+    """
     import mteb
 
+    from rank1_eval.logs import library_logs
     from rank1_eval.model import RunStats
+    from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
@@ -213,24 +214,30 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
     traces: list[tuple[dict[str, Any], list[Any]]] = []
-    progress = _Progress(prepared.n_pairs, opts.progress)
+    if progress is None:
+        progress = ProgressDisplay(prepared.n_pairs, enabled=opts.progress)
+    else:
+        progress.total = prepared.n_pairs
+    engine_log = None if opts.verbose else out / "engine.log"
     store = SQLiteStore(store_path)
-    model.store, model.stats, model.progress = store, RunStats(), progress
+    model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
     model.trace_sink = lambda context, judged: traces.append((context, judged))
     started = time.perf_counter()
     try:
-        result = mteb.evaluate(
-            model,
-            [task.task],
-            cache=None,
-            overwrite_strategy="always",
-            show_progress_bar=False,
-            encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-            raise_error=True,
-        )
+        progress.status(f"mteb: evaluating {task.label}")
+        with library_logs(engine_log, verbose=opts.verbose):
+            result = mteb.evaluate(
+                model,
+                [task.task],
+                cache=None,
+                overwrite_strategy="always",
+                show_progress_bar=False,
+                encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
+                raise_error=True,
+            )
     finally:
         progress.close()
-        model.store, model.progress, model.trace_sink = None, None, None
+        model.store, model.progress, model.trace_sink, model.engine_log = None, None, None, None
         store.close()
     wall = time.perf_counter() - started
     task_result = result.task_results[0]
@@ -287,10 +294,14 @@ def metric_table(summary: Mapping[str, Any]) -> str:
 
 
 def cost_line(summary: Mapping[str, Any]) -> str:
+    """The result (all its judgements), then what this invocation did itself."""
     c = summary
+    run = c.get("this_run", {})
+    rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
+        "docs_per_s") else "nothing generated"  # fmt: skip
     return (
         f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
-        f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | "
-        f"{_fmt(c['docs_per_s'] or 0.0)} docs/s | output tokens mean {c['output_tokens_mean']}, "
-        f"p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']}"
+        f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | output tokens mean "
+        f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
+        f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"
     )
