@@ -20,7 +20,6 @@ import pytest
 from conftest import DEMO, MICRO_RANK1, demo_pairs
 
 from rank1_eval import rank1, servers
-from rank1_eval.progress import Progress
 from rank1_eval.engines import EngineConfig, EngineError, resolve_engine_name
 from rank1_eval.engines.device import DeviceError
 from rank1_eval.engines.openai_engine import (
@@ -31,6 +30,7 @@ from rank1_eval.engines.openai_engine import (
     parse_forced,
     token_id,
 )
+from rank1_eval.progress import Progress
 
 RUN = DEMO / "bm25s_top20.trec"
 ROOT = Path(__file__).resolve().parents[1]
