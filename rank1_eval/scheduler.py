@@ -6,8 +6,9 @@ chunk's longest generation. Instead the scheduler
 
 * keeps ``engine.window`` requests submitted (vLLM: its running batch plus a waiting queue; servers: every
   request slot busy), refilling as requests finish, in the caller's order (query-grouped, for the prefix cache);
-* submits a pair's forced answer the moment its pass 1 ends incomplete, while pass 1's prompt blocks are still in
-  the engine's prefix cache;
+* submits a pair's forced answer the moment its pass 1 ends incomplete, with priority over pairs not started yet
+  (``Request.priority``: vLLM schedules it ahead of its waiting queue), so it runs while pass 1's prompt blocks
+  are still in the engine's prefix cache;
 * calls ``on_final(index, judgement)`` as soon as a pair's judgement exists (the caller stores it at once), so a
   crash loses only the pairs in flight.
 
@@ -26,6 +27,8 @@ from dataclasses import dataclass, replace
 from rank1_eval.engines.base import Engine, Request
 from rank1_eval.records import Judgement
 from rank1_eval.scoring import PairState, PreparedPrompt, Rule
+
+FOLLOW_UP, NEW_PAIR = 0, 1  # request priorities: a started pair's next request runs before pairs not started yet
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Scheduler:
                     i = waiting.popleft()
                     state = self.rule.pair(prepared[i], keep_token_ids=self.keep_token_ids)
                     states[i] = state
-                    request = replace(state.start(), id=next_id)
+                    request = replace(state.start(), id=next_id, priority=NEW_PAIR)
                     in_flight[next_id] = i
                     next_id += 1
                     batch.append(request)
@@ -105,7 +108,7 @@ class Scheduler:
                         if self.on_final is not None:
                             self.on_final(i, out)
                     else:  # the pair's next request goes in at once, ahead of any refill
-                        request = replace(out, id=next_id)
+                        request = replace(out, id=next_id, priority=FOLLOW_UP)
                         in_flight[next_id] = i
                         next_id += 1
                         following.append(request)

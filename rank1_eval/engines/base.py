@@ -63,6 +63,7 @@ class Request:
     top_logprobs: int = 20
     allowed_token_ids: tuple[int, ...] | None = None  # restrict the next token(s); logprobs renormalised over them
     id: int = 0  # set by whoever submits it; unique among the requests in flight
+    priority: int = 0  # lower runs first among waiting requests (a pair's follow-up before new pairs)
 
     @property
     def forced(self) -> bool:

@@ -6,8 +6,9 @@ runs. Design choices worth knowing:
 
 * **Streaming, one prompt per request**: requests are submitted one by one and finish out of order. A
   dispatcher thread keeps a bounded window in flight, ``max_concurrency`` requests per server, pulled from
-  one shared queue (forced answers first): a fast server takes more work, and a prompt is only ever in flight
-  at one server at a time. ``request_timeout(request)`` is the per-request timeout (a hook to override).
+  one shared queue (by ``Request.priority``: a pair's follow-up first): a fast server takes more work, and a
+  prompt is only ever in flight at one server at a time. ``request_timeout(request)`` is the per-request
+  timeout (a hook to override).
 * **Failures**: connection errors, timeouts, 5xx and 429 are retried with exponential backoff; the failed
   prompt goes straight back to the queue, so healthy servers pick it up while the failing one waits. A server
   that fails ``max_retries + 1`` backoff rounds in a row is dropped with a warning; when every server is
@@ -383,8 +384,8 @@ class OpenAIEngine(BatchCalls):
             if r.id in self._inflight:
                 raise ValueError(f"request id {r.id} is already in flight")
             self._inflight[r.id] = r
-        # forced answers first: they are one token each and their prompt is still in the server's prefix cache
-        items = [(0 if r.forced else 1, r.id, r) for r in requests]
+        # by priority (a pair's follow-up first: one token, its prompt still in the server's prefix cache), then order
+        items = [(r.priority, r.id, r) for r in requests]
         stream.loop.call_soon_threadsafe(lambda: [stream.queue.put_nowait(i) for i in items])
 
     def collect(self) -> list[tuple[int, Completion]]:
@@ -453,7 +454,7 @@ class OpenAIEngine(BatchCalls):
                 response = await self._post(client, server, self._body(request), self.request_timeout(request))
                 completion = parse_completion(response)
             except _Retryable as exc:
-                stream.queue.put_nowait((-1, rid, request))  # to the front: it has waited already
+                stream.queue.put_nowait((request.priority - 1, rid, request))  # ahead of its peers: it waited already
                 self._failed(server, str(exc), sent, loop.time(), exc.retry_after)
                 if not self._live():
                     stream.fail(self._all_failed_error())

@@ -4,6 +4,8 @@ Requests stream into vLLM's own continuous batch through ``LLMEngine.add_request
 (what ``LLM.generate`` does internally, minus the wait for the last prompt): ``collect`` steps the engine until
 a request finishes and hands it back at once, so a caller can submit a pair's next request (its forced answer)
 while pass 1's prompt blocks are still in the prefix cache, and keep vLLM's waiting queue from running dry.
+vLLM runs with ``scheduling_policy="priority"``: waiting requests are taken by ``Request.priority``, then in
+arrival order (FCFS among equals), so a follow-up request overtakes a deep queue of new ones.
 
 ``logprobs_mode="processed_logprobs"`` makes the forced answer's logprobs reflect ``allowed_token_ids``
 (vLLM >= 0.8 otherwise returns logprobs computed *before* logits processors; SPEC §1.4). For greedy pass-1
@@ -86,6 +88,9 @@ class VLLMEngine(BatchCalls):
             logprobs_mode="processed_logprobs",
             seed=0,
             disable_log_stats=not config.load_stats,
+            # waiting requests run by Request.priority (then arrival): a pair's forced answer goes ahead of pairs
+            # not started yet, while its pass-1 blocks are still in the prefix cache; equal priorities are FCFS
+            scheduling_policy="priority",
         )
         if config.quiet:
             kwargs["use_tqdm_on_load"] = False
@@ -150,7 +155,7 @@ class VLLMEngine(BatchCalls):
             rid = str(r.id)
             if rid in self._pending:
                 raise ValueError(f"request id {r.id} is already in flight")
-            self._engine.add_request(rid, self._render(r.prompt), self._params(r))
+            self._engine.add_request(rid, self._render(r.prompt), self._params(r), priority=r.priority)
             self._pending[rid] = r
 
     def collect(self) -> list[tuple[int, Completion]]:
@@ -202,6 +207,7 @@ class VLLMEngine(BatchCalls):
             "revision": self.config.revision,
             "logprobs_mode": "processed_logprobs",
             "max_num_seqs": self.capacity,
+            "scheduling_policy": self._engine.vllm_config.scheduler_config.policy,
         }
         if self.config.ngram_speculation:
             info["speculative"] = {"method": "ngram", "num_speculative_tokens": self.config.ngram_speculation,
