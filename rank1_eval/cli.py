@@ -180,6 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.top_k = 20
         args.enforce_eager = True
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    _status(args, "loading mteb, datasets and transformers")
     _quiet_libraries()
     model = build_model(args)
     opts = RunOptions(
@@ -199,7 +200,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not (args.no_progress or args.quiet),
         command_line=["rank1-eval", *sys.argv[1:]],
     )
+    _status(args, f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
     prepared = prepare(opts, model.mteb_model_meta.name)
+    if not args.dry_run:
+        _status(args, f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
+                "engine); the model loads at the first pair the store does not hold")  # fmt: skip
     if args.dry_run:
         print(json.dumps(dry_run_report(prepared, model), indent=2))
         return 0
@@ -216,6 +221,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(cost_line(summary))
     print(f"results: {summary['output_dir']}")
     return 0
+
+
+def _status(args: argparse.Namespace, message: str) -> None:
+    """What ``run`` is loading while it loads (seconds to minutes); silent under ``-q``."""
+    if not args.quiet:
+        print(f"rank1-eval: {message}…", file=sys.stderr, flush=True)
 
 
 def _quiet_libraries() -> None:
@@ -277,6 +288,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     table = load_table(args.table)
     cell_runs(table, dict(args.set), args.cells)  # fail on missing paths before a model loads
+    _status(args, "loading mteb, datasets and transformers")
     _quiet_libraries()
     model = build_model(args)
     try:
