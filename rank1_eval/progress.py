@@ -64,10 +64,19 @@ class ProgressDisplay(Progress):
     """The CLI's display on stderr: a ticking status line, then a tqdm bar with honest rates and counts."""
 
     def __init__(
-        self, total: int, *, enabled: bool = True, stream: IO[str] | None = None, started: float | None = None
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        status: bool | None = None,
+        prefix: str = "",
+        stream: IO[str] | None = None,
+        started: float | None = None,
     ) -> None:
         self.total = total
-        self.enabled = enabled
+        self.enabled = enabled  # the bar
+        self.show_status = enabled if status is None else status  # the status lines
+        self.prefix = prefix
         self.stream = stream or _own_stderr()
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = started if started is not None else time.perf_counter()
@@ -86,12 +95,13 @@ class ProgressDisplay(Progress):
 
     # ----------------------------------------------------------------- status line
     def status(self, text: str) -> None:
-        if not self.enabled or self.bar is not None:
+        if not self.show_status or self.bar is not None:
             return
         with self._lock:
             self._status, self._status_since = text, time.perf_counter()
         if not self.tty:  # a log file: one line per phase, no ticking
-            print(f"[{_clock(time.perf_counter() - self.started)}] {text} …", file=self.stream, flush=True)
+            elapsed = _clock(time.perf_counter() - self.started)
+            print(f"{self.prefix}{text}… [{elapsed}]", file=self.stream, flush=True)
             return
         self._draw_status()
         if self._ticker is None:
@@ -103,7 +113,7 @@ class ProgressDisplay(Progress):
             if self._status is None or self.bar is not None:
                 return
             now = time.perf_counter()
-            line = f"{self._status} … {now - self._status_since:.0f}s (total {_clock(now - self.started)})"
+            line = f"{self.prefix}{self._status}… {now - self._status_since:.0f}s [{_clock(now - self.started)}]"
             self.stream.write("\r\x1b[2K" + line)
             self.stream.flush()
 
@@ -115,6 +125,7 @@ class ProgressDisplay(Progress):
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
+        self._ticker, self._stop = None, threading.Event()
         with self._lock:
             if self.tty and self._status is not None:
                 self.stream.write("\r\x1b[2K")

@@ -21,7 +21,7 @@ def test_status_lines_then_a_bar_that_counts_only_this_runs_work():
     display.status("loading task demo")
     display.status("loading model m (vllm engine)")
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[00:00] loading task demo") and lines[1].endswith("loading model m (vllm engine) …")
+    assert lines[0] == "loading task demo… [00:00]" and lines[1].startswith("loading model m (vllm engine)… [")
     display.engine_ready()
     display.from_store(4)  # moves the bar, but is neither judged nor generated
     display.judged(_j("pass2", 20, truncated=True))
@@ -35,6 +35,16 @@ def test_status_lines_then_a_bar_that_counts_only_this_runs_work():
     assert display.bar.n == 8
     display.close()
     assert "judging" in out.getvalue()
+
+
+def test_status_without_bar_and_prefix():
+    out = io.StringIO()
+    display = ProgressDisplay(3, enabled=False, status=True, prefix="rank1-eval: ", stream=out)
+    display.status("loading task t")
+    display.engine_ready()
+    display.judged(_j("pass1", 3))
+    display.close()
+    assert out.getvalue().startswith("rank1-eval: loading task t… [") and "judging" not in out.getvalue()
 
 
 def test_disabled_display_writes_nothing():

@@ -42,8 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rank1_eval.engines import EngineError
-from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, Request
+from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineError, EngineLoad, Request
 from rank1_eval.records import Completion
 
 log = logging.getLogger(__name__)
