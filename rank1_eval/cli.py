@@ -328,6 +328,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             row=args.row,
             skip_existing=args.skip_existing,
             progress=not (args.no_progress or args.quiet),
+            verbose=bool(args.verbose),
             command_line=["rank1-eval", *sys.argv[1:]],
         )
     finally:

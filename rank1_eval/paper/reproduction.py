@@ -92,6 +92,7 @@ def reproduce(
     row: str | None = None,
     skip_existing: bool = False,
     progress: bool = True,
+    verbose: bool = False,
     command_line: Sequence[str] | None = None,
 ) -> Reproduction:
     """Run (or resume through the store) every cell ``model`` needs, with one loaded model, then write the table.
@@ -136,6 +137,7 @@ def reproduce(
                     store=Path(store) if store else None,
                     limit_queries=limit_queries,
                     progress=progress,
+                    verbose=verbose,
                     command_line=list(command_line or sys.argv),
                 )
                 prepared = prepare(opts, name)
