@@ -392,7 +392,13 @@ class OpenAIEngine(BatchCalls):
             return []
         stream = self._stream
         assert stream is not None
-        items = [stream.results.get()]  # blocks until one request finished (or the dispatcher failed)
+        while True:  # blocks until one request finished (or the dispatcher failed)
+            try:
+                items = [stream.results.get(timeout=1.0)]
+                break
+            except queue.Empty:
+                if not stream.thread.is_alive():
+                    raise EngineError("the server dispatcher stopped with requests in flight") from None
         while True:
             try:
                 items.append(stream.results.get_nowait())
@@ -556,8 +562,13 @@ class _Stream:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
-        self.loop.close()
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # e.g. the HTTP client could not be made: collect() raises it
+            self.results.put(exc)
+        finally:
+            self._ready.set()
+            self.loop.close()
 
     async def _main(self) -> None:
         engine = self.engine
