@@ -204,6 +204,8 @@ def variant_line(name: str, wall: float, engine: TimedEngine, judged: list[Any],
     if meter is not None:
         occ = meter.summary()
         line["mean_occupancy"] = occ["mean_occupancy"]
+        line["step_occupancy"] = occ["step_occupancy"]
+        line["engine_steps"] = occ["steps"]
         line["occupancy"] = occ
     return line
 
@@ -431,6 +433,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if refs:
             final["chunked_vs_reference"] = round(ref_mean / by["chunked"]["wall_s"], 4)
     final["occupancy"] = {name: by[name].get("mean_occupancy") for name in VARIANTS if name in by}
+    final["step_occupancy"] = {name: by[name].get("step_occupancy") for name in VARIANTS if name in by}
+    final["engine_steps"] = {name: by[name].get("engine_steps") for name in VARIANTS if name in by}
     if "stream_warm" in by:
         final["warm_rerun_speedup"] = round(stream["wall_s"] / max(by["stream_warm"]["wall_s"], 1e-9), 2)
         final["warm_equals_stream"] = results["stream_warm"] == results["stream"]

@@ -188,8 +188,9 @@ class BatchCalls:
 class OccupancyMeter:
     """Time-weighted running/waiting sequences, fed by the engine at every scheduler step.
 
-    Occupancy = running sequences / capacity (vLLM's ``max_num_seqs``), averaged over time since ``reset``:
-    the share of the engine's batch slots that did work, the figure that carries over from CPU to GPU.
+    Occupancy = running sequences / capacity (vLLM's ``max_num_seqs``), averaged over time since ``reset``
+    (``mean_occupancy``) and over scheduler steps (``step_occupancy``): the share of the engine's batch slots
+    that did work, the figure that carries over from CPU to GPU.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -206,6 +207,7 @@ class OccupancyMeter:
             self._start = self._last = time.perf_counter()
             self._running = self._waiting = 0
             self._area_running = self._area_waiting = 0.0
+            self._sum_running = 0
             self.max_running = 0
             self.steps = 0
             self.spec = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0}
@@ -218,6 +220,7 @@ class OccupancyMeter:
             self._advance(now)
             self._running, self._waiting = running, waiting
             self.max_running = max(self.max_running, running)
+            self._sum_running += running
             self.steps += 1
 
     def _advance(self, now: float) -> None:
@@ -243,6 +246,9 @@ class OccupancyMeter:
                 "mean_waiting": round(self._area_waiting / seconds, 3) if seconds > 0 else 0.0,
                 "max_running": self.max_running,
                 "mean_occupancy": round(mean_running / self.capacity, 4),
+                # per scheduler step rather than per second: the same batching figure, insensitive to how long
+                # each step took (a shared CPU's load changes step times, a GPU's decode steps are near-constant)
+                "step_occupancy": round(self._sum_running / self.steps / self.capacity, 4) if self.steps else 0.0,
                 **({"spec_decode": {**spec, "acceptance_rate": round(spec["accepted_tokens"] / drafted, 4)}}
                    if drafted else {}),
             }  # fmt: skip
