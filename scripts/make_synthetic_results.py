@@ -18,6 +18,7 @@ mean nothing about any model: this exists to test and measure the report at scal
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -39,6 +40,7 @@ DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
 TASK = "BrightBiologyLike"
 
 
+@functools.cache
 def _sentences() -> list[str]:
     out = []
     with (DEMO / "corpus.jsonl").open(encoding="utf-8") as f:
