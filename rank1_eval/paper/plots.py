@@ -19,7 +19,7 @@ _COLOURS = ("#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#319795", "#
             "#38a169", "#3182ce")  # fmt: skip
 
 
-def _groups(result: TableResult) -> dict[float, list[str]]:
+def axis_groups(result: TableResult) -> dict[float, list[str]]:
     """Printed scale -> keys of the columns (then the averages wholly inside it) drawn on that axis."""
     table = result.table
     groups: dict[float, list[str]] = {}
@@ -55,7 +55,7 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    table, groups, rows = result.table, _groups(result), _rows(result)
+    table, groups, rows = result.table, axis_groups(result), _rows(result)
     ours_too = result.mode == "results"
     per_model = 2 if ours_too else 1
     n_cells = sum(len(v) for v in groups.values()) or 1
@@ -106,7 +106,7 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
 
 def delta_cells(result: TableResult) -> tuple[list[str], list[str], list[list[float | None]], list[float]]:
     """(row labels, column labels, Δ = ours − paper per row and column, printed scale per column)."""
-    groups = _groups(result)
+    groups = axis_groups(result)
     keys = [k for v in groups.values() for k in v]
     scales = [s for s, v in groups.items() for _ in v]
     rows = [r for r in result.rows if r.n_ours] or list(result.rows)
@@ -140,8 +140,7 @@ def plot_delta_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
         top = np.nanmax(np.abs(block)) if np.isfinite(block).any() else 0.0
         shade[:, cols] = block / top if top > 0 else np.where(np.isfinite(block), 0.0, np.nan)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.85 * len(col_labels)), 1.4 + 0.55 * max(1, len(row_labels))))
-    cmap = matplotlib.colormaps["RdBu"].copy()
-    cmap.set_bad("#eef1f4")
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#eef1f4")
     ax.imshow(np.ma.masked_invalid(shade), cmap=cmap, vmin=-1, vmax=1, aspect="auto")
     for i in range(len(row_labels)):
         for j in range(len(col_labels)):
