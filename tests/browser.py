@@ -63,10 +63,20 @@ def chromium_driver(profile: str | os.PathLike[str]) -> Iterator[Any]:
         driver.quit()
 
 
-def first_paint_ms(driver: Any) -> float | None:
-    """The page's first-contentful-paint time (ms after navigation start), from the Paint Timing API."""
-    entries = driver.execute_script("return performance.getEntriesByType('paint').map(e => [e.name, e.startTime])")
-    return next((float(t) for name, t in entries if name == "first-contentful-paint"), None)
+def first_paint_ms(driver: Any, timeout: float = 15.0) -> float | None:
+    """The page's first-contentful-paint time (ms after navigation start), from the Paint Timing API.
+
+    Waits for the entry: a headless browser may paint after the load event that ``driver.get`` returns at.
+    """
+    import time
+
+    script = "return performance.getEntriesByName('first-contentful-paint').map(e => e.startTime)"
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = driver.execute_script(script)
+        if entries or time.monotonic() > deadline:
+            return float(entries[0]) if entries else None
+        time.sleep(0.05)
 
 
 def wait_for(driver: Any, script: str, timeout: float = 30.0) -> Any:
