@@ -164,9 +164,9 @@
   }
   const th = (text, sort, title) => el("th", { "data-sort": sort, title }, text);
 
-  function pairFilter(table) {
-    const sel = el("select", { "aria-label": "show pairs" },
-      ["all pairs", "relevant", "not relevant", "unjudged", "pass2", "failed", "truncated", "wrong call"].map((v) => el("option", { value: v, text: v })));
+  function pairFilter(table, withCalls = true) {
+    const choices = ["all pairs", "relevant", "not relevant", "unjudged", "pass2", "failed", "truncated"].concat(withCalls ? ["wrong call"] : []);
+    const sel = el("select", { "aria-label": "show pairs" }, choices.map((v) => el("option", { value: v, text: v })));
     sel.addEventListener("input", () => {
       let shown = true;
       for (const r of table.tBodies[0].rows) {
@@ -218,7 +218,7 @@
         th("tokens A / B", "-1"))),
       el("tbody", {}, q.pairs.flatMap((p) => {
         const group = p.l === null || p.l === undefined ? "unjudged" : p.l > 0 ? "relevant" : "not relevant";
-        const row = el("tr", { cls: "pair" + (p.l > 0 ? " rel-pos" : ""), "data-docid": p.d, "data-group": group, "data-path": [p.pa, p.pb].filter(Boolean).join(" "), "data-trunc": p.tra || p.trb ? "1" : "0", "data-correct": "1" },
+        const row = el("tr", { cls: "pair" + (p.l > 0 ? " rel-pos" : ""), "data-docid": p.d, "data-group": group, "data-path": [p.pa, p.pb].filter(Boolean).join(" "), "data-trunc": p.tra || p.trb ? "1" : "0" },
           el("td", { cls: "num", "data-s": p.dr ?? "", text: p.dr ?? "—" }),
           docCell(p), labelCell(p.l),
           el("td", { cls: "num", "data-s": p.ra ?? "", text: p.ra ?? "—" }),
@@ -242,7 +242,7 @@
         return [row, el("tr", { cls: "sub" }, el("td", { colspan: cols }, both))];
       })));
     makeSortable(table);
-    return [pairFilter(table), table];
+    return [pairFilter(table, false), table];
   }
 
   function highlight(qid) {

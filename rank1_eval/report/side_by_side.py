@@ -103,14 +103,15 @@ def _get(prov: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 
 def settings_rows(a: D.RunView, b: D.RunView) -> list[tuple[str, str]]:
-    """Provenance of both runs, differences first and in bold."""
+    """Provenance of both runs, settings both record with different values first and in bold."""
     same, diff = [], []
     for name, path in _SETTINGS:
         va, vb = _get(a.provenance, path), _get(b.provenance, path)
         if va is None and vb is None:
             continue
         cells = f"{escape(str(va) if va is not None else '—')}</td><td>{escape(str(vb) if vb is not None else '—')}"
-        (diff if va != vb else same).append((f"<b>{escape(name)}</b>" if va != vb else escape(name), cells))
+        differs = va is not None and vb is not None and va != vb  # a side without the setting is no difference
+        (diff if differs else same).append((f"<b>{escape(name)}</b>" if differs else escape(name), cells))
     return diff + same
 
 
@@ -210,7 +211,7 @@ def render_comparison(
     for name in [
         n for n in dict.fromkeys([a.summary.get("main_metric"), "ndcg_at_10", "map_at_100", "recall_at_100"]) if n
     ]:
-        if name in ma or name in mb:
+        if name in ma and name in mb:
             va, vb = ma.get(name), mb.get(name)
             delta = va - vb if isinstance(va, int | float) and isinstance(vb, int | float) else None
             rows.append((escape(f"{name} (mteb)"), f"{num(va)}</td><td>{num(vb)}</td><td>{signed(delta)}"))
