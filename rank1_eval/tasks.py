@@ -91,9 +91,7 @@ class LoadedTask:
         data["relevant_docs"] = {q: d for q, d in data["relevant_docs"].items() if q in keep_set}
         data["top_ranked"] = {q: d for q, d in top.items() if q in keep_set}
 
-    def text_rows(
-        self, qids: Sequence[str], docids: set[str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def text_rows(self, qids: Sequence[str], docids: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The dataset rows (``id``, ``text``, ``instruction``/``title``) of these queries and documents.
 
         What the result folder keeps as ``texts.jsonl.gz``: read from the loaded task whatever its source (the
