@@ -267,6 +267,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         summary=summary,
         model=model,
         qrels=task.qrels,
+        texts=outputs.judged_texts(task, predictions),
     )
     summary["output_dir"] = str(out)
     return summary
