@@ -62,6 +62,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "max_output_tokens")  # fmt: skip
     g.add_argument("--ngram-speculation", type=int, default=0, metavar="K",
                    help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
+    g.add_argument("--force-rethink", type=int, default=0, metavar="N",
+                   help="s1-style budget forcing (paper §3.6): N times, the model's closing </think> is replaced "
+                   "by '\\nWait' and decoding continues within the same budget; then scored as usual")  # fmt: skip
+    g.add_argument("--keep-token-ids", action="store_true",
+                   help="keep pass 1's generated token ids in each judgement (what `rank1-eval sweep` cuts)")
     g.add_argument("--failed-score", default="0.5", help="score of a pair no pass could score, or 'raise'")
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
@@ -121,6 +126,8 @@ def build_model(args: argparse.Namespace):
         chunk_size=args.chunk_size,
         scheduling=args.scheduling,
         length_rule=args.length_rule,
+        keep_token_ids=bool(getattr(args, "keep_token_ids", False) or getattr(args, "budgets", None)),
+        force_rethink=getattr(args, "force_rethink", 0),
         ngram_speculation=args.ngram_speculation,
         server_urls=tuple(args.server_urls),
         api_key_env=args.api_key_env,
@@ -160,6 +167,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("outputs")
     o.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders go")
     o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
+    o.add_argument("--budgets", default=None, metavar="B1,B2,...",
+                   help="after the run (at --max-output-tokens, the largest budget), derive every smaller budget "
+                   "from it as `rank1-eval sweep` does (keeps token ids)")  # fmt: skip
+    o.add_argument("--verify", type=int, default=0, metavar="N",
+                   help="with --budgets: re-run N sampled pairs per budget for real and report the differences")
     o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
@@ -176,9 +188,8 @@ def _shard_arg(value: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rank1_eval.evaluate import RunOptions, cost_line, dry_run_report, evaluate, metric_table, prepare
-
+def _demo_defaults(args: argparse.Namespace) -> None:
+    """No --task (or --task demo): the bundled demo task, run file and micro rank1, with CPU-sized settings."""
     if args.task is None or args.task == DEMO_TASK:
         task, run_file, model = bundled_demo()
         args.task = task
@@ -193,34 +204,54 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.top_k = 20
         args.enforce_eager = True
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = None) -> Any:
+    from rank1_eval.evaluate import RunOptions
+
+    return RunOptions(
+        task=args.task,
+        subtask=None if args.subtask in (None, "default") else args.subtask,
+        run_file=args.run_file,
+        first_stage=args.first_stage,
+        top_k=args.top_k,
+        split=args.split,
+        dataset_path=args.dataset_path,
+        main_metric=args.main_metric,
+        qrels=dict(args.qrels),
+        output_dir=args.output_dir,
+        store=args.store,
+        limit_queries=args.limit_queries,
+        dry_run=args.dry_run,
+        progress=not (args.no_progress or args.quiet),
+        verbose=bool(args.verbose),
+        command_line=list(command_line or ["rank1-eval", *sys.argv[1:]]),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
+
+    _demo_defaults(args)
+    budgets = None
+    if args.budgets:
+        from rank1_eval.sweep import parse_budgets
+
+        budgets = parse_budgets(args.budgets)
+        if max(budgets) > args.max_output_tokens:  # the run is made at the largest budget
+            args.max_output_tokens = max(budgets)
     from rank1_eval.progress import ProgressDisplay
 
     # one display for the whole run: status lines (with the elapsed time) while things load, silent under -q;
     # then the per-judgement bar, unless --no-progress
     display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
                               prefix="rank1-eval: ")  # fmt: skip
+    sweep_result = None
     try:
         display.status("loading mteb, datasets and transformers")
         _quiet_libraries()
         model = build_model(args)
-        opts = RunOptions(
-            task=args.task,
-            subtask=None if args.subtask in (None, "default") else args.subtask,
-            run_file=args.run_file,
-            first_stage=args.first_stage,
-            top_k=args.top_k,
-            split=args.split,
-            dataset_path=args.dataset_path,
-            main_metric=args.main_metric,
-            qrels=dict(args.qrels),
-            output_dir=args.output_dir,
-            store=args.store,
-            limit_queries=args.limit_queries,
-            dry_run=args.dry_run,
-            progress=not (args.no_progress or args.quiet),
-            verbose=bool(args.verbose),
-            command_line=["rank1-eval", *sys.argv[1:]],
-        )
+        opts = _run_options(args)
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
         if args.dry_run:
@@ -237,14 +268,118 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(shard_message(run_shard(model, prepared, opts, args.shard)))
                 return 0
             summary = evaluate(model, prepared, opts, progress=display)
+            if budgets:
+                from rank1_eval.sweep import sweep
+
+                display.status(f"deriving budgets {', '.join(map(str, budgets))} from the run")
+                sweep_result = sweep(model, prepared, opts, budgets, Path(summary["output_dir"]),
+                                     verify_pairs=args.verify, base_summary=summary, progress=display)  # fmt: skip
         finally:
             model.close()
     finally:
         display.close()
     print(metric_table(summary))
     print(cost_line(summary))
+    if sweep_result is not None:
+        _print_sweep(sweep_result)
     print(f"results: {summary['output_dir']}")
     return 0
+
+
+def _print_sweep(result: dict[str, Any]) -> None:
+    from rank1_eval.sweep import table
+
+    print(table(result))
+    for check in result.get("verify", []):
+        print(f"verify budget {check['budget']}: {check['pairs']} pairs re-run for real ({check.get('cut_pairs', 0)} "
+              f"cut), same path {check.get('same_path')}, same reasoning {check.get('same_reasoning')}, max |Δscore| "
+              f"{check.get('max_abs_score_diff')}")  # fmt: skip
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``rank1-eval sweep``: re-create the recorded run (from the store), derive each budget, write the sweep."""
+    from rank1_eval.evaluate import prepare
+    from rank1_eval.progress import ProgressDisplay
+    from rank1_eval.sweep import SWEEP_PLOT, SweepError, parse_budgets, plot, recorded_command, sweep
+
+    budgets = parse_budgets(args.budgets)
+    results = {}
+    for folder in args.result_dirs:
+        folder = folder.resolve()
+        argv, cwd, summary = recorded_command(folder)
+        run_args = build_parser().parse_args(argv)
+        run_args.keep_token_ids = True
+        _demo_defaults(run_args)
+        here = os.getcwd()
+        if cwd and Path(cwd).is_dir():
+            os.chdir(cwd)  # the recorded command's relative paths (task, run file, output dir) are relative to it
+        try:
+            if args.store is not None:
+                run_args.store = Path(here, args.store).resolve()
+            elif run_args.store is None:
+                run_args.store = Path(summary["provenance"].get("store") or run_args.output_dir / "store.sqlite")
+            run_args.store = Path(run_args.store).resolve()
+            if not run_args.store.is_file():
+                raise SweepError(f"judgement store {run_args.store} not found: pass the run's store with --store")
+            run_args.no_progress = run_args.no_progress or args.no_progress
+            run_args.quiet, run_args.verbose = args.quiet, args.verbose
+            display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
+                                      prefix="rank1-eval: ")  # fmt: skip
+            try:
+                display.status("loading mteb, datasets and transformers")
+                _quiet_libraries()
+                model = build_model(run_args)
+                opts = _run_options(run_args, ["rank1-eval", *sys.argv[1:]] if argv else None)
+                display.status(f"loading task {opts.task} and its first stage")
+                prepared = prepare(opts, model.mteb_model_meta.name)
+                try:
+                    results[str(folder)] = sweep(model, prepared, opts, budgets, folder, verify_pairs=args.verify,
+                                                 base_summary=summary, progress=display)  # fmt: skip
+                finally:
+                    model.close()
+            finally:
+                display.close()
+        finally:
+            os.chdir(here)
+        print(f"{folder}:")
+        _print_sweep(results[str(folder)])
+        print(f"wrote {folder / 'sweep.json'}, sweep.csv, sweep.png")
+    if len(results) > 1 or args.plot:
+        target = args.plot or Path(os.path.commonpath(list(results))) / SWEEP_PLOT
+        plot({r.get("task") or k: r for k, r in results.items()}, target)
+        print(f"plot of all tasks: {target}")
+    return 0
+
+
+def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``sweep`` subcommand."""
+    p = sub.add_parser(
+        "sweep",
+        parents=parents,
+        help="every smaller reasoning budget derived exactly from one run (table, plot, sweep.json)",
+        description="Derive the judgements at each budget from a result folder's run (made at the largest "
+        "budget; greedy decoding makes the first b tokens of that run the run at b): pairs that finished within "
+        "b are kept, the others cut to b tokens and answered by one prefill-only forced answer. Each budget is "
+        "stored under its own key (a later real run at b is a store hit), gets its own folder DIR/budgets/<b>/, "
+        "and a row of DIR/sweep.json, sweep.csv and sweep.png. Loads the model (for the prefills) unless the "
+        "store holds every budget already.",
+        epilog=_examples(
+            "rank1-eval run --max-output-tokens 64 --keep-token-ids --output-dir results   # the demo",
+            "rank1-eval sweep results/local__micro-rank1/Dl19MiniLocal_default --budgets 4,8,12,16,32",
+            "rank1-eval run --task BrightRetrieval --subtask biology --budgets 256,512,1024,2048,4096,8192",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("result_dirs", type=Path, nargs="+", metavar="RESULT_DIR", help="result folder(s) of `run`")
+    p.add_argument("--budgets", required=True, metavar="B1,B2,...",
+                   help="max_output_tokens values, each at most the run's")  # fmt: skip
+    p.add_argument("--verify", type=int, default=0, metavar="N",
+                   help="re-run N sampled pairs per budget for real (cut pairs first) and report the differences")
+    p.add_argument("--store", type=Path, default=None, help="the run's judgement store (default: as recorded)")
+    p.add_argument("--plot", type=Path, default=None, help="also one plot of all RESULT_DIRs' tasks here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+    return p
 
 
 def _status(args: argparse.Namespace, message: str) -> None:
@@ -639,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub, parents)
     add_report_parser(sub, parents)
     add_merge_parser(sub, parents)
+    add_sweep_parser(sub, parents)
     return parser
 
 

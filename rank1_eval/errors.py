@@ -20,6 +20,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rank1_eval.runs import RunFileError
     from rank1_eval.scoring import TokenizerError
     from rank1_eval.store import StoreError
+    from rank1_eval.sweep import SweepError
     from rank1_eval.tasks import TaskError
     from rank1_eval.texts import TextsError
 

@@ -196,11 +196,14 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     return info
 
 
-def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None) -> dict[str, Any]:
+def evaluate(
+    model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None, out: Path | None = None
+) -> dict[str, Any]:
     """Judge every pair (resuming through the store), let mteb score, write the result folder.
 
     ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
-    task's loading); without one a display is made here when ``opts.progress``.
+    task's loading); without one a display is made here when ``opts.progress``. ``out`` overrides the result
+    folder (a budget sweep writes each budget's folder inside the run's own).
     """
     import mteb
 
@@ -210,7 +213,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
-    out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
+    out = Path(out) if out is not None else run_dir(opts.output_dir, model.mteb_model_meta.name, task)
     out.mkdir(parents=True, exist_ok=True)
     store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
     traces: list[tuple[dict[str, Any], list[Any]]] = []

@@ -7,6 +7,7 @@ scores only what is missing.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -240,6 +241,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         scheduling: str = "stream",
         length_rule: str = "reference",
         keep_token_ids: bool = False,
+        force_rethink: int = 0,
         ngram_speculation: int = 0,
         store: Store | None = None,
         server_urls: Sequence[str] = (),
@@ -273,6 +275,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             context_size=context_size,
             failed_score=failed_score,
             length_rule=length_rule,
+            force_rethink=force_rethink,
         )
         if scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {scheduling!r}")
@@ -305,6 +308,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self.store = store
         self.stats = RunStats()
         self.trace_sink: Callable[[dict[str, Any], list[Judgement]], None] | None = None
+        # judges the pairs the store lacks instead of the scheduler (rank1_eval.sweep: derived from a longer run)
+        self.judge_missing: Callable[[rank1, Sequence[PreparedPrompt], Callable[[int, Judgement], None]], None] | None
+        self.judge_missing = None
         self.progress: Progress | None = None
         self.engine_log: Path | None = None  # where the engine's own output goes while it loads (None: as is)
         self._engine: Engine | None = None
@@ -352,6 +358,19 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             ) from exc
         log.info("loaded %s on %s in %.1fs", self.model_name_or_path, engine.kind, time.perf_counter() - started)
         return engine
+
+    def with_scoring(self, **changes: Any) -> rank1:
+        """This model with other scoring settings (e.g. ``max_output_tokens``), sharing its loaded engine.
+
+        The copy has its own keys, stats and store hooks; closing either closes the shared engine."""
+        from dataclasses import replace
+
+        other = copy.copy(self)
+        other.scoring = replace(self.scoring, **changes)
+        other.stats = RunStats()
+        other._scorer = other._prompt_rule = other._settings_key = None
+        other.judge_missing = None
+        return other
 
     def close(self) -> None:
         if self._engine is not None:
@@ -484,7 +503,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 meter.reset()
             try:
                 t0 = time.perf_counter()
-                if self.scheduling == "stream":
+                if self.judge_missing is not None:
+                    self.judge_missing(self, [p for _, p in items], final)
+                    stats.engine_s += time.perf_counter() - t0
+                elif self.scheduling == "stream":
                     scheduler = Scheduler(self.engine, self.scorer.rule, keep_token_ids=self.keep_token_ids,
                                           on_final=final)  # fmt: skip
                     scheduler.run([p for _, p in items])
@@ -525,7 +547,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
     def _scoring_args(self) -> dict[str, Any]:
         c = self.scoring
         return {"max_output_tokens": c.max_output_tokens, "context_size": c.context_size,
-                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score}  # fmt: skip
+                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score,
+                "force_rethink": c.force_rethink}  # fmt: skip
 
     def _forced_reserve(self) -> int:
         if self._engine is not None:
@@ -615,6 +638,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "sampling": self.scoring.sampling(),
             "length_rule": self.scoring.length_rule,
             "length_rules": dict(LENGTH_RULES),
+            "force_rethink": self.scoring.force_rethink,
             "prompt_set": self.prompt_set,
             "prompt_set_sha256": P.prompt_set_sha256(self.templates),
             "dataset_prompt": self.dataset_prompt,

@@ -105,6 +105,7 @@ def build_summary(
         "limit_queries": opts.limit_queries,
         "store": str(store_path),
         "command_line": list(opts.command_line),
+        "cwd": os.getcwd(),  # relative paths of the command line are relative to this (`rank1-eval sweep`)
     }
     return {
         "task": task.label,

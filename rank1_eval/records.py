@@ -74,13 +74,16 @@ class Judgement:
     reasoning_cut: bool = False  # pass 2's reasoning was shortened by tokens so the forced prompt fits the context
     # pass 1's generated token ids, kept only on request (budget sweeps re-cut them); absent from stored JSON if None
     token_ids: tuple[int, ...] | None = None
+    # force_rethink: each round of pass 1 ({text, output_tokens, finish_reason, stop_reason}); absent if None
+    rounds: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["token_ids"] is None:
-            del data["token_ids"]
-        else:
-            data["token_ids"] = list(data["token_ids"])
+        for name in ("token_ids", "rounds"):
+            if data[name] is None:
+                del data[name]
+            else:
+                data[name] = list(data[name])
         return data
 
     @classmethod
@@ -88,4 +91,6 @@ class Judgement:
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         if fields.get("token_ids") is not None:
             fields["token_ids"] = tuple(fields["token_ids"])
+        if fields.get("rounds") is not None:
+            fields["rounds"] = tuple(dict(r) for r in fields["rounds"])
         return cls(**fields)

@@ -40,6 +40,8 @@ from rank1_eval.records import Completion, Judgement
 log = logging.getLogger(__name__)
 
 STOP_STRINGS = ("</think> true", "</think> false")
+THINK_END = "</think>"  # force_rethink: a round stops when the model closes its reasoning...
+WAIT = "\nWait"  # ...and the closing is replaced by this before decoding continues (s1's budget forcing)
 SENTENCE_ENDS = (".", "!", "?")
 PASS2_SUFFIX = "\n</think>"
 LENGTH_RULES = {
@@ -67,6 +69,7 @@ class ScoringConfig:
     top_logprobs: int = 20
     failed_score: float | str = 0.5  # a float, or "raise"
     length_rule: str = "reference"
+    force_rethink: int = 0  # rounds of s1-style budget forcing (SPEC §1.5, paper §3.6); 0 = the plain rule
 
     def __post_init__(self) -> None:
         if self.max_output_tokens < 1:
@@ -78,6 +81,8 @@ class ScoringConfig:
                 f"context_size ({self.context_size}) must exceed max_output_tokens ({self.max_output_tokens}) "
                 "under length_rule='reserve_output': the prompt gets context_size - max_output_tokens tokens"
             )
+        if not isinstance(self.force_rethink, int) or self.force_rethink < 0:
+            raise ValueError(f"force_rethink must be an int >= 0, got {self.force_rethink!r}")
         if self.context_size < 8:
             raise ValueError(f"context_size must be >= 8, got {self.context_size}")
         if self.top_logprobs < 2:
@@ -105,10 +110,13 @@ class ScoringConfig:
             "stop": list(STOP_STRINGS),
             "skip_special_tokens": False,
             "failed_score": self.failed_score,
+            # only when on, so the keys of every plain judgement stay what they were
+            **({"force_rethink": self.force_rethink} if self.force_rethink else {}),
         }
 
     def provenance(self) -> dict[str, Any]:
-        return {**self.sampling(), "length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule]}
+        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule]}
+        return {**self.sampling(), "force_rethink": self.force_rethink, **rule}
 
 
 def forced_reserve(tokenizer: Any) -> int:
@@ -283,7 +291,7 @@ class PairState:
     answer without the scheduler changing.
     """
 
-    __slots__ = ("rule", "prepared", "stage", "keep_token_ids", "pass1", "forced_text", "forced_cut")
+    __slots__ = ("rule", "prepared", "stage", "keep_token_ids", "pass1", "forced_text", "forced_cut", "rounds")
 
     def __init__(self, rule: Rule, prepared: PreparedPrompt, *, keep_token_ids: bool = False) -> None:
         self.rule = rule
@@ -293,12 +301,16 @@ class PairState:
         self.pass1: Completion | None = None
         self.forced_text: str | None = None
         self.forced_cut = False
+        self.rounds: list[Completion] = []  # pass 1's rounds under force_rethink (one otherwise)
 
     def start(self) -> Request:
         if self.stage != "new":
             raise RuntimeError(f"pair already started (stage {self.stage})")
         self.stage = "pass1"
-        return self.rule.pass1_request(self.prepared)
+        request = self.rule.pass1_request(self.prepared)
+        if self.rule.config.force_rethink:  # stop where the model closes its reasoning, to replace the closing
+            request = replace(request, stop=(THINK_END,))
+        return request
 
     def advance(self, completion: Completion) -> Request | Judgement:
         if self.stage == "pass1":
@@ -316,9 +328,51 @@ class PairState:
             truncated=self.prepared.truncated,
             stop_reason=comp.stop_reason,
             token_ids=comp.token_ids if self.keep_token_ids else None,
+            rounds=tuple(
+                {"text": c.text, "output_tokens": c.output_tokens, "finish_reason": c.finish_reason,
+                 "stop_reason": c.stop_reason}
+                for c in self.rounds
+            ) if self.rule.config.force_rethink else None,
+        )  # fmt: skip
+
+    def _next_round(self) -> Request | None:
+        """force_rethink: the request that continues the reasoning after ``"\nWait"``, or None when no budget is left.
+
+        The prompt is the pair's prompt, every round's text each followed by ``WAIT``; the round may generate
+        what is left of the pair's generation budget (all rounds together stay within it) and of the context.
+        The last forced round stops on the answer as usual."""
+        cfg = self.rule.config
+        prompt = self.prepared.prompt + "".join(c.text + WAIT for c in self.rounds)
+        used = sum(c.output_tokens for c in self.rounds)
+        n = len(self.rule.tokenizer(prompt).input_ids)
+        left = min(cfg.generation_budget(self.prepared.prompt_tokens) - used, cfg.context_size - n)
+        if left < 1:
+            return None
+        stop = STOP_STRINGS if len(self.rounds) == cfg.force_rethink else (THINK_END,)
+        return Request(prompt, left, stop, cfg.top_logprobs)
+
+    def _combined(self) -> Completion:
+        """Pass 1 as one completion: the rounds' texts joined by ``WAIT``, their tokens, the last round's end."""
+        if len(self.rounds) == 1:
+            return self.rounds[0]
+        last = self.rounds[-1]
+        return Completion(
+            text=WAIT.join(c.text for c in self.rounds),
+            token_ids=tuple(t for c in self.rounds for t in c.token_ids),
+            finish_reason=last.finish_reason,
+            stop_reason=last.stop_reason,
+            last_logprobs=last.last_logprobs,
+            prompt_tokens=self.rounds[0].prompt_tokens,
         )
 
     def _after_pass1(self, comp: Completion) -> Request | Judgement:
+        self.rounds.append(comp)
+        closed = comp.finish_reason == "stop" and comp.stop_reason == THINK_END
+        if closed and len(self.rounds) <= self.rule.config.force_rethink:
+            following = self._next_round()
+            if following is not None:
+                return following
+        comp = self._combined()
         self.pass1 = comp
         answered = pass1_answer(comp, self.rule.answer)
         if answered is not None:

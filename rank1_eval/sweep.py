@@ -1,0 +1,413 @@
+"""Test-time compute from one run: the judgement at every smaller reasoning budget, derived from a max-budget run.
+
+Decoding is greedy, so the first ``g`` generated tokens of a run with a larger budget *are* the run with budget
+``g``. For a pair whose prompt has ``p`` tokens, a run with ``max_output_tokens = b`` generates at most
+``g_b = min(b, context_size - p)`` tokens (the length rule, :meth:`ScoringConfig.generation_budget`). From the
+judgement of a run at ``B >= b`` (same prompt, same settings otherwise):
+
+* pass 1 ended by itself (stop string or EOS) after ``n <= g_b`` tokens, or was cut at exactly ``n == g_b``:
+  the run at ``b`` produces the same completion, hence the same judgement — it is *kept* as is;
+* otherwise pass 1 at ``b`` is the first ``g_b`` of the stored token ids, ending on the budget: its text is
+  their decoding and the rank1 rule gives the forced answer — one prefill-only request, no decoding (*cut*);
+* a pair the store lacks at ``B``, or whose stored judgement kept no token ids, is judged for real at ``b``
+  (*run*; counted, so a sweep never silently mixes in anything else).
+
+Each budget's judgements are stored under the key a real run at that budget has (the key holds
+``max_output_tokens``), so a later real run at ``b`` is a store hit, and a budget already run for real is not
+derived again. Every budget gets its own result folder (``<run>/budgets/<b>/``: metrics through mteb, traces,
+summary) and one row of ``sweep.json`` / ``sweep.csv`` / ``sweep.png`` in the run's folder.
+
+Exactness needs batch-invariant numerics: the derivation assumes the run at ``b`` would have generated the
+same tokens as the first ``g_b`` of the run at ``B``. On CPU in float32 (the tests, both engines) it does. On
+GPUs, reduced-precision kernels whose results depend on the batch's composition (vLLM's continuous batching
+changes it from step to step) can flip a near-tie greedy choice, so a real run at ``b`` may itself differ from
+another real run at ``b``; ``--verify N`` re-runs N sampled pairs per budget for real and reports the
+differences.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rank1_eval.records import Completion, Judgement
+from rank1_eval.scoring import PreparedPrompt
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"  # read by `rank1-eval report` (rank1_eval.report.data.read_sweep)
+SWEEP_CSV = "sweep.csv"
+SWEEP_PLOT = "sweep.png"
+BUDGETS_DIR = "budgets"  # <run folder>/budgets/<b>/: each derived budget's own result folder
+TABLE_METRICS = ("ndcg_at_10", "ndcg_at_20", "map_at_100", "mrr_at_10", "recall_at_100")
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be done as asked (budget above the run's, budget forcing on, no result folder...)."""
+
+
+def parse_budgets(text: str) -> list[int]:
+    """``"256,512,1024"`` -> ``[256, 512, 1024]`` (sorted, unique, each >= 1)."""
+    try:
+        values = sorted({int(v) for v in text.replace(" ", "").split(",") if v})
+    except ValueError:
+        raise SweepError(f"--budgets takes comma-separated integers, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise SweepError(f"--budgets needs budgets >= 1, got {text!r}")
+    return values
+
+
+@dataclass
+class DeriveCost:
+    """What deriving one budget cost: pairs kept, cut (one prefill each) or run for real, and the engine work."""
+
+    kept: int = 0
+    cut: int = 0
+    run: int = 0
+    prefill_requests: int = 0
+    prefill_tokens: int = 0  # prompt tokens of the forced answers (what the prefills process)
+    run_generated_tokens: int = 0  # tokens decoded for pairs judged for real
+    engine_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep_kept": self.kept,
+            "sweep_cut": self.cut,
+            "sweep_run": self.run,
+            "sweep_prefill_requests": self.prefill_requests,
+            "sweep_prefill_tokens": self.prefill_tokens,
+            "sweep_generated_tokens": self.run_generated_tokens,
+            "sweep_engine_s": round(self.engine_s, 3),
+        }
+
+
+@dataclass
+class Deriver:
+    """``rank1.judge_missing`` for a budget below the source run's: derives judgements, runs what it cannot.
+
+    ``source`` is the model at the run's budget (its keys find the stored run), ``store`` the judgement store.
+    ``derived`` keeps each derived judgement by prompt, with how it came about, for ``--verify``.
+    """
+
+    source: Any
+    store: Any
+    cost: DeriveCost = field(default_factory=DeriveCost)
+    derived: dict[str, tuple[Judgement, str]] = field(default_factory=dict)
+
+    def __call__(self, model: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
+        from rank1_eval.engines.base import run_requests
+        from rank1_eval.scheduler import Scheduler
+
+        config, keep_ids = model.scoring, model.keep_token_ids
+        keys = [self.source.judgement_key(p.prompt) for p in prepared]
+        stored = self.store.get_many(list(set(keys))) if self.store is not None else {}
+        rule = model.scorer.rule  # loads the engine if it is not loaded yet
+        tok = rule.tokenizer
+        to_run: list[int] = []
+        pending: list[tuple[int, Any, Any]] = []  # (index, pair state, forced request)
+        for i, (p, key) in enumerate(zip(prepared, keys, strict=True)):
+            src = stored.get(key)
+            budget = config.generation_budget(p.prompt_tokens)
+            if src is None or src.rounds is not None:
+                to_run.append(i)
+                continue
+            n = src.output_tokens
+            if n <= budget and (src.finish_reason == "stop" or n == budget):
+                j = replace(src, token_ids=src.token_ids if keep_ids else None)
+                self._final(final, i, p, j, "kept")
+                continue
+            if n < budget or src.token_ids is None or len(src.token_ids) != n:
+                to_run.append(i)  # the run stopped short of this budget on a budget of its own, or kept no ids
+                continue
+            ids = tuple(src.token_ids[:budget])
+            text = tok.decode(list(ids), skip_special_tokens=False)
+            state = rule.pair(p, keep_token_ids=keep_ids)
+            state.start()
+            out = state.advance(Completion(text, ids, "length", None, {}, p.prompt_tokens))
+            if isinstance(out, Judgement):  # not reached: a pass 1 cut by its budget never answered
+                self._final(final, i, p, out, "cut")
+            else:
+                pending.append((i, state, out))
+        t0 = time.perf_counter()
+        if pending:
+            completions = run_requests(model.engine, [r for _, _, r in pending])
+            self.cost.prefill_requests += len(pending)
+            self.cost.prefill_tokens += sum(len(ids) for ids in tok([r.prompt for _, _, r in pending]).input_ids)
+            for (i, state, _), completion in zip(pending, completions, strict=True):
+                j = state.advance(completion)
+                assert isinstance(j, Judgement)
+                self._final(final, i, prepared[i], j, "cut")
+        if to_run:
+            log.warning("%d pair(s) not derivable from the stored run (missing, or no token ids): judged for real",
+                        len(to_run))  # fmt: skip
+            scheduler = Scheduler(
+                model.engine,
+                rule,
+                keep_token_ids=keep_ids,
+                on_final=lambda k, j: self._final(final, to_run[k], prepared[to_run[k]], j, "run"),
+            )
+            scheduler.run([prepared[i] for i in to_run])  # fmt: skip
+            self.cost.run_generated_tokens += scheduler.stats.generated_tokens
+        self.cost.engine_s += time.perf_counter() - t0
+
+    def _final(self, final: Callable[[int, Judgement], None], i: int, p: PreparedPrompt, j: Judgement, how: str):
+        setattr(self.cost, how, getattr(self.cost, how) + 1)
+        self.derived[p.prompt] = (j, how)
+        final(i, j)
+
+
+def verify(model: Any, deriver: Deriver, n: int, *, seed: int = 0) -> dict[str, Any]:
+    """Re-run ``n`` sampled derived pairs for real at the model's budget; the differences (cut pairs first)."""
+    from rank1_eval.scheduler import Scheduler
+
+    rng = random.Random(seed)
+    by_kind: dict[str, list[str]] = {"cut": [], "kept": []}
+    for prompt, (_, how) in deriver.derived.items():
+        if how in by_kind:
+            by_kind[how].append(prompt)
+    for prompts in by_kind.values():
+        rng.shuffle(prompts)
+    chosen = (by_kind["cut"] + by_kind["kept"])[:n]
+    if not chosen:
+        return {"pairs": 0}
+    tok = model.scorer.rule.tokenizer
+    prepared = [PreparedPrompt(p, len(tok(p).input_ids), False) for p in chosen]
+    t0 = time.perf_counter()
+    real = Scheduler(model.engine, model.scorer.rule).run(prepared)
+    seconds = time.perf_counter() - t0
+    pairs = [(deriver.derived[p][0], r) for p, r in zip(chosen, real, strict=True)]
+    diffs, mismatches = [], []
+    for prompt, r in zip(chosen, real, strict=True):
+        d = deriver.derived[prompt][0]
+        diff = abs(d.score - r.score)
+        diffs.append(diff)
+        if d.path != r.path or d.reasoning != r.reasoning or diff > 1e-6:
+            mismatches.append({"prompt_tail": prompt[-80:], "derived_path": d.path, "real_path": r.path,
+                               "same_reasoning": d.reasoning == r.reasoning, "score_diff": diff})  # fmt: skip
+    return {
+        "pairs": len(chosen),
+        "cut_pairs": sum(deriver.derived[p][1] == "cut" for p in chosen),
+        "same_path": sum(d.path == r.path for d, r in pairs),
+        "same_reasoning": sum(d.reasoning == r.reasoning for d, r in pairs),
+        "max_abs_score_diff": max(diffs),
+        "mismatches": mismatches[:10],
+        "real_s": round(seconds, 3),
+    }
+
+
+def _row(budget: int, summary: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """One budget's row: metrics, reasoning lengths, pass-2 share, change vs the first stage, cost."""
+    metrics = summary.get("metrics", {})
+    main = summary.get("main_metric")
+    names = [m for m in dict.fromkeys([main, *TABLE_METRICS]) if m and m in metrics]
+    pairs = summary.get("pairs_total") or 0
+    forced = (summary.get("pass2") or 0) + (summary.get("failed") or 0)
+    vs = summary.get("vs_first_stage") or {}
+    row: dict[str, Any] = {
+        "budget": budget,
+        "source": source,
+        "metrics": {m: metrics[m] for m in names},
+        "main_score": summary.get("main_score"),
+        "reasoning_tokens_mean": summary.get("output_tokens_mean"),
+        "reasoning_tokens_p95": summary.get("output_tokens_p95"),
+        "pass2_share": round(forced / pairs, 4) if pairs else None,
+        "pass2": summary.get("pass2"),
+        "failed": summary.get("failed"),
+        "pairs": pairs,
+        # what a real run at this budget decodes: every pass-1 token plus one per forced answer
+        "generated_tokens": (summary.get("output_tokens_total") or 0) + forced,
+    }
+    if vs:
+        row["vs_first_stage_delta"] = vs.get("mean_delta")
+        row["vs_first_stage_wins"] = vs.get("wins")
+        row["vs_first_stage_losses"] = vs.get("losses")
+        row["vs_first_stage_p"] = (vs.get("randomization") or {}).get("p_value")
+    return row
+
+
+def sweep(
+    model: Any,
+    prepared: Any,
+    opts: Any,
+    budgets: Sequence[int],
+    folder: Path,
+    *,
+    verify_pairs: int = 0,
+    base_summary: Mapping[str, Any] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Every budget of ``budgets`` derived from the run of ``model`` (its ``max_output_tokens`` is the maximum).
+
+    ``folder`` is that run's result folder; ``base_summary`` its ``summary.json`` (read from ``folder`` when
+    None). Writes ``budgets/<b>/`` per budget, then ``sweep.json``, ``sweep.csv`` and ``sweep.png`` in ``folder``
+    and the budgets' cost into its ``summary.json``. Returns what ``sweep.json`` holds.
+    """
+    from rank1_eval.evaluate import evaluate
+    from rank1_eval.outputs import write_json
+    from rank1_eval.store import SQLiteStore
+
+    top = model.scoring.max_output_tokens
+    if model.scoring.force_rethink:
+        raise SweepError("a budget sweep derives plain runs; force_rethink runs cannot be cut to a smaller budget")
+    above = [b for b in budgets if b > top]
+    if above:
+        raise SweepError(f"budget(s) {above} exceed the run's max_output_tokens {top}: a run can only be cut to "
+                         "smaller budgets; run at the largest budget first")  # fmt: skip
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if base_summary is None:
+        if not summary_path.is_file():
+            raise SweepError(f"{folder} has no summary.json: not a result folder")
+        base_summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    rows = [_row(top, base_summary, "run")]
+    checks = []
+    started = time.perf_counter()
+    for b in sorted(set(budgets) - {top}, reverse=True):
+        t0 = time.perf_counter()
+        variant = model.with_scoring(max_output_tokens=b)
+        store = SQLiteStore(store_path)
+        deriver = Deriver(model, store)
+        variant.judge_missing = deriver
+        try:
+            summary = evaluate(variant, prepared, opts, progress=progress, out=folder / BUDGETS_DIR / str(b))
+            if model._engine is None:  # the first budget that needed the engine loaded it: share it from now on
+                model._engine = variant._engine
+        finally:
+            store.close()
+        row = _row(b, summary, "derived")
+        row.update(deriver.cost.to_dict())
+        row["sweep_from_store"] = summary.get("pairs_from_store")
+        row["sweep_wall_s"] = round(time.perf_counter() - t0, 3)
+        if verify_pairs:
+            check = {"budget": b, **verify(variant, deriver, verify_pairs)}
+            checks.append(check)
+            row["verify_pairs"] = check["pairs"]
+            row["verify_max_abs_score_diff"] = check.get("max_abs_score_diff")
+            row["verify_mismatches"] = len(check.get("mismatches", []))
+        rows.append(row)
+    rows.sort(key=lambda r: r["budget"])
+    result = {
+        "task": base_summary.get("task"),
+        "metric": base_summary.get("main_metric"),
+        "max_budget": top,
+        "model": model.model_name_or_path,
+        "budgets": rows,
+        "sweep_wall_s": round(time.perf_counter() - started, 3),
+        **({"verify": checks} if verify_pairs else {}),
+        "means": "each budget's judgements derived exactly from the run at max_budget (rank1_eval.sweep); "
+        "kept: pass 1 ended within the budget; cut: pass 1 cut to the budget's tokens + one forced-answer "
+        "prefill; run: judged for real (not derivable)",
+    }
+    write_json(folder / SWEEP_FILE, result)
+    write_csv(folder / SWEEP_CSV, rows)
+    plot({str(result["task"]): result}, folder / SWEEP_PLOT)
+    if summary_path.is_file():  # the budgets' cost beside the run's own, so one file says what each doubling bought
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary["budget_sweep"] = [{k: r.get(k) for k in ("budget", "source", "main_score", "reasoning_tokens_mean",
+                                    "reasoning_tokens_p95", "pass2_share", "generated_tokens", "sweep_prefill_requests",
+                                    "sweep_prefill_tokens", "sweep_generated_tokens", "sweep_engine_s", "sweep_wall_s")
+                                    if k in r} for r in rows]  # fmt: skip
+        write_json(summary_path, summary)
+    return result
+
+
+def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "metrics"}
+    out.update(row.get("metrics", {}))
+    return out
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The sweep table, one row per budget (metrics as columns)."""
+    from rank1_eval.outputs import atomic_open
+
+    flat = [_flat(r) for r in rows]
+    columns = list(dict.fromkeys(k for r in flat for k in r))
+    with atomic_open(path) as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """The sweep as a text table for the terminal."""
+    metric = result.get("metric") or "main_score"
+    head = f"{'budget':>7} {metric:>12} {'mean tok':>9} {'p95 tok':>8} {'pass2':>6} {'gen tok':>8} " \
+           f"{'Δ vs 1st':>9} {'derived (kept/cut/run)':>23} {'prefill tok':>11}"  # fmt: skip
+    lines = [head]
+    for r in result["budgets"]:
+        value = r["metrics"].get(metric, r.get("main_score"))
+        how = "the run itself"
+        if r["source"] == "derived":
+            how = f"{r.get('sweep_kept', '')}/{r.get('sweep_cut', '')}/{r.get('sweep_run', '')}"
+        delta = r.get("vs_first_stage_delta")
+        lines.append(
+            f"{r['budget']:>7} {_num(value):>12} {_num(r['reasoning_tokens_mean'], 1):>9} "
+            f"{_num(r['reasoning_tokens_p95'], 0):>8} {_num(r['pass2_share'], 2):>6} {r['generated_tokens']:>8} "
+            f"{_num(delta):>9} {how:>23} {r.get('sweep_prefill_tokens', ''):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Metric against mean reasoning tokens, one line per task, each point labelled with its budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    metrics = set()
+    for task, result in sweeps.items():
+        metric = result.get("metric") or "main_score"
+        metrics.add(metric)
+        rows = [r for r in result["budgets"] if r.get("reasoning_tokens_mean") is not None]
+        xs = [float(r["reasoning_tokens_mean"]) for r in rows]
+        ys = [float(r["metrics"].get(metric, r.get("main_score")) or math.nan) for r in rows]
+        ax.plot(xs, ys, marker="o", label=task)
+        for r, x, y in zip(rows, xs, ys, strict=True):
+            ax.annotate(str(r["budget"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("mean reasoning tokens per pair")
+    ax.set_ylabel(" / ".join(sorted(metrics)))
+    ax.set_title("rank1: metric against reasoning budget (point labels: max_output_tokens)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any]]:
+    """The ``rank1-eval run`` argv that made a result folder, the directory it ran in, and its summary."""
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise SweepError(f"{folder} has no summary.json: not a result folder (pass the folder `run` printed)")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    prov = summary.get("provenance") or {}
+    argv = list(prov.get("command_line") or [])
+    if len(argv) < 2 or argv[1] != "run":
+        raise SweepError(f"{path}: the run was not made by `rank1-eval run` (command line {argv}); "
+                         "use the Python API (rank1_eval.sweep.sweep) instead")  # fmt: skip
+    return argv[1:], prov.get("cwd"), summary
+
+
+__all__ = ["Deriver", "SweepError", "parse_budgets", "plot", "recorded_command", "sweep", "table", "verify"]
