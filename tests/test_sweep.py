@@ -1,0 +1,218 @@
+"""Budget sweeps (rank1_eval.sweep) and budget forcing (force_rethink), on the micro rank1 with both real engines.
+
+The exactness proof: the judgement a sweep derives at budget b from one run at a larger budget equals a real
+run at b — same path, reasoning and forced text, scores within 1e-6 — in float32 on CPU, for budgets below,
+at and above each pair's own reasoning length, and for a pair whose budget the context shortens (length rule).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import MICRO_RANK1, ROOT, demo_pairs
+
+from rank1_eval.engines.base import Request
+from rank1_eval.model import rank1
+from rank1_eval.prompts import format_prompt
+from rank1_eval.records import Judgement
+from rank1_eval.scoring import STOP_STRINGS, THINK_END, WAIT, ScoringConfig
+from rank1_eval.store import MemoryStore
+from rank1_eval.sweep import Deriver, SweepError, parse_budgets, verify
+
+CONTEXT = 1024
+TOP = 24  # the max-budget run; the micro rank1 reasons 16-18 tokens before "</think> true/false"
+
+
+@dataclass
+class Recording:
+    """A real engine that records every request submitted to it (the prompt sequence of budget forcing)."""
+
+    inner: object
+    requests: list[Request] = field(default_factory=list)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def submit(self, requests):
+        self.requests.extend(requests)
+        self.inner.submit(requests)
+
+
+def _model(engine, **kw) -> rank1:
+    """A rank1 on the session's engine (no reload): the fixture's micro rank1, float32, context 1024."""
+    kind = "transformers" if engine.kind == "transformers" else "vllm"
+    m = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine=kind,
+              dataset_prompt=False, **kw)  # fmt: skip
+    m._engine = engine
+    return m
+
+
+def _pairs(tokenizer) -> list[tuple[str, str]]:
+    """Demo pairs (answers true and false, 16-18 tokens of reasoning) plus one whose prompt leaves the context
+    only ~19 tokens, so its generation budget is min(b, context - prompt) (the length rule)."""
+    demo = demo_pairs(2, 8)
+    pairs = [demo[0], demo[7], demo[8]]  # "true" after 17 tokens, "false" after 18, another query
+    query, doc = pairs[0]
+    words = doc.split()
+    long_doc = " ".join(words * (1 + 1000 // max(1, len(words))))
+    ids = tokenizer(long_doc, add_special_tokens=False).input_ids
+    base = len(tokenizer(format_prompt(query, "")).input_ids)
+    keep = CONTEXT - 19 - base
+    pairs.append((query, tokenizer.decode(ids[:keep])))
+    return pairs
+
+
+def _same(derived: Judgement, real: Judgement) -> None:
+    assert (derived.path, derived.reasoning, derived.forced_reasoning) == (real.path, real.reasoning,
+                                                                            real.forced_reasoning)  # fmt: skip
+    assert (derived.output_tokens, derived.finish_reason, derived.stop_reason) == (
+        real.output_tokens, real.finish_reason, real.stop_reason)  # fmt: skip
+    assert abs(derived.score - real.score) <= 1e-6
+
+
+def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
+    pairs = _pairs(micro_tokenizer)
+    store = MemoryStore()
+    source = _model(engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    top = source.judge(pairs)
+    lengths = sorted({j.output_tokens for j in top})
+    assert top[-1].prompt_tokens > CONTEXT - TOP  # the long pair: its budget is the context's, not TOP
+    budgets = sorted({8, *lengths, TOP - 2})  # below, exactly at, between and above the pairs' lengths
+    counts = {}
+    for b in budgets:
+        variant = source.with_scoring(max_output_tokens=b)
+        variant.store = store
+        deriver = Deriver(source, store)
+        variant.judge_missing = deriver
+        derived = variant.judge(pairs)
+        real = _model(engine, max_output_tokens=b).judge(pairs)
+        for d, r in zip(derived, real, strict=True):
+            _same(d, r)
+        assert deriver.cost.run == 0  # everything derived, nothing re-decoded
+        assert deriver.cost.prefill_requests == deriver.cost.cut
+        counts[b] = (deriver.cost.kept, deriver.cost.cut)
+        # stored under the key a real run at b has: a later real run at b is all store hits
+        again = _model(engine, max_output_tokens=b, store=store)
+        assert [j.score for j in again.judge(pairs)] == [j.score for j in derived]
+        assert again.stats.pairs_from_store == len(pairs) and again.stats.pairs_scored == 0
+    assert counts[8] == (0, len(pairs)) and counts[TOP - 2] == (len(pairs), 0)
+    assert any(k and c for k, c in counts.values())  # a budget between the pairs' lengths mixes both
+    print(f"\n{engine.kind}: budgets {budgets}, (kept, cut) {counts}")
+
+
+def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, micro_tokenizer):
+    pairs = demo_pairs(1, 3)
+    store = MemoryStore()
+    source = _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    source.judge(pairs)
+    real = _model(hf_engine, max_output_tokens=9, store=store).judge(pairs)  # the real run first
+    variant = source.with_scoring(max_output_tokens=9)
+    variant.store, deriver = store, Deriver(source, store)
+    variant.judge_missing = deriver
+    assert [j.score for j in variant.judge(pairs)] == [j.score for j in real]
+    assert variant.stats.pairs_from_store == 3 and deriver.cost.cut == 0  # nothing derived again
+    variant.store = MemoryStore()  # now derive for real, then --verify re-runs them
+    assert [j.path for j in variant.judge(pairs)] == ["pass2"] * 3 and deriver.cost.cut == 3
+    check = verify(variant, deriver, 2)
+    assert (check["pairs"], check["cut_pairs"], check["same_path"], check["same_reasoning"]) == (2, 2, 2, 2)
+    assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
+
+
+def test_pairs_without_token_ids_are_run_for_real(hf_engine):
+    pairs = demo_pairs(1, 2)
+    store = MemoryStore()
+    source = _model(hf_engine, max_output_tokens=TOP, store=store)  # keep_token_ids off: nothing to cut
+    source.judge(pairs)
+    variant = source.with_scoring(max_output_tokens=6)
+    variant.store, deriver = store, Deriver(source, store)
+    variant.judge_missing = deriver
+    derived = variant.judge(pairs)
+    # decoded for real: 6 pass-1 tokens per pair, plus its forced answer's one
+    assert (deriver.cost.run, deriver.cost.cut, deriver.cost.run_generated_tokens) == (2, 0, 2 * (6 + 1))
+    for d, r in zip(derived, _model(hf_engine, max_output_tokens=6).judge(pairs), strict=True):
+        _same(d, r)
+
+
+def test_force_rethink_prompt_sequence(engine, micro_tokenizer):
+    """Hand-checked: round 1 stops at "</think>" with the plain run's reasoning; each closing becomes "\\nWait"
+    and decoding continues from prompt + text; the last round stops on the answer as usual."""
+    pair = demo_pairs(1, 1)
+    plain = _model(engine, max_output_tokens=64).judge(pair)[0]
+    recording = Recording(engine)
+    forced = _model(recording, max_output_tokens=64, force_rethink=2)
+    j = forced.judge(pair)[0]
+    prompt = forced.prepare([pair[0][0]], [pair[0][1]])[0]
+    r0, r1, r2 = (r["text"] for r in j.rounds)
+    assert r0 == plain.reasoning  # the plain run's text, stopped at the closing instead of the answer
+    expected = [
+        (prompt.prompt, 64, (THINK_END,)),
+        (prompt.prompt + r0 + WAIT, 64 - j.rounds[0]["output_tokens"], (THINK_END,)),
+        (prompt.prompt + r0 + WAIT + r1 + WAIT, 64 - j.rounds[0]["output_tokens"] - j.rounds[1]["output_tokens"],
+         STOP_STRINGS),
+    ]  # fmt: skip
+    assert [(r.prompt, r.max_tokens, r.stop) for r in recording.requests] == expected
+    assert [r["stop_reason"] for r in j.rounds] == [THINK_END, THINK_END, plain.stop_reason]
+    assert j.path == "pass1" and j.reasoning == r0 + WAIT + r1 + WAIT + r2
+    assert j.output_tokens == sum(r["output_tokens"] for r in j.rounds)
+    assert forced.judgement_key(prompt.prompt) != _model(engine, max_output_tokens=64).judgement_key(prompt.prompt)
+    assert forced.provenance()["force_rethink"] == 2 and forced.provenance()["sampling"]["force_rethink"] == 2
+    assert Judgement.from_dict(json.loads(json.dumps(j.to_dict()))) == j  # rounds survive the store and traces
+
+
+def test_force_rethink_within_the_budget_ends_in_pass2(hf_engine):
+    pair = demo_pairs(1, 1)
+    recording = Recording(hf_engine)
+    j = _model(recording, max_output_tokens=20, force_rethink=3).judge(pair)[0]
+    n0 = j.rounds[0]["output_tokens"]
+    assert [r.max_tokens for r in recording.requests if not r.forced] == [20, 20 - n0]  # the rounds share it
+    assert j.rounds[1]["finish_reason"] == "length" and j.output_tokens == 20
+    assert j.path == "pass2" and recording.requests[-1].forced
+    assert recording.requests[-1].prompt.endswith("\n" + j.forced_reasoning + "\n</think>")
+    assert j.reasoning.startswith(j.rounds[0]["text"] + WAIT)
+
+
+def test_settings_and_errors():
+    assert parse_budgets("512, 256,256") == [256, 512]
+    for bad in ("", "0,4", "a,b"):
+        with pytest.raises(SweepError):
+            parse_budgets(bad)
+    assert "force_rethink" not in ScoringConfig().sampling()  # plain judgements keep the keys they had
+    assert ScoringConfig(force_rethink=1).sampling()["force_rethink"] == 1
+    with pytest.raises(ValueError, match="force_rethink"):
+        ScoringConfig(force_rethink=-1)
+
+
+@pytest.mark.slow
+def test_cli_run_budgets_then_sweep(tmp_path):
+    """End to end: `run --budgets` writes the sweep; `sweep` on its folder finds earlier budgets in the store."""
+    out = tmp_path / "results"
+    common = ["--engine", "transformers", "--limit-queries", "2", "--top-k", "4", "--no-progress", "-q"]
+    cmd = [sys.executable, "-m", "rank1_eval.cli"]
+    run = subprocess.run([*cmd, "run", "--max-output-tokens", "24", "--budgets", "8,16", "--verify", "2",
+                          "--output-dir", str(out), *common], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    folder = Path(run.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert [r["budget"] for r in sweep["budgets"]] == [8, 16, 24]
+    assert [r["source"] for r in sweep["budgets"]] == ["derived", "derived", "run"]
+    assert all(c["max_abs_score_diff"] <= 1e-6 and not c["mismatches"] for c in sweep["verify"])
+    assert (folder / "sweep.png").stat().st_size > 1000 and (folder / "budgets" / "8" / "traces.jsonl").is_file()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [r["budget"] for r in summary["budget_sweep"]] == [8, 16, 24]
+    from rank1_eval.report.data import read_sweep
+
+    assert [r["budget"] for r in read_sweep(folder)["rows"]] == [8, 16, 24]  # the report's contract
+    again = subprocess.run([*cmd, "sweep", str(folder), "--budgets", "8,12", "--no-progress", "-q"], cwd=tmp_path,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    rows = {r["budget"]: r for r in json.loads((folder / "sweep.json").read_text())["budgets"]}
+    assert rows[8]["sweep_from_store"] == rows[8]["pairs"] and rows[8]["sweep_cut"] == 0  # stored by the run
+    assert rows[12]["sweep_cut"] + rows[12]["sweep_kept"] == rows[12]["pairs"]
+    too_big = subprocess.run([*cmd, "sweep", str(folder), "--budgets", "48"], cwd=tmp_path, capture_output=True,
+                             text=True)  # fmt: skip
+    assert too_big.returncode == 2 and "exceed the run's max_output_tokens 24" in too_big.stderr
