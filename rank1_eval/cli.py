@@ -300,13 +300,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``rank1-eval sweep``: re-create the recorded run (from the store), derive each budget, write the sweep."""
     from rank1_eval.evaluate import prepare
     from rank1_eval.progress import ProgressDisplay
-    from rank1_eval.sweep import SWEEP_PLOT, SweepError, parse_budgets, plot, recorded_command, sweep
+    from rank1_eval.sweep import SWEEP_PLOT, SweepError, check_budgets, parse_budgets, plot, recorded_command, sweep
 
     budgets = parse_budgets(args.budgets)
     results = {}
     for folder in args.result_dirs:
         folder = folder.resolve()
         argv, cwd, summary = recorded_command(folder)
+        sampling = summary.get("provenance", {}).get("sampling", {})
+        if "max_output_tokens" in sampling:  # fail before anything loads
+            check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0))
         run_args = build_parser().parse_args(argv)
         run_args.keep_token_ids = True
         _demo_defaults(run_args)

@@ -26,5 +26,5 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (
         DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ReportError, TextsError,
+        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ReportError, TextsError, SweepError,
     )  # fmt: skip

@@ -23,6 +23,11 @@ Differences from the reference scripts, on purpose and documented:
   if needed (flagged ``reasoning_cut``). A given prompt gets the same budget under either rule (under
   ``reserve_output`` every prompt is short enough for the full budget), so the length rule is provenance, not
   part of a judgement's identity.
+* Budget forcing (``force_rethink=N``, SPEC §1.5, the paper's §3.6, s1-style; the reference's code path
+  crashed with a ``NameError``): pass 1 stops on ``"</think>"``, the closing is replaced by ``"\nWait"`` and
+  decoding continues from ``prompt + text + "\nWait"`` (text level, as s1), N times; the last round stops on
+  the answer as usual. The rounds share the pair's generation budget; one left without budget ends in pass 2.
+  The judgement's reasoning is the rounds' texts joined by ``"\nWait"``, ``rounds`` lists each round.
 """
 
 from __future__ import annotations

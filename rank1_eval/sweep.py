@@ -233,6 +233,18 @@ def _row(budget: int, summary: Mapping[str, Any], source: str) -> dict[str, Any]
     return row
 
 
+def check_budgets(budgets: Sequence[int], top: int, force_rethink: int = 0) -> None:
+    """Budgets a run at ``top`` can be cut to; a budget-forced run cannot be cut at all."""
+    if force_rethink:
+        raise SweepError("a budget sweep derives plain runs; force_rethink runs cannot be cut to a smaller budget")
+    above = [b for b in budgets if b > top]
+    if above:
+        raise SweepError(
+            f"budget(s) {above} exceed the run's max_output_tokens {top}: a run can only be cut to smaller "
+            "budgets; run at the largest budget first"
+        )
+
+
 def sweep(
     model: Any,
     prepared: Any,
@@ -255,12 +267,7 @@ def sweep(
     from rank1_eval.store import SQLiteStore
 
     top = model.scoring.max_output_tokens
-    if model.scoring.force_rethink:
-        raise SweepError("a budget sweep derives plain runs; force_rethink runs cannot be cut to a smaller budget")
-    above = [b for b in budgets if b > top]
-    if above:
-        raise SweepError(f"budget(s) {above} exceed the run's max_output_tokens {top}: a run can only be cut to "
-                         "smaller budgets; run at the largest budget first")  # fmt: skip
+    check_budgets(budgets, top, model.scoring.force_rethink)
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if base_summary is None:
