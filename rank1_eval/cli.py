@@ -367,8 +367,8 @@ def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         "and a row of DIR/sweep.json, sweep.csv and sweep.png. Loads the model (for the prefills) unless the "
         "store holds every budget already.",
         epilog=_examples(
-            "rank1-eval run --max-output-tokens 64 --keep-token-ids --output-dir results   # the demo",
-            "rank1-eval sweep results/local__micro-rank1/Dl19MiniLocal_default --budgets 4,8,12,16,32",
+            "rank1-eval sweep results/local__micro-rank1/Dl19MiniLocal_default --budgets 4,8,12,16,32 --verify 5",
+            "   (after the demo: rank1-eval run --keep-token-ids --output-dir results)",
             "rank1-eval run --task BrightRetrieval --subtask biology --budgets 256,512,1024,2048,4096,8192",
         ),
         formatter_class=HelpFormatter,

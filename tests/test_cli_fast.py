@@ -120,7 +120,7 @@ def _subcommands() -> dict:
 
 def test_every_subcommand_has_an_example_and_shows_its_defaults():
     helps = {name: p.format_help() for name, p in _subcommands().items()}
-    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge"}
+    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge", "sweep"}
     for name, text in helps.items():
         assert f"example:\n  rank1-eval {name}" in text, name
     flat = {name: " ".join(text.split()) for name, text in helps.items()}
@@ -132,6 +132,8 @@ def test_every_subcommand_has_an_example_and_shows_its_defaults():
     assert "(default: 10000)" in flat["compare"]
     assert "--format {md,csv,tex,json,text} printed format (default: md)" in flat["table"]
     assert "--atol ATOL scores closer than this are the same judgement (default: 1e-05)" in flat["merge"]
+    assert "--budgets B1,B2,... max_output_tokens values, each at most the run's" in flat["sweep"]
+    assert "--force-rethink N" in flat["run"] and "--budgets B1,B2,..." in flat["run"]
     assert "(default: None)" not in " ".join(flat.values())  # unset options say nothing rather than "None"
     assert "(default: False)" not in " ".join(flat.values())
 
