@@ -47,6 +47,7 @@ SWEEP_FILE = "sweep.json"  # read by `rank1-eval report` (rank1_eval.report.data
 SWEEP_CSV = "sweep.csv"
 SWEEP_PLOT = "sweep.png"
 BUDGETS_DIR = "budgets"  # <run folder>/budgets/<b>/: each derived budget's own result folder
+_TREC_NAMES = {"ndcg_at_10": "ndcg_cut_10", "map_at_100": "map_cut_100", "recall_at_100": "recall_100"}
 TABLE_METRICS = ("ndcg_at_10", "ndcg_at_20", "map_at_100", "mrr_at_10", "recall_at_100")
 
 
@@ -308,6 +309,7 @@ def sweep(
         "max_budget": top,
         "model": model.model_name_or_path,
         "budgets": rows,
+        "first_stage": _first_stage(base_summary),
         "sweep_wall_s": round(time.perf_counter() - started, 3),
         **({"verify": checks} if verify_pairs else {}),
         "means": "each budget's judgements derived exactly from the run at max_budget (rank1_eval.sweep); "
@@ -325,6 +327,12 @@ def sweep(
                                     if k in r} for r in rows]  # fmt: skip
         write_json(summary_path, summary)
     return result
+
+
+def _first_stage(summary: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first stage's value of the paired test's measure (trec_eval name), for the plot's reference line."""
+    vs = summary.get("vs_first_stage") or {}
+    return {"metric": vs["metric"], "value": vs["mean_b"]} if vs.get("mean_b") is not None else None
 
 
 def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -386,7 +394,11 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
         rows = [r for r in result["budgets"] if r.get("reasoning_tokens_mean") is not None]
         xs = [float(r["reasoning_tokens_mean"]) for r in rows]
         ys = [float(r["metrics"].get(metric, r.get("main_score")) or math.nan) for r in rows]
-        ax.plot(xs, ys, marker="o", label=task)
+        (line,) = ax.plot(xs, ys, marker="o", label=task)
+        first = result.get("first_stage")
+        if first and first.get("metric") == _TREC_NAMES.get(metric):
+            ax.axhline(first["value"], color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"{task}: first stage")  # fmt: skip
         for r, x, y in zip(rows, xs, ys, strict=True):
             ax.annotate(str(r["budget"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("mean reasoning tokens per pair")
