@@ -291,6 +291,15 @@ def sweep(
                 model._engine = variant._engine
         finally:
             store.close()
+        # the budget's own folder says how it was made: this_run counted derived judgements as scored, but the
+        # engine decoded only the forced answers' one token each (and the pairs judged for real)
+        this_run = summary.get("this_run", {})
+        this_run["generated_tokens"] = deriver.cost.run_generated_tokens + deriver.cost.prefill_requests
+        if this_run.get("engine_s"):
+            this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / this_run["engine_s"], 1)
+        summary["derived_from"] = {"max_output_tokens": top, "folder": str(folder), **deriver.cost.to_dict()}
+        write_json(folder / BUDGETS_DIR / str(b) / "summary.json", {k: v for k, v in summary.items()
+                                                                      if k != "output_dir"})  # fmt: skip
         row = _row(b, summary, "derived")
         row.update(deriver.cost.to_dict())
         row["sweep_from_store"] = summary.get("pairs_from_store")
