@@ -2,8 +2,8 @@
 
 One ``rank1-eval run --budgets`` at the largest budget (its sweep derives the smaller ones), then one real run
 per smaller budget, each with a fresh store so it decodes. Prints, per budget: the main metric of both (they
-must be equal: the sweep is exact), the engine seconds and wall seconds of both (wall: judging + mteb, engine
-load excluded). Timings on a shared CPU are noisy: read the ratios, not the absolute seconds.
+must be equal: the sweep is exact), the engine seconds and wall seconds of both (wall: judging + mteb's metrics,
+engine load excluded; the sweep's budgets share the run's loaded engine). Timings on a shared CPU are noisy: read the ratios, not the absolute seconds.
 
     python benchmarks/bench_sweep.py [--budgets 4,8,16,32] [--max 64] [--engine vllm] [--out /tmp/bench_sweep]
 """
@@ -49,17 +49,21 @@ def main() -> None:
     print(f"{'budget':>6} {'metric sweep':>12} {'metric real':>12} {'engine s sweep':>15} {'engine s real':>14} "
           f"{'wall s sweep':>13} {'wall s real':>12} {'real/sweep engine':>18}")  # fmt: skip
     totals = [0.0, 0.0, 0.0, 0.0]
+    processes = 0.0
     for b in budgets:
-        real, _, _ = _run(args.out / f"real{b}", b, [], args.engine)
+        real, seconds, _ = _run(args.out / f"real{b}", b, [], args.engine)
+        processes += seconds
         s = sweep[b]
         eng_s, eng_r = s["sweep_engine_s"], real["this_run"]["engine_s"]
-        wall_s, wall_r = s["sweep_wall_s"], real["run_wall_s"]
+        wall_s, wall_r = s["sweep_wall_s"], real["run_wall_s"] - real["this_run"]["engine_load_s"]
         totals = [totals[0] + eng_s, totals[1] + eng_r, totals[2] + wall_s, totals[3] + wall_r]
         same = "==" if abs(s["main_score"] - real["main_score"]) <= 1e-9 else "!="
         print(f"{b:>6} {s['main_score']:>12.5f} {same}{real['main_score']:>10.5f} {eng_s:>15.2f} {eng_r:>14.2f} "
               f"{wall_s:>13.2f} {wall_r:>12.2f} {eng_r / max(eng_s, 1e-9):>18.1f}")  # fmt: skip
     print(f"{'all':>6} {'':>12} {'':>12} {totals[0]:>15.2f} {totals[1]:>14.2f} {totals[2]:>13.2f} {totals[3]:>12.2f} "
           f"{totals[1] / max(totals[0], 1e-9):>18.1f}")  # fmt: skip
+    print(f"processes: the run at {args.max} with its sweep {top_s:.1f}s; the real runs at {args.budgets} "
+          f"{processes:.1f}s more (each loads mteb, the task and the engine)")  # fmt: skip
 
 
 if __name__ == "__main__":
