@@ -3,7 +3,8 @@
 One ``rank1-eval run --budgets`` at the largest budget (its sweep derives the smaller ones), then one real run
 per smaller budget, each with a fresh store so it decodes. Prints, per budget: the main metric of both (they
 must be equal: the sweep is exact), the engine seconds and wall seconds of both (wall: judging + mteb's metrics,
-engine load excluded; the sweep's budgets share the run's loaded engine). Timings on a shared CPU are noisy: read the ratios, not the absolute seconds.
+engine load excluded; the sweep's budgets share the run's loaded engine). Timings on a shared CPU are
+noisy: read the ratios, not the absolute seconds.
 
     python benchmarks/bench_sweep.py [--budgets 4,8,16,32] [--max 64] [--engine vllm] [--out /tmp/bench_sweep]
 """
