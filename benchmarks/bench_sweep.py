@@ -34,6 +34,10 @@ def _run(out: Path, budget: int, extra: list[str], engine: str) -> tuple[dict, f
     return json.loads((folder / "summary.json").read_text()), seconds, folder
 
 
+def _ratio(real: float, sweep: float) -> str:
+    return f"{real / sweep:.1f}" if sweep >= 0.01 else "no engine work"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--budgets", default="4,8,16,32")
@@ -60,9 +64,9 @@ def main() -> None:
         totals = [totals[0] + eng_s, totals[1] + eng_r, totals[2] + wall_s, totals[3] + wall_r]
         same = "==" if abs(s["main_score"] - real["main_score"]) <= 1e-9 else "!="
         print(f"{b:>6} {s['main_score']:>12.5f} {same}{real['main_score']:>10.5f} {eng_s:>15.2f} {eng_r:>14.2f} "
-              f"{wall_s:>13.2f} {wall_r:>12.2f} {eng_r / max(eng_s, 1e-9):>18.1f}")  # fmt: skip
+              f"{wall_s:>13.2f} {wall_r:>12.2f} {_ratio(eng_r, eng_s):>18}")  # fmt: skip
     print(f"{'all':>6} {'':>12} {'':>12} {totals[0]:>15.2f} {totals[1]:>14.2f} {totals[2]:>13.2f} {totals[3]:>12.2f} "
-          f"{totals[1] / max(totals[0], 1e-9):>18.1f}")  # fmt: skip
+          f"{_ratio(totals[1], totals[0]):>18}")  # fmt: skip
     print(f"processes: the run at {args.max} with its sweep {top_s:.1f}s; the real runs at {args.budgets} "
           f"{processes:.1f}s more (each loads mteb, the task and the engine)")  # fmt: skip
 
