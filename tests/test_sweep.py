@@ -81,8 +81,10 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
     source = _model(engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
     top = source.judge(pairs)
     lengths = sorted({j.output_tokens for j in top})
-    assert top[-1].prompt_tokens > CONTEXT - TOP  # the long pair: its budget is the context's, not TOP
-    budgets = sorted({8, *lengths, TOP - 2})  # below, exactly at, between and above the pairs' lengths
+    # the long pair: its budget is what the context leaves (length rule), not TOP, and it used all of it
+    assert top[-1].prompt_tokens > CONTEXT - TOP
+    assert (top[-1].finish_reason, top[-1].output_tokens) == ("length", CONTEXT - top[-1].prompt_tokens)
+    budgets = sorted({8, *lengths})  # below all, exactly at each length (between some, at or above others)
     counts = {}
     for b in budgets:
         variant = source.with_scoring(max_output_tokens=b)
@@ -100,7 +102,7 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
         again = _model(engine, max_output_tokens=b, store=store)
         assert [j.score for j in again.judge(pairs)] == [j.score for j in derived]
         assert again.stats.pairs_from_store == len(pairs) and again.stats.pairs_scored == 0
-    assert counts[8] == (0, len(pairs)) and counts[TOP - 2] == (len(pairs), 0)
+    assert counts[8] == (0, len(pairs)) and counts[lengths[-1]] == (len(pairs), 0)
     assert any(k and c for k, c in counts.values())  # a budget between the pairs' lengths mixes both
     print(f"\n{engine.kind}: budgets {budgets}, (kept, cut) {counts}")
 
