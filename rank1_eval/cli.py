@@ -234,9 +234,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _demo_defaults(args)
     budgets = None
-    if args.budgets:
-        from rank1_eval.sweep import parse_budgets
+    if args.verify and not args.budgets:
+        from rank1_eval.sweep import SweepError
 
+        raise SweepError("--verify checks a budget sweep: pass --budgets too")
+    if args.budgets:
+        from rank1_eval.sweep import SweepError, parse_budgets
+
+        if args.shard is not None:
+            raise SweepError("--budgets with --shard: merge the shards' stores, then `rank1-eval sweep` the result")
         budgets = parse_budgets(args.budgets)
         if max(budgets) > args.max_output_tokens:  # the run is made at the largest budget
             args.max_output_tokens = max(budgets)

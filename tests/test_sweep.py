@@ -189,6 +189,18 @@ def test_settings_and_errors():
         ScoringConfig(force_rethink=-1)
 
 
+def test_cli_refuses_before_loading_anything(tmp_path, capsys):
+    from rank1_eval.cli import main
+
+    assert main(["run", "--verify", "3", "-q"]) == 2
+    assert main(["run", "--budgets", "4,x", "-q"]) == 2
+    assert main(["run", "--budgets", "4", "--shard", "0/2", "-q"]) == 2
+    assert main(["sweep", str(tmp_path), "--budgets", "4", "-q"]) == 2  # not a result folder
+    err = capsys.readouterr().err
+    assert "pass --budgets too" in err and "comma-separated integers" in err and "merge the shards" in err
+    assert "no summary.json: not a result folder" in err
+
+
 @pytest.mark.slow
 def test_cli_run_budgets_then_sweep(tmp_path):
     """End to end: `run --budgets` writes the sweep; `sweep` on its folder finds earlier budgets in the store."""
