@@ -408,8 +408,11 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
         if first and first.get("metric") == _TREC_NAMES.get(metric):
             ax.axhline(first["value"], color=line.get_color(), linestyle=":", linewidth=1,
                        label=f"{task}: first stage")  # fmt: skip
+        labels: dict[tuple[float, float], list[str]] = {}  # budgets that land on one point share a label
         for r, x, y in zip(rows, xs, ys, strict=True):
-            ax.annotate(str(r["budget"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            labels.setdefault((x, y), []).append(str(r["budget"]))
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("mean reasoning tokens per pair")
     ax.set_ylabel(" / ".join(sorted(metrics)))
     ax.set_title("rank1: metric against reasoning budget (point labels: max_output_tokens)", fontsize=9)
