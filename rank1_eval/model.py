@@ -471,7 +471,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 todo[key] = prep
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
         load_s = 0.0
-        if todo and self._engine is None:
+        if todo and self._engine is None and self.judge_missing is None:  # judge_missing loads it if it must
             from rank1_eval.logs import native_output
 
             progress.status(f"loading {self.model_name_or_path} ({self.engine_name} engine)")
@@ -498,7 +498,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 progress.judged(judgement, pairs=copies[key])
 
             stats.scheduling = self.scheduling
-            meter = getattr(self.engine, "meter", None)
+            meter = getattr(self._engine, "meter", None)  # loaded above, unless judge_missing loads it
             if meter is not None:
                 meter.reset()
             try:

@@ -77,6 +77,7 @@ class DeriveCost:
     prefill_tokens: int = 0  # prompt tokens of the forced answers (what the prefills process)
     run_generated_tokens: int = 0  # tokens decoded for pairs judged for real
     engine_s: float = 0.0
+    engine_load_s: float = 0.0  # when this budget was the first to need the engine
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class DeriveCost:
             "sweep_prefill_tokens": self.prefill_tokens,
             "sweep_generated_tokens": self.run_generated_tokens,
             "sweep_engine_s": round(self.engine_s, 3),
+            "sweep_engine_load_s": round(self.engine_load_s, 3),
         }
 
 
@@ -110,7 +112,8 @@ class Deriver:
         config, keep_ids = model.scoring, model.keep_token_ids
         keys = [self.source.judgement_key(p.prompt) for p in prepared]
         stored = self.store.get_many(list(set(keys))) if self.store is not None else {}
-        rule = model.scorer.rule  # loads the engine if it is not loaded yet
+        # the tokenizer alone derives the kept and cut pairs; the engine loads only for prefills and real runs
+        rule = model.scorer.rule if model._engine is not None else model._tokenizer_rule()
         tok = rule.tokenizer
         to_run: list[int] = []
         pending: list[tuple[int, Any, Any]] = []  # (index, pair state, forced request)
@@ -137,6 +140,10 @@ class Deriver:
                 self._final(final, i, p, out, "cut")
             else:
                 pending.append((i, state, out))
+        if (pending or to_run) and model._engine is None:
+            t0 = time.perf_counter()
+            rule = model.scorer.rule  # loads the engine
+            self.cost.engine_load_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         if pending:
             completions = run_requests(model.engine, [r for _, _, r in pending])

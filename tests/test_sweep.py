@@ -125,6 +125,19 @@ def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, mic
     assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
 
 
+def test_kept_pairs_need_no_engine(hf_engine):
+    pairs = demo_pairs(1, 2)
+    store = MemoryStore()
+    _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store).judge(pairs)
+    source = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
+                   dataset_prompt=False, max_output_tokens=TOP, store=store)  # fmt: skip
+    variant = source.with_scoring(max_output_tokens=20)  # above both pairs' 17 tokens: every pair kept
+    variant.store, deriver = store, Deriver(source, store)
+    variant.judge_missing = deriver
+    assert [j.path for j in variant.judge(pairs)] == ["pass1", "pass1"] and deriver.cost.kept == 2
+    assert variant._engine is None and source._engine is None  # the tokenizer alone did it
+
+
 def test_pairs_without_token_ids_are_run_for_real(hf_engine):
     pairs = demo_pairs(1, 2)
     store = MemoryStore()
