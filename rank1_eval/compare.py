@@ -271,16 +271,21 @@ def compare(
         ta, tb = _task_id(summary_a), _task_id(summary_b)
         if ta and tb and ta != tb and not allow_different_tasks:
             raise CompareError(f"different tasks: {a} is {ta}, {b} is {tb} (pass --force to compare anyway)")
+    # Each side is scored on the queries its own run evaluated (its qrels.tsv), as mteb scored it: a judged query
+    # the run left unranked counts 0. The paired test then uses the queries both sides evaluated.
     if qrels is not None:
-        judged = read_qrels(qrels)
+        judged_a = judged_b = read_qrels(qrels)
     else:
-        judged = folder_qrels(a) or (folder_qrels(Path(dir_b)) if dir_b and Path(dir_b).is_dir() else None)
-        if judged is None:
+        own_b = folder_qrels(Path(dir_b)) if dir_b is not None and Path(dir_b).is_dir() else None
+        judged_a = folder_qrels(a) or own_b
+        if judged_a is None:
             raise CompareError(f"no qrels.tsv in {a} (older result folder?): pass --qrels PATH")
+        judged_b = own_b or judged_a
     rules = EvalRules.from_summary(summary_a)
     if summary_b and EvalRules.from_summary(summary_b) != rules and not allow_different_tasks:
         raise CompareError(f"{a} and {dir_b} were scored with different rules (ignore_identical_ids)")
-    values_a, values_b = per_query(run_a, judged, measure, rules=rules), per_query(run_b, judged, measure, rules=rules)
+    values_a = per_query(run_a, judged_a, measure, rules=rules)
+    values_b = per_query(run_b, judged_b, measure, rules=rules)
     if not set(values_a) & set(values_b):
         raise CompareError("the two runs share no judged query")
     out = paired(values_a, values_b, measure=measure, n_permutations=n_permutations, seed=seed)

@@ -66,17 +66,18 @@ MFOLLOWIR_REPOS = {
 }
 LANGS = ("fas", "rus", "zho")
 
-_WORDS = {
-    "en": (
-        "signal pathway cell membrane energy river basin sediment market price demand memory habit sensor motor "
-        "joint thread queue array graph tree heap soil compost solar water actor behaviour reference capability "
-        "integer prime triangle circle function limit matrix vector theorem proof climate storm coral enzyme "
-        "protein gene neuron learning reward inflation policy wage robot gripper camera compiler pointer"
-    ).split(),
-    "fas": "اخبار شهر دولت مردم اقتصاد بازار آب برق مدرسه دانشگاه بیمارستان جاده قیمت کار انتخابات ورزش".split(),
-    "rus": "новости город власти люди экономика рынок вода энергия школа университет больница дорога цена "
-    "работа выборы спорт".split(),
-    "zho": "新闻 城市 政府 人民 经济 市场 水 电力 学校 大学 医院 道路 价格 工作 选举 体育".split(),
+_WORDS = {  # generated text needs only a vocabulary per language
+    lang: words.split()
+    for lang, words in {
+        "en": "signal pathway cell membrane energy river basin sediment market price demand memory habit sensor "
+        "motor joint thread queue array graph tree heap soil compost solar water actor behaviour reference "
+        "capability integer prime triangle circle function limit matrix vector theorem proof climate storm coral "
+        "enzyme protein gene neuron learning reward inflation policy wage robot gripper camera compiler pointer",
+        "fas": "اخبار شهر دولت مردم اقتصاد بازار آب برق مدرسه دانشگاه بیمارستان جاده قیمت کار انتخابات ورزش",
+        "rus": "новости город власти люди экономика рынок вода энергия школа университет больница дорога цена "
+        "работа выборы спорт",
+        "zho": "新闻 城市 政府 人民 经济 市场 水 电力 学校 大学 医院 道路 价格 工作 选举 体育",
+    }.items()
 }
 
 
@@ -261,8 +262,8 @@ def build_mfollowir(hub: Path, run_files: Path, n_queries: int = 2, n_docs: int 
             repo.add(f"corpus-{lang}", "corpus", [{"_id": i, **d} for i, d in corpus.items()], schemas["corpus"])
             repo.add(f"queries-{lang}", "queries", [{"_id": i, "text": t} for i, t in queries.items()],
                      schemas["queries"])  # fmt: skip
-            repo.add(f"instruction-{lang}", "instruction",
-                     [{"query-id": i, "instruction": t} for i, t in instructions.items()], schemas["instruction"])  # fmt: skip
+            rows = [{"query-id": i, "instruction": t} for i, t in instructions.items()]
+            repo.add(f"instruction-{lang}", "instruction", rows, schemas["instruction"])
             repo.add(f"default-{lang}", "test", qrels, schemas["qrels_float"])
             repo.add(f"top_ranked-{lang}", "top_ranked", [{"query-id": q, "corpus-ids": d} for q, d in top.items()],
                      schemas["id_list"])  # fmt: skip

@@ -89,3 +89,26 @@ def vllm_engine():
 @pytest.fixture(params=["transformers", "vllm"])
 def engine(request):
     return request.getfixturevalue("hf_engine" if request.param == "transformers" else "vllm_engine")
+
+
+@pytest.fixture(scope="session")
+def hub_fixtures(tmp_path_factory):
+    """Local copies of every dataset family the paper uses, laid out as mteb's loaders read the Hub repos.
+
+    Built once per session by ``scripts/make_hub_fixtures.py`` (about a second once mteb is imported):
+    ``hub`` is a ``--data-root`` (``<hub>/<repo id>``), ``run_files`` a ``RANK1_RUN_FILES`` folder, ``dl19``
+    Table 5's three paths.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_hub_fixtures", ROOT / "scripts" / "make_hub_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(tmp_path_factory.mktemp("hub-fixtures"))
+
+
+@pytest.fixture
+def run_files_env(hub_fixtures, monkeypatch):
+    """``RANK1_RUN_FILES`` pointing at the fixtures' copy of jhu-clsp/rank1-run-files."""
+    monkeypatch.setenv("RANK1_RUN_FILES", hub_fixtures["run_files"])
+    return hub_fixtures
