@@ -72,9 +72,7 @@ def evaluation_run(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, A
     out: Run = {}
     for qid in qrels:
         docs = run.get(qid) or {}
-        out[qid] = {
-            str(d): float(s) for d, s in docs.items() if not (rules.ignore_identical_ids and str(d) == qid)
-        }
+        out[qid] = {str(d): float(s) for d, s in docs.items() if not (rules.ignore_identical_ids and str(d) == qid)}
     return out
 
 
@@ -142,4 +140,3 @@ def aggregate(
 ) -> dict[str, float | None]:
     """The task-level value of each measure under mteb's rules."""
     return {m: mean(per_query(run, qrels, m, rules=rules, query_ids=query_ids)) for m in measures}
-
