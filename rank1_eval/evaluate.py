@@ -173,6 +173,41 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     return Prepared(task, first_stage, source, sha, report, extra_qrels, excluded, limited_to)
 
 
+def mteb_task(
+    task: str,
+    subtask: str | None = None,
+    *,
+    run_file: str | None = None,
+    first_stage: str | None = None,
+    top_k: int = 100,
+    split: str | None = None,
+    dataset_path: str | None = None,
+    data_root: str | None = None,
+    limit_queries: int | None = None,
+    output_dir: str | Path = "results",
+) -> Any:
+    """An mteb task object with its first stage in place, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
+
+    mteb cannot rerank ``BrightRetrieval`` with a cross-encoder on its own (no candidates, and its
+    ``convert_to_reranking`` fails on a v1 task); this does what ``rank1-eval run`` does before judging: mteb's
+    loader (v1 data converted), the paper's first stage (or ``run_file`` / ``first_stage="bm25"``), BRIGHT v1.1's
+    excluded ids removed, the top-k kept, ``limit_queries`` with groups whole, everything validated.
+    """
+    opts = RunOptions(
+        task=task,
+        subtask=subtask,
+        run_file=run_file,
+        first_stage=first_stage,
+        top_k=top_k,
+        split=split,
+        dataset_path=dataset_path,
+        data_root=data_root,
+        limit_queries=limit_queries,
+        output_dir=Path(output_dir),
+    )
+    return prepare(opts, "rank1_eval").task.task
+
+
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     """Pairs and prompt tokens, with only the tokenizer (no weights)."""
     from rank1_eval.prompts import doc_text, format_prompt

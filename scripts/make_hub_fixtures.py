@@ -230,7 +230,7 @@ def build_bright(hub: Path, run_files: Path, n_queries: int = 3) -> dict[str, An
 # ------------------------------------------------------------------------------------------------ mFollowIR
 
 
-def build_mfollowir(hub: Path, run_files: Path, n_queries: int = 2, n_docs: int = 10) -> dict[str, Any]:
+def build_mfollowir(hub: Path, run_files: Path, n_queries: int = 2, n_docs: int = 6) -> dict[str, Any]:
     """Both mFollowIR repos (3 languages each) and their ``*_predictions.json`` first stages."""
     schemas = _schemas()
     stats: dict[str, Any] = {}

@@ -197,3 +197,22 @@ def test_dl19_extra_qrels_equal_mteb_on_the_rejudged_set(family_runs, hub_fixtur
     scores, _ = _mteb_scores(folder, predictions, qrels=rejudged)
     assert summary["extra_qrels"]["rejudged"]["nDCG@10"] == pytest.approx(_mean(scores, "ndcg_cut_10"), abs=1e-9)
     assert summary["extra_qrels"]["rejudged"]["R@100"] == pytest.approx(_mean(scores, "recall_100"), abs=1e-9)
+
+
+def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys):
+    """--dry-run and --shard on mteb's v1-format tasks; the shard's prompts are the mteb path's (same keys)."""
+    hub = Path(run_files_env["hub"])
+    bright = ["run", "--task", "BrightRetrieval", "--subtask", "aops", "--dataset-path", str(hub / "xlangai/BRIGHT")]
+    assert main([*bright, "--top-k", "3", "--dry-run", "--output-dir", str(tmp_path), *MODEL_ARGS]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["queries"], info["pairs"], info["queries_evaluated"]) == (3, 9, 3)
+    assert info["prompt_template"]["key"] == "BrightRetrieval_aops" and "excluded_ids" not in info  # v1: none
+    assert not (tmp_path / "store.sqlite").exists()
+    follow = ["run", "--task", "mFollowIRCrossLingual", "--subtask", "eng-rus", "--dataset-path",
+              str(hub / "jhu-clsp/mFollowIR-cross-lingual-parquet-mteb"), "--top-k", "2", "--output-dir",
+              str(tmp_path), *MODEL_ARGS]  # fmt: skip
+    assert main([*follow, "--shard", "0/1"]) == 0
+    assert "8 of 8 pairs (scored 8" in capsys.readouterr().out
+    store = tmp_path / "store.shard-0-of-1.sqlite"
+    assert main([*follow, "--store", str(store)]) == 0
+    assert "pairs 8: scored 0, from store 8" in capsys.readouterr().out
