@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -112,3 +113,22 @@ def run_files_env(hub_fixtures, monkeypatch):
     """``RANK1_RUN_FILES`` pointing at the fixtures' copy of jhu-clsp/rank1-run-files."""
     monkeypatch.setenv("RANK1_RUN_FILES", hub_fixtures["run_files"])
     return hub_fixtures
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """The micro rank1 is all overhead: on 2 shared cores one torch thread generates ~20x faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    with one_torch_thread():
+        yield

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import MICRO_RANK1
+from conftest import MICRO_RANK1, one_torch_thread
 
 from rank1_eval.cli import main
 from rank1_eval.compare import compare, folder_first_stage
@@ -48,7 +48,7 @@ def family_runs(hub_fixtures, tmp_path_factory):
     """Run every family once: {family: (result folder, command line)}."""
     out = tmp_path_factory.mktemp("families")
     runs = {}
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
         mp.setenv("RANK1_RUN_FILES", hub_fixtures["run_files"])
         for family, (task, subtask, repo, extra) in FAMILIES.items():
             args = ["run", "--task", task, "--dataset-path", str(Path(hub_fixtures["hub"]) / repo)]
@@ -199,7 +199,7 @@ def test_dl19_extra_qrels_equal_mteb_on_the_rejudged_set(family_runs, hub_fixtur
     assert summary["extra_qrels"]["rejudged"]["R@100"] == pytest.approx(_mean(scores, "recall_100"), abs=1e-9)
 
 
-def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys):
+def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thread):
     """--dry-run and --shard on mteb's v1-format tasks; the shard's prompts are the mteb path's (same keys)."""
     hub = Path(run_files_env["hub"])
     bright = ["run", "--task", "BrightRetrieval", "--subtask", "aops", "--dataset-path", str(hub / "xlangai/BRIGHT")]

@@ -113,7 +113,9 @@ def test_deprecated_mteb_run(micro_model, no_network, tmp_path):
 
 
 @pytest.mark.slow
-def test_mteb_evaluate_loads_mfollowir_itself_and_merges_instructions_once(micro_model, hub_fixtures, monkeypatch):
+def test_mteb_evaluate_loads_mfollowir_itself_and_merges_instructions_once(
+    micro_model, hub_fixtures, monkeypatch, single_thread
+):
     """mteb's own v1 loader, conversion and candidates; p-MRR from the local qrel_diff; one instruction per prompt."""
     from pathlib import Path
 
@@ -135,7 +137,9 @@ def test_mteb_evaluate_loads_mfollowir_itself_and_merges_instructions_once(micro
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "subtask"), [("BrightRetrieval", "biology"), ("BrightLeetcodeRetrieval", None)])
-def test_bright_through_mteb_evaluate_and_deprecated_run(micro_model, run_files_env, name, subtask, tmp_path):
+def test_bright_through_mteb_evaluate_and_deprecated_run(
+    micro_model, run_files_env, name, subtask, tmp_path, single_thread
+):
     from mteb import MTEB
 
     from rank1_eval.evaluate import mteb_task
