@@ -181,6 +181,7 @@ def render_report(folder: str | os.PathLike[str], *, texts: bool = True, max_doc
                 ("top-k", prov.get("top_k")),
                 ("run file", prov.get("run_file")),
                 ("queries", summary.get("queries")),
+                ("queries evaluated", summary.get("queries_evaluated")),
             )
             if v is not None
         )
@@ -213,10 +214,17 @@ def render_report(folder: str | os.PathLike[str], *, texts: bool = True, max_doc
     h.append('<p class="meta">' + escape(", ".join(f"{k}: {v}" for k, v in sorted(paths.items()))) + "</p>")
 
     h.append(f"<h2>Queries ({len(by_query)})</h2>")
+    unranked = sorted(q for q in qrels if qrels[q] and q not in by_query)
+    if unranked:  # mteb evaluates them with an empty ranking: 0 on every metric
+        shown = ", ".join(unranked[:20]) + (", …" if len(unranked) > 20 else "")
+        h.append(f'<p class="meta">{len(unranked)} judged queries without candidates, scored 0: {escape(shown)}</p>')
+    ignore_identical = bool((summary.get("eval_rules") or {}).get("ignore_identical_ids"))
     anchors = {qid: f"q{i}" for i, qid in enumerate(by_query, start=1)}
     h.append('<nav class="toc">' + "".join(f'<a href="#{anchors[q]}">{escape(q)}</a><br>' for q in by_query) + "</nav>")
     for qid, pairs in by_query.items():
-        h += _query_section(qid, anchors[qid], pairs, qrels.get(qid, {}), qtexts.get(qid), dtexts, max_doc_chars)
+        h += _query_section(
+            qid, anchors[qid], pairs, qrels.get(qid, {}), qtexts.get(qid), dtexts, max_doc_chars, ignore_identical
+        )
     h.append("</body></html>")
     return "\n".join(h) + "\n"
 
@@ -229,9 +237,12 @@ def _query_section(
     qtext: str | None,
     dtexts: Mapping[str, str],
     max_doc_chars: int,
+    ignore_identical: bool = False,
 ) -> list[str]:
     by_doc = {str(t["docid"]): t for t in pairs}
-    order = ranked({d: float(t["score"]) for d, t in by_doc.items()})  # the evaluator's order (ties: docid desc)
+    # the evaluator's order (ties: docid desc); with ignore_identical_ids mteb drops the query's own id first
+    order = ranked({d: float(t["score"]) for d, t in by_doc.items() if not (ignore_identical and d == qid)})
+    ignored = [(qid, float(by_doc[qid]["score"]))] if ignore_identical and qid in by_doc else []
     judged_pos = sum(1 for d in by_doc if labels.get(d, 0) > 0)
     out = [
         f'<section class="query" id="{anchor}" data-qid="{escape(qid)}">',
@@ -243,11 +254,13 @@ def _query_section(
         '<table class="pairs"><tr><th>new</th><th>first stage</th><th>move</th><th>doc</th><th>score</th>'
         "<th>label</th><th>path</th><th>tokens</th><th>reasoning</th></tr>"
     )
-    for new_rank, (docid, score) in enumerate(order, start=1):
+    for new_rank, (docid, score) in [*enumerate(order, start=1), *((None, pair) for pair in ignored)]:
         t = by_doc[docid]
         first = t.get("first_stage_rank")
         label = labels.get(docid)
         label_text = "unjudged" if label is None else str(label)
+        if new_rank is None:
+            label_text = "ignored: the query's own id (ignore_identical_ids)"
         css = "rel-unjudged" if label is None else ("rel-pos" if label > 0 else "rel-neg")
         path = str(t.get("path"))
         doc = dtexts.get(docid)
@@ -264,8 +277,10 @@ def _query_section(
         stop = t.get("stop_reason") or t.get("finish_reason")
         out.append(
             f'<tr class="pair {css}" data-docid="{escape(docid)}">'
-            f"<td class=num>{new_rank}</td><td class=num>{'—' if first is None else int(first)}</td>"
-            f"<td>{_move(first, new_rank)}</td><td>{doc_html}</td><td class=num>{score:.4f}</td>"
+            f"<td class=num>{'—' if new_rank is None else new_rank}</td>"
+            f"<td class=num>{'—' if first is None else int(first)}</td>"
+            f"<td>{'' if new_rank is None else _move(first, new_rank)}</td><td>{doc_html}</td>"
+            f"<td class=num>{score:.4f}</td>"
             f'<td class="label">{escape(label_text)}</td><td class="path-{escape(path)}">{escape(path)}</td>'
             f"<td class=num>{_num(t.get('output_tokens'))}</td>"
             f"<td><details><summary>reasoning ({escape(str(stop))})</summary><pre>{escape(reasoning)}</pre>"

@@ -6,6 +6,8 @@ qrels, and the candidates each query is reranked over (the task's own ``top_rank
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,6 +17,8 @@ from typing import Any
 
 from rank1_eval.metrics import EvalRules, evaluation_qrels
 from rank1_eval.records import Pair
+
+log = logging.getLogger(__name__)
 
 BEIR_TASKS = (
     "ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID",
@@ -272,6 +276,43 @@ def resolve_dataset_path(task: Any, dataset_path: str | None, data_root: str | N
     return str(candidate)
 
 
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap identity of a local dataset copy: every file's relative path, size and mtime (dot-folders skipped)."""
+    h = hashlib.sha256()
+    files = (p for p in folder.rglob("*") if p.is_file())
+    for path in sorted(f for f in files if not any(part.startswith(".") for part in f.relative_to(folder).parts)):
+        st = path.stat()
+        h.update(f"{path.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_safe_path(local: str) -> tuple[str, str]:
+    """The path to hand ``datasets`` for a local copy, and the copy's fingerprint.
+
+    ``datasets`` keys the cache of a local folder by the folder's *name* and its configs, not by its location or
+    contents: two copies named ``BRIGHT`` (``xlangai/BRIGHT`` and ``mteb/BRIGHT``) or a copy edited in place
+    would be served each other's stale Arrow cache. A symlink named ``<name>-<fingerprint>`` (next to the
+    ``datasets`` cache) gives every distinct copy its own cache; without symlinks the folder is used as is.
+    """
+    import datasets
+
+    folder = Path(local).resolve()
+    fingerprint = folder_fingerprint(folder)
+    links = Path(datasets.config.HF_DATASETS_CACHE) / "rank1_eval_local_copies"
+    link = links / f"{folder.name}-{fingerprint}"
+    try:
+        links.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and link.resolve() == folder):
+            tmp = links / f".{link.name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(folder, target_is_directory=True)
+            os.replace(tmp, link)
+        return str(link), fingerprint
+    except OSError as exc:
+        log.warning("cannot link %s into the datasets cache (%s): its cache is keyed by folder name only", folder, exc)
+        return str(folder), fingerprint
+
+
 def _narrow_subsets(task: Any, subset: str) -> None:
     """Load only the chosen subset: mteb's v1 loaders (BRIGHT, mFollowIR) read every language in the metadata.
 
@@ -317,11 +358,14 @@ def load_mteb_task(
     task, subset, split = get_mteb_task(name, subtask, split=split)
     _narrow_subsets(task, subset)
     local = resolve_dataset_path(task, dataset_path, data_root)
-    if local is not None:
-        dataset = dict(task.metadata.dataset, path=local, revision="local")
-        task.metadata = task.metadata.model_copy(update={"dataset": dataset})
     revision = task.metadata.dataset.get("revision")
     what = f"dataset {task.metadata.dataset['path']!r} (revision {revision}) of task {name}"
+    if local is not None:
+        linked, fingerprint = cache_safe_path(local)
+        revision = f"local-{fingerprint}"  # provenance: which copy, as it was
+        dataset = dict(task.metadata.dataset, path=linked, revision="local")
+        task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+        what = f"local copy {local!r} of task {name}"
     try:
         task.load_data()
         task.convert_v1_dataset_format_to_v2(num_proc=None)

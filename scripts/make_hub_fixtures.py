@@ -190,14 +190,15 @@ def build_bright(hub: Path, run_files: Path, n_queries: int = 3) -> dict[str, An
             if domain in BRIGHT_LONG:
                 long_docs[gold_long[0]] = _paragraph(rng, words, 120, topic)  # ~1,100 words: longer than a test context
                 long_docs[f"{domain}_{topic[2]}_long_other.txt"] = _paragraph(rng, words, 90, topic[2:])
+            query = _sentence(rng, words, 9, topic)
             excluded = ["N/A"]
-            if domain in BRIGHT_EXCLUDING:  # the query's own problem text is in the corpus and must not count
+            if domain in BRIGHT_EXCLUDING:  # the query's own problem is in the corpus and must not count
                 own = f"{domain}_self_{q}.txt"
-                docs[own] = _paragraph(rng, words, 2, topic)
+                docs[own] = query + " " + _sentence(rng, words, 6)
                 excluded = [own]
             examples.append(
                 {
-                    "query": _sentence(rng, words, 9, topic),
+                    "query": query,
                     "reasoning": _sentence(rng, words, 7),
                     "id": str(q),
                     "excluded_ids": excluded,

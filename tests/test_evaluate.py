@@ -216,3 +216,24 @@ def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thr
     store = tmp_path / "store.shard-0-of-1.sqlite"
     assert main([*follow, "--store", str(store)]) == 0
     assert "pairs 8: scored 0, from store 8" in capsys.readouterr().out
+
+
+def test_report_shows_what_mteb_scored(family_runs):
+    from rank1_eval.report import render_report
+
+    arguana = render_report(family_runs["beir-arguana-identical-ids"][0], texts=False)
+    assert arguana.count("ignored: the query&#x27;s own id (ignore_identical_ids)") == 3
+    scifact = render_report(family_runs["beir-scifact"][0], texts=False)
+    assert "1 judged queries without candidates, scored 0: " in scifact and "queries evaluated: 4" in scifact
+
+
+def test_bm25_first_stage_drops_bright_exclusions(run_files_env, tmp_path, capsys):
+    hub = Path(run_files_env["hub"])
+    args = ["run", "--task", "BrightAopsRetrieval", "--dataset-path", str(hub / "mteb/BRIGHT"), "--first-stage",
+            "bm25", "--top-k", "2", "--dry-run", "--output-dir", str(tmp_path), *MODEL_ARGS]  # fmt: skip
+    assert main(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["excluded_ids"]["queries_with_exclusions"] == 3 and info["excluded_ids"]["pairs_removed"] >= 1
+    assert info["pairs"] == 6  # still k = 2 candidates per query after the removal
+    (trec,) = tmp_path.rglob("first_stage.bm25.trec")
+    assert not any(line.split()[2].startswith("aops_self_") for line in trec.read_text().splitlines())

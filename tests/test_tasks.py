@@ -35,7 +35,8 @@ def test_family_loads_through_the_mteb_class(hub_fixtures, name, subtask):
     assert set(data["corpus"].column_names) >= {"id", "text"}
     assert data["queries"]["id"] and data["corpus"]["id"]
     assert task.eval_qrels() and set(task.eval_qrels()) <= set(task.query_ids())
-    assert task.dataset_path == str(Path(hub_fixtures["hub"]) / task.task.metadata.dataset["path"])
+    assert task.dataset_path == str(Path(hub_fixtures["hub"]) / mteb.get_task(name).metadata.dataset["path"])
+    assert task.dataset_revision.startswith("local-")  # the copy's fingerprint, for provenance
     if name.startswith("mFollowIR"):
         assert "instruction" in data["queries"].column_names
         assert all(q.endswith(("-og", "-changed")) for q in task.query_ids())
@@ -105,7 +106,7 @@ def test_loader_failures_say_what_they_are(hub_fixtures, tmp_path):
         load_task("BrightBiologyRetrieval", dataset_path=str(broken))
     message = str(info.value)
     assert "could not download" not in message
-    assert "loading dataset" in message and "KeyError" in message and "gold_ids" in message
+    assert "loading local copy" in message and "KeyError" in message and "gold_ids" in message
 
 
 def test_hub_download_failure_is_named(monkeypatch):
@@ -117,3 +118,25 @@ def test_hub_download_failure_is_named(monkeypatch):
 
 def test_seed_beir_names_are_mteb_tasks():
     assert set(PAPER_BEIR) <= set(BEIR_TASKS)
+
+
+def test_same_named_or_edited_local_copies_never_share_a_cache(hub_fixtures, tmp_path):
+    """datasets keys a local folder's cache by its name: two copies called NevIR-mteb must still differ."""
+    import pandas as pd
+
+    source = Path(hub_fixtures["hub"]) / "orionweller" / "NevIR-mteb"
+    a, b = tmp_path / "a" / "NevIR-mteb", tmp_path / "b" / "NevIR-mteb"
+    shutil.copytree(source, a)
+    shutil.copytree(source, b)
+    corpus = b / "corpus" / "corpus-00000-of-00001.parquet"
+    frame = pd.read_parquet(corpus)
+    frame.loc[0, "text"] = "edited in copy b"
+    frame.to_parquet(corpus)
+    text_a = load_task("NevIR", dataset_path=str(a)).data["corpus"]["text"][0]
+    text_b = load_task("NevIR", dataset_path=str(b)).data["corpus"]["text"][0]
+    assert text_b == "edited in copy b" != text_a
+    frame.loc[0, "text"] = "edited again"
+    frame.to_parquet(corpus)
+    again = load_task("NevIR", dataset_path=str(b))
+    assert again.data["corpus"]["text"][0] == "edited again"
+    assert again.dataset_path == str(b) and again.dataset_revision.startswith("local-")
