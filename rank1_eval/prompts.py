@@ -71,9 +71,13 @@ def load_prompt_set(prompt_set: str = "code", prompt_file: str | Path | None = N
 
 
 def template_key(task: str | None, subset: str | None) -> tuple[str, str | None]:
-    """Normalise (task, subset) to the prompt-table naming: per-domain BRIGHT tasks -> BrightRetrieval."""
-    if task in BRIGHT_DOMAIN_TASKS:
-        return "BrightRetrieval", BRIGHT_DOMAIN_TASKS[task]
+    """Normalise (task, subset) to the prompt-table naming: per-domain BRIGHT tasks -> BrightRetrieval.
+
+    The long-document variants (``BrightPonyLongRetrieval``, ...) share their domain's template.
+    """
+    short = task.replace("LongRetrieval", "Retrieval") if task else task
+    if short in BRIGHT_DOMAIN_TASKS:
+        return "BrightRetrieval", BRIGHT_DOMAIN_TASKS[short]
     return task or "", subset
 
 

@@ -40,6 +40,8 @@ def test_templates_keep_trailing_whitespace():
         ("BrightAopsRetrieval", "standard", "Find different but similar math problems"),
         ("BrightTheoremQATheoremsRetrieval", "standard", "Find a passage which uses"),
         ("BrightLeetcodeRetrieval", "standard", "I am looking to find different problems"),
+        ("BrightPonyLongRetrieval", "long", "I will use the programming language pony."),
+        ("BrightBiologyLongRetrieval", "long", "Can you find background information"),
     ],
 )
 def test_select_template(task, subset, expected_start):
