@@ -404,14 +404,15 @@ def build_dl19(out: Path, n_queries: int = 4) -> dict[str, str]:
             for d, r in sorted(qrels[q].items()):
                 f.write(f"{q}\t{d}\t{r}\n")
     run_path = write_trec(run, folder / "run_top20.trec", tag="bm25s")
-    # "re-judged": every top-10 passage judged (unjudged ones get grade 1 on even positions); not real judgements
+    # "re-judged": every top-10 passage judged again, made up here (grades flipped on even positions, unjudged
+    # ones graded 1/0 by position), so the two judgement sets give different numbers; not real judgements
     rejudged = folder / "rejudged.qrels"
     with rejudged.open("w", encoding="utf-8") as f:
         for q in qids:
             top10 = sorted(run[q].items(), key=lambda kv: (-kv[1], kv[0]))[:10]
             grades = dict(qrels[q])
             for pos, (d, _) in enumerate(top10):
-                grades.setdefault(d, 1 if pos % 2 == 0 else 0)
+                grades[d] = (3 - grades[d] if pos % 2 == 0 else grades[d]) if d in grades else int(pos % 2 == 0)
             for d, r in sorted(grades.items()):
                 f.write(f"{q} 0 {d} {r}\n")
     (folder / "README.md").write_text(
