@@ -329,6 +329,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         summary=summary,
         model=model,
         qrels=judged,
+        texts=outputs.judged_texts(task, predictions),
     )
     summary["output_dir"] = str(out)
     return summary

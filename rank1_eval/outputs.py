@@ -11,11 +11,13 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from rank1_eval.runs import Run, ranked, write_trec
+from rank1_eval.texts import TEXTS_FILE, write_texts
 
 RESULT_FILE = "mteb_result.json"
 
@@ -171,6 +173,32 @@ def trace_lines(
             }
 
 
+@dataclass(frozen=True)
+class JudgedTexts:
+    """The dataset rows a result folder keeps as ``texts.jsonl.gz`` (see :mod:`rank1_eval.texts`)."""
+
+    queries: list[dict[str, Any]]
+    docs: list[dict[str, Any]]
+    meta: dict[str, Any]
+
+
+def judged_texts(task: Any, predictions: Run) -> JudgedTexts:
+    """Texts of the judged queries, of every judged passage, and of the relevant passages the first stage missed."""
+    qids = [q for q in task.query_ids() if q in predictions]
+    qrels = task.qrels or {}
+    docids = {d for q in qids for d in predictions[q]}
+    docids |= {d for q in qids for d, rel in (qrels.get(q) or {}).items() if rel > 0}
+    q_rows, d_rows = task.text_rows(qids, docids)
+    meta = {
+        "task": task.label,
+        "subset": task.subset,
+        "split": task.split,
+        "source": task.source,
+        "dataset_revision": task.dataset_revision,
+    }
+    return JudgedTexts(q_rows, d_rows, meta)
+
+
 def write_run_folder(
     out: Path,
     *,
@@ -182,6 +210,7 @@ def write_run_folder(
     summary: Mapping[str, Any],
     model: Any,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
+    texts: JudgedTexts | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RESULT_FILE + ".tmp")
@@ -195,6 +224,8 @@ def write_run_folder(
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
         write_qrels(out / "qrels.tsv", qrels)
+    if texts is not None:  # the folder is self-contained: report and analysis never need the dataset again
+        write_texts(out / TEXTS_FILE, texts.queries, texts.docs, texts.meta)
     write_json(out / "summary.json", dict(summary))
 
 

@@ -219,12 +219,21 @@ def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thr
 
 
 def test_report_shows_what_mteb_scored(family_runs):
-    from rank1_eval.report import render_report
+    from rank1_eval.report import load_run, render_report
 
-    arguana = render_report(family_runs["beir-arguana-identical-ids"][0], texts=False)
-    assert arguana.count("ignored: the query&#x27;s own id (ignore_identical_ids)") == 3
-    scifact = render_report(family_runs["beir-scifact"][0], texts=False)
-    assert "1 judged queries without candidates, scored 0: " in scifact and "queries evaluated: 4" in scifact
+    folder = family_runs["beir-arguana-identical-ids"][0]
+    vs = json.loads((folder / "summary.json").read_text())["vs_first_stage"]
+    view = load_run(folder, texts=False)
+    assert sum(view.per_query.values()) / len(view.per_query) == pytest.approx(vs["mean_a"], abs=1e-12)
+    assert sum(view.per_query_fs.values()) / len(view.per_query_fs) == pytest.approx(vs["mean_b"], abs=1e-12)
+    own = [t for q, pairs in view.by_query.items() for t in pairs if t["docid"] == q]
+    assert own and all(t.get("ignored") and t["rank"] == len(view.by_query[t["qid"]]) for t in own)
+    assert "ignore_identical_ids: yes" in render_report(folder, texts=False)
+    scifact = family_runs["beir-scifact"][0]
+    view = load_run(scifact, texts=False)
+    assert len(view.per_query) == 4 and len(view.by_query) == 3  # the unranked judged query: 0, as in mteb
+    page = render_report(scifact, texts=False)
+    assert "queries evaluated: 4" in page and "judged without candidates (scored 0): 1" in page
 
 
 def test_bm25_first_stage_drops_bright_exclusions(run_files_env, tmp_path, capsys):
