@@ -66,6 +66,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
+    g.add_argument("--prompt-key", default=None, metavar="KEY",
+                   help="use this dataset template for every task, e.g. SciFact for a local BEIR copy of SciFact "
+                   "(a key of the prompt set)")  # fmt: skip
     s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
     s.add_argument(
         "--data-parallel",
@@ -112,6 +115,7 @@ def build_model(args: argparse.Namespace):
         dataset_prompt=False if args.skip_prompt else None,
         prompt_set=args.prompt_set,
         prompt_file=args.prompt_file,
+        prompt_key=args.prompt_key,
         revision=args.revision,
         failed_score=failed,
         gpu_memory_utilization=args.gpu_memory_utilization,
@@ -150,6 +154,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
     g.add_argument("--split", default=None, help="evaluation split (default: the task's)")
     g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
     g.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
     g.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
     g.add_argument("--top-k", type=int, default=100, help="first-stage candidates reranked per query")
@@ -211,6 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             split=args.split,
             dataset_path=args.dataset_path,
+            data_root=args.data_root,
             main_metric=args.main_metric,
             qrels=dict(args.qrels),
             output_dir=args.output_dir,
@@ -330,6 +338,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             progress=not (args.no_progress or args.quiet),
             verbose=bool(args.verbose),
             command_line=["rank1-eval", *sys.argv[1:]],
+            data_root=args.data_root,
+            dataset_paths=dict(args.dataset_path),
         )
     finally:
         model.close()
@@ -338,6 +348,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for label, reason in rep.failures.items():
         print(f"rank1-eval: cell {label} failed: {reason}", file=sys.stderr)
     return 1 if rep.failures else 0
+
+
+def _dataset_path_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--dataset-path takes TASK=PATH (e.g. SciFact=/data/scifact)")
+    task, path = value.split("=", 1)
+    return task.strip(), path
 
 
 def _cells_arg(value: str) -> list[str]:
@@ -412,6 +429,11 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/xlangai/BRIGHT, DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
+    g.add_argument("--dataset-path", action="append", type=_dataset_path_arg, default=[], metavar="TASK=PATH",
+                   help="local Hub copy of one task's dataset (repeatable; wins over --data-root)")  # fmt: skip
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a result folder")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -35,6 +35,7 @@ class RunOptions:
     top_k: int = 100
     split: str | None = None
     dataset_path: str | None = None
+    data_root: str | None = None  # local Hub copies by repo id (<root>/mteb/scifact); else $RANK1_DATA_ROOT
     main_metric: str | None = None
     qrels: Mapping[str, str] = field(default_factory=dict)
     output_dir: Path = Path("results")
@@ -56,6 +57,8 @@ class Prepared:
     run_sha256: str | None
     report: RunReport | None
     extra_qrels: dict[str, dict[str, dict[str, int]]]
+    excluded: dict[str, Any] | None = None  # BRIGHT v1.1 excluded_ids removed from the first stage (counts)
+    limited_to: int | None = None  # queries kept by --limit-queries (groups whole)
 
     @property
     def n_pairs(self) -> int:
@@ -98,8 +101,8 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     )
 
 
-def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
-    from rank1_eval.runs import bm25_run, write_trec
+def _bm25(task: LoadedTask, k: int) -> Run:
+    from rank1_eval.runs import bm25_run
     from rank1_eval.tasks import mteb_doc_text
 
     data = task.data
@@ -107,32 +110,48 @@ def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
     queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
-    run = bm25_run(docs, queries, k=k)
-    path = write_trec(run, out / "first_stage.bm25.trec", tag="bm25s")
-    return run, file_sha256(path)
+    return bm25_run(docs, queries, k=k)
 
 
 def prepare(opts: RunOptions, model_name: str) -> Prepared:
-    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries."""
+    """Load the task and its first stage, validate, drop excluded docs, keep the top-k, apply --limit-queries.
+
+    Everything that can be wrong with the input is found here, before a model loads: unknown ids, judged
+    queries without candidates, and groups of queries (NevIR pairs, mFollowIR og/changed) left incomplete.
+    """
     from rank1_eval.beir import read_qrels
+    from rank1_eval.runs import drop_excluded, write_trec
 
     if opts.top_k < 1:
         raise RunFileError(f"--top-k must be >= 1, got {opts.top_k}")
     task = load_task(
-        opts.task, opts.subtask, split=opts.split, dataset_path=opts.dataset_path, main_metric=opts.main_metric
+        opts.task,
+        opts.subtask,
+        split=opts.split,
+        dataset_path=opts.dataset_path,
+        data_root=opts.data_root,
+        main_metric=opts.main_metric,
     )
     extra_qrels = {}
     for name, path in opts.qrels.items():
         extra_qrels[name] = read_qrels(path)
     run, source, sha = _first_stage_run(task, opts)
-    if source == "bm25":
-        out = run_dir(opts.output_dir, model_name, task)
-        out.mkdir(parents=True, exist_ok=True)
-        run, sha = _bm25(task, opts.top_k, out)
-        source = str(out / "first_stage.bm25.trec")
+    if source == "bm25":  # enough candidates that k remain after the task's exclusions
+        run = _bm25(task, opts.top_k + max((len(v) for v in task.excluded.values()), default=0))
     report = None
+    excluded = None
     if run is not None:
+        if task.excluded:
+            run, n_pairs, n_queries = drop_excluded(run, task.excluded)
+            excluded = {"queries_with_exclusions": len(task.excluded), "pairs_removed": n_pairs,
+                        "queries_affected": n_queries}  # fmt: skip
+            if n_pairs:
+                log.info("%s: removed %d excluded (query, doc) entries of %d queries", source, n_pairs, n_queries)
         kept = top_k(run, opts.top_k)
+        if source == "bm25":  # the exact candidates reranked, as a TREC run beside the results
+            out = run_dir(opts.output_dir, model_name, task)
+            path = write_trec(kept, out / "first_stage.bm25.trec", tag="bm25s")
+            source, sha = str(path), file_sha256(path)
         report = validate_run(kept, task.query_ids(), task.corpus_ids(), task.qrels, k=opts.top_k)
         for warning in report.warnings:
             log.warning("%s: %s", source, warning)
@@ -143,11 +162,51 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         first_stage = {}
         if opts.top_k:
             task.set_candidates({q: docs[: opts.top_k] for q, docs in (task.top_ranked or {}).items()})
+    limited_to = None
     if opts.limit_queries is not None:
         if opts.limit_queries < 1:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
-        task.limit_queries(opts.limit_queries)
-    return Prepared(task, first_stage, source, sha, report, extra_qrels)
+        limited_to = task.limit_queries(opts.limit_queries)
+        if limited_to != opts.limit_queries:
+            log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
+                        opts.limit_queries, limited_to)  # fmt: skip
+    task.check_groups()
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, excluded, limited_to)
+
+
+def mteb_task(
+    task: str,
+    subtask: str | None = None,
+    *,
+    run_file: str | None = None,
+    first_stage: str | None = None,
+    top_k: int = 100,
+    split: str | None = None,
+    dataset_path: str | None = None,
+    data_root: str | None = None,
+    limit_queries: int | None = None,
+    output_dir: str | Path = "results",
+) -> Any:
+    """An mteb task object with its first stage in place, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
+
+    mteb cannot rerank ``BrightRetrieval`` with a cross-encoder on its own (no candidates, and its
+    ``convert_to_reranking`` fails on a v1 task); this does what ``rank1-eval run`` does before judging: mteb's
+    loader (v1 data converted), the paper's first stage (or ``run_file`` / ``first_stage="bm25"``), BRIGHT v1.1's
+    excluded ids removed, the top-k kept, ``limit_queries`` with groups whole, everything validated.
+    """
+    opts = RunOptions(
+        task=task,
+        subtask=subtask,
+        run_file=run_file,
+        first_stage=first_stage,
+        top_k=top_k,
+        split=split,
+        dataset_path=dataset_path,
+        data_root=data_root,
+        limit_queries=limit_queries,
+        output_dir=Path(output_dir),
+    )
+    return prepare(opts, "rank1_eval").task.task
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
@@ -159,10 +218,15 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
         "task": prepared.task.label,
         "queries": len({p.qid for p in pairs}),
+        "queries_evaluated": len(prepared.task.eval_qrels()),
         "pairs": len(pairs),
         "run_file": prepared.run_source,
         "run_sha256": prepared.run_sha256,
+        "eval_rules": prepared.task.eval_rules.to_dict(),
     }
+    if prepared.excluded is not None:
+        info["excluded_ids"] = prepared.excluded
+    info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
     try:
         from transformers import AutoTokenizer
 
@@ -213,6 +277,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
     out.mkdir(parents=True, exist_ok=True)
     store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    judged = task.eval_qrels()  # the queries mteb evaluates, judged queries without candidates included
     traces: list[tuple[dict[str, Any], list[Any]]] = []
     if progress is None:
         progress = ProgressDisplay(prepared.n_pairs, enabled=opts.progress)
@@ -221,7 +286,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     engine_log = None if opts.verbose else out / "engine.log"
     store = SQLiteStore(store_path)
     model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
-    model.trace_sink = lambda context, judged: traces.append((context, judged))
+    model.trace_sink = lambda context, judgements: traces.append((context, judgements))
     started = time.perf_counter()
     try:
         progress.status(f"mteb: evaluating {task.label}")
@@ -252,11 +317,15 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         wall_s=wall,
         store_path=store_path,
     )
-    summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
+    summary["extra_qrels"] = outputs.extra_metrics(
+        predictions, judged, prepared.extra_qrels, rules=task.eval_rules, query_ids=list(judged)
+    )
     if prepared.first_stage:
         from rank1_eval.compare import against_first_stage
 
-        summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
+        summary["vs_first_stage"] = against_first_stage(
+            predictions, prepared.first_stage, judged, rules=task.eval_rules
+        )
     outputs.write_run_folder(
         out,
         task_result=task_result,
@@ -266,7 +335,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         ranks=task.top_ranked or {},
         summary=summary,
         model=model,
-        qrels=task.qrels,
+        qrels=judged,
         texts=outputs.judged_texts(task, predictions),
     )
     summary["output_dir"] = str(out)

@@ -228,6 +228,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         prompt_set: str = "code",
         prompt_file: str | Path | None = None,
         *,
+        prompt_key: str | None = None,
         revision: str | None = None,
         failed_score: float | str = 0.5,
         gpu_memory_utilization: float = 0.9,
@@ -268,6 +269,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self.dataset_prompt = dataset_prompt
         self.prompt_set = prompt_set
         self.templates = P.load_prompt_set(prompt_set, prompt_file)
+        if prompt_key is not None and prompt_key not in self.templates:
+            keys = ", ".join(sorted(self.templates))
+            raise P.PromptError(f"unknown prompt key {prompt_key!r}; keys of prompt set {prompt_set!r}: {keys}")
+        self.prompt_key = prompt_key  # a named template for every task (e.g. a local BEIR copy of SciFact)
         self.scoring = ScoringConfig(
             max_output_tokens=max_output_tokens,
             context_size=context_size,
@@ -361,12 +366,28 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
     # ----------------------------------------------------------------- prompts
     def template_for(self, task: str | None, subset: str | None) -> str | None:
-        """The dataset template in force for (task, subset), honouring ``dataset_prompt``."""
+        """The dataset template in force for (task, subset), honouring ``dataset_prompt`` and ``prompt_key``."""
+        return self.template_info(task, subset)["template"]
+
+    def template_info(self, task: str | None, subset: str | None) -> dict[str, Any]:
+        """Which dataset template (task, subset) gets and why: the record ``summary.json`` keeps."""
         if self.dataset_prompt is False:
-            return None
-        if isinstance(self.dataset_prompt, str):
-            return self.dataset_prompt
-        return P.select_template(self.templates, task, subset)
+            key, source, template = None, "disabled (skip_prompt)", None
+        elif isinstance(self.dataset_prompt, str):
+            key, source, template = None, "dataset_prompt", self.dataset_prompt
+        elif self.prompt_key is not None:
+            key, source, template = self.prompt_key, "prompt_key", self.templates[self.prompt_key]
+        else:
+            key = P.selected_key(self.templates, task, subset)
+            template = self.templates[key] if key is not None else None
+            source = "task" if template is not None else "none (raw query)"
+        return {
+            "key": key,
+            "source": source,
+            "prompt_set": self.prompt_set,
+            "template": template,
+            "sha256": P.template_sha256(template),
+        }
 
     def final_queries(
         self, queries: Sequence[str], instructions: Sequence[str | None], task: str | None, subset: str | None
@@ -617,6 +638,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "length_rules": dict(LENGTH_RULES),
             "prompt_set": self.prompt_set,
             "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "prompt_key": self.prompt_key,
             "dataset_prompt": self.dataset_prompt,
             "batch_policy": self.batch_policy(),
         }
