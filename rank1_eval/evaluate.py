@@ -55,6 +55,12 @@ class Prepared:
     run_sha256: str | None
     report: RunReport | None
     extra_qrels: dict[str, dict[str, dict[str, int]]]
+    notes: list[str] = field(default_factory=list)  # warnings about the first stage beyond the run report
+    first_stage_files: dict[str, str] = field(default_factory=dict)  # built first stages, written with the outputs
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*(self.report.warnings if self.report else ()), *self.notes]
 
     @property
     def n_pairs(self) -> int:
@@ -74,6 +80,8 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     """The run to rerank: an explicit file, the rank1 run-file dataset, bm25s, or the task's own candidates."""
     from rank1_eval.runs import fetch_run_file, read_run
 
+    if opts.run_file and opts.first_stage:
+        raise RunFileError(f"--run-file and --first-stage {opts.first_stage} both name a first stage: pass one")
     if opts.run_file:
         path = Path(opts.run_file)
         if not path.exists():
@@ -97,8 +105,14 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     )
 
 
-def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
-    from rank1_eval.runs import bm25_run, write_trec
+BM25_FILE = "first_stage.bm25.trec"
+
+
+def _bm25(task: LoadedTask, k: int) -> tuple[Run, str, str]:
+    """bm25s top-k, and the TREC text written into the result folder with the outputs (not before)."""
+    import hashlib
+
+    from rank1_eval.runs import bm25_run, run_to_lines
     from rank1_eval.tasks import mteb_doc_text
 
     data = task.data
@@ -107,8 +121,25 @@ def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
     docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
     queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
     run = bm25_run(docs, queries, k=k)
-    path = write_trec(run, out / "first_stage.bm25.trec", tag="bm25s")
-    return run, file_sha256(path)
+    text = "".join(line + "\n" for line in run_to_lines(run, "bm25s", escape_whitespace=True))
+    return run, text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_with_notes(reader: Any, notes: list[str]) -> Any:
+    """Call a run reader, collecting its :class:`RunFileWarning` messages into ``notes``."""
+    import warnings
+
+    from rank1_eval.runs import RunFileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        result = reader()
+    for w in caught:
+        if issubclass(w.category, RunFileWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
 
 
 def prepare(opts: RunOptions, model_name: str) -> Prepared:
@@ -123,17 +154,23 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     extra_qrels = {}
     for name, path in opts.qrels.items():
         extra_qrels[name] = read_qrels(path)
-    run, source, sha = _first_stage_run(task, opts)
+    notes: list[str] = []
+    run, source, sha = _read_with_notes(lambda: _first_stage_run(task, opts), notes)
+    files: dict[str, str] = {}
     if source == "bm25":
-        out = run_dir(opts.output_dir, model_name, task)
-        out.mkdir(parents=True, exist_ok=True)
-        run, sha = _bm25(task, opts.top_k, out)
-        source = str(out / "first_stage.bm25.trec")
+        run, files[BM25_FILE], sha = _bm25(task, opts.top_k)
+        source = str(run_dir(opts.output_dir, model_name, task) / BM25_FILE)
     report = None
     if run is not None:
+        from rank1_eval.runs import unknown_below_cut
+
         kept = top_k(run, opts.top_k)
-        report = validate_run(kept, task.query_ids(), task.corpus_ids(), task.qrels, k=opts.top_k)
-        for warning in report.warnings:
+        corpus_ids = set(task.corpus_ids())
+        report = validate_run(kept, task.query_ids(), corpus_ids, task.qrels, k=opts.top_k)
+        below = unknown_below_cut(run, kept, corpus_ids)
+        if below:
+            notes.append(below)
+        for warning in [*report.warnings, *notes]:
             log.warning("%s: %s", source, warning)
         task.set_candidates({qid: [d for d, _ in ranked(docs)] for qid, docs in kept.items() if docs})
         first_stage = kept
@@ -146,7 +183,7 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         if opts.limit_queries < 1:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
         task.limit_queries(opts.limit_queries)
-    return Prepared(task, first_stage, source, sha, report, extra_qrels)
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files)
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
@@ -206,12 +243,16 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
     import mteb
 
     from rank1_eval.model import RunStats
+    from rank1_eval.preflight import check_run
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
     out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    store_path = store_path_of(opts)
+    # everything the run will write is checked now, before a weight loads (fail fast, one line)
+    preflight = check_run(model, prepared, opts, out=out, store_path=store_path)
+    for warning in preflight:
+        log.warning("%s", warning)
     traces: list[tuple[dict[str, Any], list[Any]]] = []
     progress = _Progress(prepared.n_pairs, opts.progress)
     store = SQLiteStore(store_path)
@@ -245,12 +286,14 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         wall_s=wall,
         store_path=store_path,
     )
+    summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
+    summary["preflight_warnings"] = preflight
     summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
     if prepared.first_stage:
         from rank1_eval.compare import against_first_stage
 
         summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
-    outputs.write_run_folder(
+    summary = outputs.write_run_folder(
         out,
         task_result=task_result,
         predictions=predictions,
@@ -260,9 +303,15 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         summary=summary,
         model=model,
         qrels=task.qrels,
+        extra_files=prepared.first_stage_files,
     )
     summary["output_dir"] = str(out)
     return summary
+
+
+def store_path_of(opts: RunOptions) -> Path:
+    """The judgement store of a run: ``--store``, else ``OUTPUT_DIR/store.sqlite``."""
+    return Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
 
 
 def _fmt(value: Any) -> str:

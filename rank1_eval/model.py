@@ -179,8 +179,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         server_urls: Sequence[str] = (),
         api_key_env: str = "RANK1_API_KEY",
         max_concurrency: int = 8,
-        request_timeout: float = 600.0,
+        request_timeout: float | None = None,
         max_retries: int = 5,
+        stall_warning_s: float = 300.0,
         data_parallel: int = 1,
         engine_kwargs: Mapping[str, Any] | None = None,
         model_name: str | None = None,
@@ -223,6 +224,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             max_concurrency=max_concurrency,
             request_timeout=request_timeout,
             max_retries=max_retries,
+            stall_warning_s=stall_warning_s,
             data_parallel=data_parallel,
         )
         self.engine_kwargs = dict(engine_kwargs or {})
@@ -274,7 +276,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(
-                f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
+                _missing_folder(self.model_name_or_path)
+                or f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
                 f"engine: {_short_reason(exc)}"
             ) from exc
         log.info("loaded %s on %s in %.1fs", self.model_name_or_path, engine.kind, time.perf_counter() - started)
@@ -346,7 +349,18 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             )
         except (OSError, ValueError) as exc:
             reason = _short_reason(exc)
-            raise ModelLoadError(f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}") from exc
+            raise ModelLoadError(
+                _missing_folder(self.model_name_or_path)
+                or f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}"
+            ) from exc
+
+    def tokenizer_only(self) -> Any:
+        """The model's tokenizer without its weights (the engine's when it is loaded): for pre-flight checks."""
+        if self._engine is not None:
+            return self._engine.tokenizer
+        if self._prompt_scorer is None:
+            self._prompt_scorer = Scorer(_TokenizerOnly(self._load_tokenizer()), self.scoring)
+        return self._prompt_scorer.engine.tokenizer
 
     def judge_prompts(
         self,
@@ -376,7 +390,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         # opening; longest first within a query so a chunk's stragglers start early. Results keep input order.
         items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
         size = self.effective_chunk_size() if items else 1
-        writer = AsyncWriter(self.store) if self.store is not None else None  # store commits off the hot path
+        # store commits off the hot path; a failed commit (full disk...) interrupts the run at once
+        writer = AsyncWriter(self.store, interrupt_main=True) if self.store is not None else None
         try:
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
@@ -481,6 +496,22 @@ class _TokenizerOnly:
     """Just enough of an engine for :meth:`Scorer.prepare` (prompt building and truncation)."""
 
     tokenizer: Any
+
+
+def _missing_folder(name: str) -> str | None:
+    """A clear line when ``name`` is meant as a local folder that does not exist (not a Hub id error)."""
+    if os.path.isdir(name):
+        return None
+    if os.path.exists(name):
+        return f"model path {name!r} is a file, not a model folder (config.json, tokenizer and weights)"
+    path = Path(os.path.expanduser(name))
+    local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or path.parent.is_dir() and "/" in name
+    if not local:
+        return None
+    return (
+        f"model folder {name!r} does not exist ({path.resolve()}); pass an existing local folder, or a Hub "
+        "model id such as jhu-clsp/rank1-7b"
+    )
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -42,6 +42,10 @@ class TokenizerError(ValueError):
     """The tokenizer cannot express rank1's answer tokens."""
 
 
+class PromptTooLongError(ValueError):
+    """A query that does not fit the prompt budget even with an empty passage."""
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Sampling settings of the rule; all of them enter the judgement key."""
@@ -166,7 +170,7 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int) -> Prepare
         if n <= budget:
             return PreparedPrompt(prompt, n, True)
         if keep == 0:
-            raise ValueError(
+            raise PromptTooLongError(
                 f"the query alone needs {n} prompt tokens, more than the budget of {budget} "
                 "(context_size - max_output_tokens); raise context_size or lower max_output_tokens"
             )
@@ -269,6 +273,6 @@ class Scorer:
                 continue
             error = f"forced answer gave no finite logprobs for both answer tokens (got {sorted(lps)})"
             if self.config.failed_score == "raise":
-                raise ScoringError(error)
+                raise ScoringError(f"a pair could not be scored and failed_score='raise' stops the run: {error}")
             log.warning("pair failed: %s; scored %s by policy", error, self.config.failed_score)
             results[i] = Judgement(score=float(self.config.failed_score), path="failed", error=error, **common)

@@ -48,6 +48,10 @@ TOKEN_ID_PREFIX = "token_id:"
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 CHECK_TIMEOUT_S = 10.0  # /v1/models and the probe: an unreachable URL fails within seconds
+# Per-request timeout when none is given: a base (queueing, prefill of a long prompt) plus a floor of 5 output
+# tokens/s per sequence, so an 8192-token reasoning request may take ~28 min and a forced answer ~30 s.
+TIMEOUT_BASE_S = 30.0
+TIMEOUT_PER_TOKEN_S = 0.2
 NEUTRAL_SAMPLING = {  # explicit, so the checkpoint's generation_config.json defaults never apply on the server
     "temperature": 0.0,
     "top_p": 1.0,
@@ -223,7 +227,7 @@ class OpenAIEngine:
         env_key = os.environ.get(config.api_key_env) if config.api_key_env else None
         self._api_key = api_key if api_key is not None else (env_key or None)
         self._key_source = "given" if api_key is not None else (config.api_key_env if env_key else None)
-        self._timeout = httpx.Timeout(config.request_timeout, connect=min(CHECK_TIMEOUT_S, config.request_timeout))
+        self._last_progress = time.monotonic()  # when a request last finished (stall warnings)
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -243,6 +247,17 @@ class OpenAIEngine:
     def slots(self) -> int:
         """Requests in flight at once over all servers (the model sizes its chunks from this)."""
         return self.config.max_concurrency * len(self.servers)
+
+    def request_timeout(self, max_tokens: int) -> float:
+        """Seconds one request may take: ``--request-timeout``, else scaled to the request's output budget."""
+        if self.config.request_timeout is not None:
+            return float(self.config.request_timeout)
+        return TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max_tokens
+
+    def _timeout_rule(self) -> str:
+        if self.config.request_timeout is not None:
+            return f"--request-timeout {self.config.request_timeout:g}"
+        return f"{TIMEOUT_BASE_S:g} s + {TIMEOUT_PER_TOKEN_S:g} s per output token; --request-timeout overrides"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -288,8 +303,21 @@ class OpenAIEngine:
     def _key_name(self) -> str:
         return self.config.api_key_env if self._key_source not in (None, "given") else "the API key"
 
+    @staticmethod
+    def _json(response: Any, server: ServerState, path: str) -> Any:
+        """The JSON body, or one line naming the URL and what came back instead (a proxy's HTML page...)."""
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            start = " ".join(response.text[:80].split())
+            raise EngineError(
+                f"server {server.url} answered {path} with {kind}, not JSON ({start!r}): is {server.url} the "
+                "/v1 address of a vLLM server, not a proxy or login page in front of it?"
+            ) from None
+
     def _check_one(self, client: Any, server: ServerState) -> None:
-        data = self._get(client, server, "/models").json()
+        data = self._json(self._get(client, server, "/models"), server, "/models")
         entries = [e for e in data.get("data", []) if isinstance(e, Mapping)] if isinstance(data, Mapping) else []
         served = [str(e.get("id")) for e in entries] + [str(e["root"]) for e in entries if e.get("root")]
         name = self._accepts(served)
@@ -341,7 +369,7 @@ class OpenAIEngine:
             raise EngineError(
                 f"server {server.url} rejected the logprobs probe ({response.status_code}): {_error_text(response)}"
             )
-        lps = parse_forced(response.json(), candidates)
+        lps = parse_forced(self._json(response, server, "/completions"), candidates)
         mass = sum(math.exp(v) for v in lps.values() if math.isfinite(v))
         if len(lps) != len(candidates) or abs(mass - 1.0) > 1e-3:
             raise EngineError(
@@ -416,6 +444,7 @@ class OpenAIEngine:
                     queue.put_nowait(i)  # another round of backoff began while waiting: let others take it
                     continue
                 sent = loop.time()
+                in_flight[server.url] = in_flight.get(server.url, 0) + 1
                 try:
                     parsed = parse(await self._post(client, server, bodies[i]))
                 except _Retryable as exc:
@@ -429,6 +458,9 @@ class OpenAIEngine:
                     fatal.append(exc)
                     finished.set()
                     return
+                finally:
+                    in_flight[server.url] -= 1
+                self._last_progress = time.monotonic()
                 server.rounds_failed = 0
                 setattr(server, counter, getattr(server, counter) + 1)
                 results[i] = parsed
@@ -436,14 +468,21 @@ class OpenAIEngine:
                 if state["remaining"] == 0:
                     finished.set()
 
+        in_flight: dict[str, int] = {}  # requests sent and not yet answered, per server (stall warnings)
+        max_tokens = max(int(b.get("max_tokens") or 1) for b in bodies)
+        timeout = self.request_timeout(max_tokens)
         n_conn = self.config.max_concurrency * len(live)
         limits = httpx.Limits(max_connections=n_conn, max_keepalive_connections=n_conn)
         async with httpx.AsyncClient(
-            timeout=self._timeout, limits=limits, headers=self._headers(), transport=self._transport
+            timeout=httpx.Timeout(timeout, connect=min(CHECK_TIMEOUT_S, timeout)),
+            limits=limits,
+            headers=self._headers(),
+            transport=self._transport,
         ) as client:
             # interleaved, so that the first prompts of a call go round-robin over the servers
             slots = [s for _ in range(self.config.max_concurrency) for s in live]
             tasks = [asyncio.create_task(worker(s, client)) for s in slots]
+            watchdog = asyncio.create_task(self._watch_stall(finished, in_flight, timeout))
             waiter = asyncio.create_task(finished.wait())
             try:
                 pending = set(tasks)
@@ -451,19 +490,40 @@ class OpenAIEngine:
                     _, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
                     pending.discard(waiter)
             finally:
-                for task in [*tasks, waiter]:
+                for task in [*tasks, waiter, watchdog]:
                     task.cancel()
-                await asyncio.gather(*tasks, waiter, return_exceptions=True)
+                await asyncio.gather(*tasks, waiter, watchdog, return_exceptions=True)
         if fatal:
             raise fatal[0]
         if state["remaining"]:
             raise self._all_failed_error()
         return [r for r in results if r is not None]
 
+    async def _watch_stall(self, finished: asyncio.Event, in_flight: Mapping[str, int], timeout: float) -> None:
+        """Warn (once per period) when requests are in flight but none has finished for ``stall_warning_s``."""
+        period = self.config.stall_warning_s
+        if not period or period <= 0:
+            return
+        warned_at = self._last_progress
+        while not finished.is_set():
+            await asyncio.sleep(min(5.0, period / 4))
+            now = time.monotonic()
+            busy = {url: n for url, n in in_flight.items() if n > 0}
+            if busy and now - self._last_progress >= period and now - max(warned_at, self._last_progress) >= period:
+                warned_at = now
+                where = ", ".join(f"{url} ({n} in flight)" for url, n in busy.items())
+                log.warning(
+                    "stalled? no request has finished for %.0f s on %s; each request gives up after %.0f s (%s)",
+                    now - self._last_progress, where, timeout, self._timeout_rule(),
+                )  # fmt: skip
+
     async def _post(self, client: Any, server: ServerState, body: dict[str, Any]) -> dict[str, Any]:
         httpx = self._httpx
         try:
             response = await client.post(server.url + "/completions", json={**body, "model": server.model})
+        except httpx.TimeoutException as exc:
+            limit = self.request_timeout(int(body.get("max_tokens") or 1))
+            raise _Retryable(f"no answer within {limit:.0f} s ({type(exc).__name__}; {self._timeout_rule()})") from exc
         except httpx.TransportError as exc:  # connect/read/write errors and timeouts
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         status = response.status_code
@@ -512,7 +572,7 @@ class OpenAIEngine:
             "logprobs_mode": "processed_logprobs",  # checked with a probe on every server
             "servers": [s.info() for s in self.servers],
             "max_concurrency": self.config.max_concurrency,
-            "request_timeout": self.config.request_timeout,
+            "request_timeout": self.config.request_timeout or f"{TIMEOUT_BASE_S:g}+{TIMEOUT_PER_TOKEN_S:g}/token",
             "max_retries": self.config.max_retries,
             "api_key_env": self._key_source if self._key_source != "given" else None,
         }
