@@ -127,6 +127,8 @@ def _allow_failed(value: str) -> str:
     import math
 
     text = value.strip()
+    if text == "all":
+        return text
     number_text = text[:-1] if text.endswith("%") else text
     try:
         number = float(number_text)

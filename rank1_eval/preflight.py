@@ -41,17 +41,24 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (where a folder that does not exist yet would be created)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable(folder: Path, what: str) -> None:
-    """``folder`` exists (created if needed) and accepts a new file — probed, since permissions lie to root."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"{what} {folder} exists and is not a folder: pass another path") from None
-    except OSError as exc:
-        raise OutputError(f"cannot create {what} {folder} ({_reason(exc)}): pass a writable path") from None
-    if not folder.is_dir():
-        raise OutputError(f"{what} {folder} exists and is not a folder: pass another path")
-    probe = folder / f".rank1-write-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    """``folder`` (or, if it does not exist yet, the ancestor it would be created in) accepts a new file.
+
+    Probed by writing, since permission bits lie to root and to read-only mounts; nothing is left behind and
+    no folder is created (a dry run leaves no trace).
+    """
+    target = existing_ancestor(folder)
+    if not target.is_dir():
+        raise OutputError(f"{what} {folder}: {target} exists and is not a folder: pass another path")
+    probe = target / f".rank1-write-probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
@@ -61,7 +68,8 @@ def check_writable(folder: Path, what: str) -> None:
             hint = "the file system is mounted read-only: pass a path on a writable disk"
         elif exc.errno == errno.ENOSPC:
             hint = "the disk is full: free space or pass a path on another disk"
-        raise OutputError(f"{what} {folder} is not writable ({_reason(exc)}): {hint}") from None
+        where = folder if target == Path(os.path.abspath(folder)) else f"{folder} (in {target})"
+        raise OutputError(f"{what} {where} is not writable ({_reason(exc)}): {hint}") from None
 
 
 def estimate_bytes(pairs: int, max_output_tokens: int) -> tuple[int, int]:
@@ -174,7 +182,7 @@ def check_outputs(out: Path, output_dir: Path, pairs: int, max_output_tokens: in
         except OutputError as exc:
             raise OutputError(f"{exc} (this run replaces it)") from None
     minimum, typical = estimate_bytes(pairs, max_output_tokens)
-    free = shutil.disk_usage(out.parent).free
+    free = shutil.disk_usage(existing_ancestor(out.parent)).free
     if free < minimum:
         raise OutputError(
             f"not enough free space for the results under {out.parent}: {_gib(free)} free, {pairs} pairs need at "
@@ -187,7 +195,7 @@ def check_outputs(out: Path, output_dir: Path, pairs: int, max_output_tokens: in
 
 def check_store_space(store_path: Path, pairs: int) -> list[str]:
     need = pairs * STORE_BYTES_PER_PAIR
-    free = shutil.disk_usage(store_path.parent).free
+    free = shutil.disk_usage(existing_ancestor(store_path.parent)).free
     if free < need:
         return [
             f"only {_gib(free)} free under the judgement store {store_path}; {pairs} judgements may need ~"

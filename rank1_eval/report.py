@@ -147,13 +147,14 @@ def _move(first: int | None, new: int) -> str:
 def render_report(folder: str | os.PathLike[str], *, texts: bool = True, max_doc_chars: int = 600) -> str:
     """The HTML page of one result folder (summary.json + traces.jsonl; qrels.tsv for the labels)."""
     from rank1_eval.beir import read_qrels
+    from rank1_eval.outputs import check_result_folder, read_jsonl
 
     root = Path(folder)
     summary_path, traces_path = root / "summary.json", root / "traces.jsonl"
     if not summary_path.is_file() or not traces_path.is_file():
         raise FileNotFoundError(f"{root} is not a result folder (needs summary.json and traces.jsonl)")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    traces = list(_read_jsonl(traces_path))
+    summary = check_result_folder(root)  # whole, not truncated or mixed: else one line saying how to rebuild
+    traces = list(read_jsonl(traces_path))
     qrels = read_qrels(root / "qrels.tsv") if (root / "qrels.tsv").is_file() else {}
     prov = summary.get("provenance", {})
     by_query: dict[str, list[dict[str, Any]]] = {}
