@@ -1132,7 +1132,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(p) for p in rep.files.values()))
     for label, reason in rep.failures.items():
         print(f"rank1-eval: cell {label} failed: {reason}", file=sys.stderr)
-    return 1 if rep.failures else 0
+    from rank1_eval.cli import EXIT_FAILED_PAIRS, failed_pairs_exit
+
+    failed_pairs = [failed_pairs_exit(s, args.allow_failed) for s in rep.summaries.values()]  # a line per cell
+    return 1 if rep.failures else EXIT_FAILED_PAIRS if any(failed_pairs) else 0
 
 
 def _cells_arg(value: str) -> list[str]:
@@ -1188,5 +1191,9 @@ def add_reproduce_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a result folder")
     g.add_argument("--no-progress", action="store_true")
+    from rank1_eval.cli import _allow_failed
+
+    g.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
+                   help="accept failed pairs per cell (all, N or P%%); by default: exit code 3")  # fmt: skip
     p.set_defaults(func=cmd_reproduce)
     return p
