@@ -238,7 +238,8 @@ def failure_banner(summary: dict[str, Any], store: str | os.PathLike[str], allow
     first = f"; first: {examples[0]['qid']}/{examples[0]['docid']}: {examples[0]['error']}" if examples else ""
     limit = "" if allowed == 0 else f" (--allow-failed accepts {allowed:g})"
     return (
-        f"rank1-eval: FAILED PAIRS in {summary.get('task', 'the run')}: {failed} of {total} pairs ({100.0 * failed / max(1, total):.1f}%) got no score "
+        f"rank1-eval: FAILED PAIRS in {summary.get('task', 'the run')}: {failed} of {total} pairs "
+        f"({100.0 * failed / max(1, total):.1f}%) got no score "
         f"from the model and were given the failed_score policy{limit}{first}. The metrics above are not the "
         f"model's. Fix the cause, run `rank1-eval store drop-failed {store}` and rerun to score them again, or pass "
         "--allow-failed to accept them"
