@@ -962,6 +962,24 @@ def markdown(rows: list[Row], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def side_by_side(before: dict, after: dict) -> str:
+    """One table of two matrix runs (``--json`` files): the counts, then per fault both outcomes."""
+    cols = ("tried", "clear", "flagged", "handled", "late", "misleading", "traceback", "silent")
+    out = ["| | " + " | ".join(cols) + " |", "|:--|" + "--:|" * len(cols)]
+    for label, run in (("before", before), ("after", after)):
+        out.append(f"| {label} | " + " | ".join(str(run["counts"].get(c, 0)) for c in cols) + " |")
+    out += ["", "| # | fault | before (exit) | after (exit) | what the user sees now | kept / notes (after) |",
+            "|--:|:--|:--|:--|:--|:--|"]  # fmt: skip
+    old = {r["name"]: r for r in before["rows"]}
+    for i, r in enumerate(after["rows"], start=1):
+        b = old.get(r["name"], {})
+        cell = lambda row: f"{row.get('category', '—')} ({row.get('rc') if row.get('rc') is not None else '—'})"  # noqa: E731
+        notes = "; ".join(x for x in (r["kept"], r["note"]) if x).replace("|", "\\|")
+        msg = r["message"].replace("|", "\\|")[:240]
+        out.append(f"| {i} | {r['fault'].replace('|', '/')} | {cell(b)} | {cell(r)} | {msg} | {notes} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--code", type=Path, default=HERE, help="the rank1_eval checkout to test (default: this one)")
@@ -971,8 +989,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--title", default=None)
     p.add_argument("--list", action="store_true")
+    p.add_argument("--render", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"),
+                   help="print one side-by-side table of two earlier runs (their --json files) and exit")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.render:
+        table = side_by_side(*(json.loads(path.read_text()) for path in args.render))
+        print(table, end="")
+        if args.markdown:
+            args.markdown.write_text(table)
+        return 0
     if args.list:
         for c in CASES:
             print(f"{c.name:32} {c.group:8} {c.fault}")
