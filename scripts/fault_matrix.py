@@ -908,6 +908,9 @@ def _sigint(ctx: Ctx, row: Row) -> None:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < 2:
         time.sleep(0.2)
+    if proc.poll() is not None:
+        proc.communicate()
+        raise Skip("harness: the run ended before the signal could be sent")
     proc.send_signal(signal.SIGINT)
     out_text, err_text = proc.communicate(timeout=120)
     p = Proc(proc.returncode, out_text, err_text, False, time.monotonic() - started)
