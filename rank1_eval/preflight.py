@@ -26,7 +26,7 @@ __all__ = ["OutputError", "PromptBudgetError", "check_run", "check_store_file", 
 OUTPUT_BYTES_MIN = 600  # per pair, at least: a trace line without reasoning, a prediction, a run line
 OUTPUT_BYTES_FIXED = 64 * 1024  # mteb's result JSON, the summary, the qrels
 STORE_BYTES_PER_PAIR = 2048  # a judgement with a few hundred tokens of reasoning, plus its index entry
-_checked_stores: set[tuple[str, int, int]] = set()  # (path, size, mtime) already checked in this process
+_checked_stores: set[str] = set()  # stores this process checked (later damage: SQLite errors, same one line)
 
 
 class OutputError(RuntimeError):
@@ -85,14 +85,13 @@ def _gib(n: float) -> str:
 
 
 def check_store_file(path: Path) -> None:
-    """An existing store must be a sound rank1_eval store (checked read-only, once per process and file state)."""
+    """An existing store must be a sound rank1_eval store (checked read-only, once per process and store)."""
     if not path.exists():
         check_writable(path.parent, "judgement store folder")
         return
     if path.is_dir():
         raise StoreError(f"judgement store path {path} is a directory, expected a SQLite file")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = str(path.resolve())
     if key in _checked_stores:
         return
     check = check_store(path)  # StoreError for files that are not SQLite or not ours
