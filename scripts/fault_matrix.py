@@ -903,8 +903,10 @@ def _sigint(ctx: Ctx, row: Row) -> None:
     store = out / "store.sqlite"
     args = ctx.run_args(out / "results", "--store", store, "--chunk-size", 1, queries=3)
     started = time.monotonic()
+    # a shell's background job ignores SIGINT and its children inherit that: give the run the default back
     proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < 2:
         time.sleep(0.2)

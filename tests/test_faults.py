@@ -602,8 +602,7 @@ def test_nan_server_fails_loudly_and_the_count_survives_reruns(tmp_path, capsys)
         assert main(args) == EXIT_FAILED_PAIRS  # rerun: every pair from the store, still 8 failed
         out = capsys.readouterr()
         assert "scored 0, from store 8" in out.out and "failed 8" in out.out and "FAILED PAIRS" in out.err
-        assert main([*args, "--allow-failed"]) == 0
-        assert main([*args, "--allow-failed", "7"]) == EXIT_FAILED_PAIRS
+        assert main([*args, "--allow-failed"]) == 0  # accepted on purpose: exit 0 (limits: test_failure_banner_counts)
         assert main(["store", "drop-failed", str(tmp_path / "out" / "store.sqlite")]) == 0
         capsys.readouterr()
         assert main(args) == EXIT_FAILED_PAIRS
