@@ -1,4 +1,10 @@
-"""``rank1-eval``: thin argument parsing over the Python API (flags mirror ``rank1(...)`` and ``RunOptions``)."""
+"""``rank1-eval``: thin argument parsing over the Python API (flags mirror ``rank1(...)`` and ``RunOptions``).
+
+The only module that knows argparse: every subcommand parses its flags here and calls plain functions
+(``evaluate``, ``paper.reproduce``, ``compare.compare``, ``report.write_report``, ``store.merge_stores``).
+Those are imported inside the ``cmd_*`` functions, so ``--help``, ``table``, ``compare`` and ``report``
+never import mteb, torch or vLLM.
+"""
 
 from __future__ import annotations
 
@@ -16,33 +22,6 @@ DEMO_TASK = "demo"
 EXIT_ERROR = 2  # bad input, an unusable resource, a fault: one line on stderr
 EXIT_FAILED_PAIRS = 3  # the run finished, but more pairs failed than --allow-failed accepts (results written)
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(ValueError):
-    """Flags that do not fit together (checked after the demo defaults are applied)."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input or an unavailable resource: one clear line, no stack trace."""
-    from rank1_eval.beir import DatasetError
-    from rank1_eval.compare import CompareError
-    from rank1_eval.engines import EngineError
-    from rank1_eval.engines.device import DeviceError
-    from rank1_eval.model import ModelLoadError
-    from rank1_eval.outputs import ResultFolderError
-    from rank1_eval.paper import TableError
-    from rank1_eval.preflight import OutputError, PromptBudgetError
-    from rank1_eval.prompts import PromptError
-    from rank1_eval.runs import RunFileError
-    from rank1_eval.scoring import PromptTooLongError, ScoringError, TokenizerError
-    from rank1_eval.store import StoreError
-    from rank1_eval.tasks import TaskError
-
-    return (
-        DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ResultFolderError, OutputError,
-        PromptBudgetError, PromptTooLongError, ScoringError, UsageError,
-    )  # fmt: skip
 
 
 def _describe(exc: BaseException) -> str:
@@ -149,25 +128,28 @@ def _qrels_arg(value: str) -> tuple[str, str]:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (mirrors rank1(...))")
     g.add_argument("--model", default=None, help="model id or local folder (default: jhu-clsp/rank1-7b)")
-    g.add_argument("--revision", default=None)
+    g.add_argument("--revision", default=None, help="Hub revision (commit, branch or tag) of the model")
     g.add_argument("--num-gpus", type=_int_at_least(1), default=1, help="tensor parallel size")
     g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers", "openai"],
                    help="openai: vLLM servers at --server-url (auto picks it when URLs are given)")  # fmt: skip
     g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when visible, else cpu)")
     g.add_argument("--dtype", default=None, help="fp_options: float16 (GPU default), bfloat16, float32 (CPU default)")
-    g.add_argument("--context-size", type=_int_at_least(2), default=16000, help="> --max-output-tokens")
-    g.add_argument("--max-output-tokens", type=_int_at_least(1), default=8192)
-    g.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9, help="in (0, 1]")
-    g.add_argument("--enforce-eager", action="store_true")
-    g.add_argument("--max-num-seqs", type=_int_at_least(1), default=None)
-    g.add_argument("--trust-remote-code", action="store_true")
+    g.add_argument("--context-size", type=_int_at_least(2), default=16000,
+                   help="prompt + output tokens per pair (> --max-output-tokens)")  # fmt: skip
+    g.add_argument("--max-output-tokens", type=_int_at_least(1), default=8192, help="reasoning budget per pair")
+    g.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9,
+                   help="vLLM's share of GPU memory, in (0, 1]")  # fmt: skip
+    g.add_argument("--enforce-eager", action="store_true", help="vLLM without CUDA graphs (faster start)")
+    g.add_argument("--max-num-seqs", type=_int_at_least(1), default=None,
+                   help="vLLM sequences in flight (default: vLLM's)")  # fmt: skip
+    g.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own model code")
     g.add_argument("--chunk-size", type=_int_at_least(1), default=None,
                    help="pairs per engine call, judgements commit per chunk (default 1024; with servers "
                    "4 per request slot, at least 256)")  # fmt: skip
     g.add_argument("--failed-score", type=_failed_score, default=0.5,
                    help="score of a pair no pass could score (finite), or 'raise' to stop the run")  # fmt: skip
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
-    g.add_argument("--prompt-set", default="code", choices=["code", "paper"])
+    g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
     s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
     s.add_argument(
@@ -240,6 +222,8 @@ def build_model(args: argparse.Namespace):
 def check_model_args(args: argparse.Namespace) -> None:
     """Flags that must fit together (after the demo's defaults are applied)."""
     if args.context_size <= args.max_output_tokens:
+        from rank1_eval.errors import UsageError
+
         raise UsageError(
             f"--context-size ({args.context_size}) must exceed --max-output-tokens ({args.max_output_tokens}): the "
             "prompt gets context_size - max_output_tokens tokens"
@@ -263,23 +247,24 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task and first stage")
     g.add_argument("--task", default=None, help="seed/mteb task name or a BEIR-style folder (default: bundled demo)")
     g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
-    g.add_argument("--split", default=None)
+    g.add_argument("--split", default=None, help="evaluation split (default: the task's)")
     g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
     first = g.add_mutually_exclusive_group()
     first.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
     first.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
-    g.add_argument("--top-k", type=_int_at_least(1), default=100)
-    g.add_argument("--main-metric", default=None)
-    g.add_argument("--qrels", action="append", type=_qrels_arg, default=[], metavar="NAME=PATH")
-    g.add_argument("--limit-queries", type=_int_at_least(1), default=None)
+    g.add_argument("--top-k", type=_int_at_least(1), default=100, help="first-stage candidates reranked per query")
+    g.add_argument("--main-metric", default=None, help="metric reported first (default: the task's)")
+    g.add_argument("--qrels", action="append", type=_qrels_arg, default=[], metavar="NAME=PATH",
+                   help="extra judgements to score the run with (repeatable)")  # fmt: skip
+    g.add_argument("--limit-queries", type=_int_at_least(1), default=None, help="first N queries only (smoke runs)")
     o = p.add_argument_group("outputs")
-    o.add_argument("--output-dir", type=Path, default=Path("results"))
+    o.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders go")
     o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
     o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
     o.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
                    help="accept failed pairs (all, or up to N pairs or P%% of them); by default any failed pair "
                    f"ends the run with exit code {EXIT_FAILED_PAIRS} after the results are written")  # fmt: skip
-    o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
                    help="judge only shard I of N (0-based) into its own store, write no outputs; then "
                    "`rank1-eval merge` and run again with --store")  # fmt: skip
@@ -312,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.enforce_eager = True
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     check_model_args(args)
+    _status(args, "loading mteb, datasets and transformers")
     _quiet_libraries()
     model = build_model(args)
     opts = RunOptions(
@@ -328,10 +314,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=args.store,
         limit_queries=args.limit_queries,
         dry_run=args.dry_run,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
         command_line=["rank1-eval", *sys.argv[1:]],
     )
+    _status(args, f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
     prepared = prepare(opts, model.mteb_model_meta.name)
+    if not args.dry_run:
+        _status(args, f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
+                "engine); the model loads at the first pair the store does not hold")  # fmt: skip
     if args.dry_run:
         from rank1_eval.evaluate import run_dir, store_path_of
         from rank1_eval.preflight import check_run
@@ -367,6 +357,12 @@ def failed_pairs_exit(summary: dict[str, Any], allow_failed: str | None) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, message: str) -> None:
+    """What ``run`` is loading while it loads (seconds to minutes); silent under ``-q``."""
+    if not args.quiet:
+        print(f"rank1-eval: {message}…", file=sys.stderr, flush=True)
+
+
 def _quiet_libraries() -> None:
     """Our progress bar is the one that matters: silence the per-step bars of datasets/transformers."""
     import datasets
@@ -377,41 +373,321 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rank1-eval", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="rerank one task's first stage with rank1 and write the result folder")
-    add_model_args(run)
-    add_run_args(run)
-    run.set_defaults(func=cmd_run)
-    from rank1_eval import compare, paper, report
-
-    paper.add_reproduce_parser(sub)
-    paper.add_table_parser(sub)
-    compare.add_parser(sub)
-    report.add_parser(sub)
-    from rank1_eval.shards import add_merge_parser
-
-    add_merge_parser(sub)
-    add_store_parser(sub)
-    return parser
+# ----------------------------------------------------------------------------------------------------
+# table / reproduce (rank1_eval.paper)
+# ----------------------------------------------------------------------------------------------------
 
 
-def add_store_parser(sub: Any) -> None:
-    p = sub.add_parser("store", help="check, salvage or clean a judgement store")
-    actions = p.add_subparsers(dest="action", required=True)
-    c = actions.add_parser("check", help="SQLite's consistency check and the judgement counts (read-only)")
-    c.add_argument("path", type=Path)
+def _set_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--set takes NAME=VALUE")
+    name, path = value.split("=", 1)
+    return name.strip(), path
+
+
+def _print(result: Any, fmt_name: str) -> None:
+    from rank1_eval.paper import render_csv, render_latex, render_markdown, render_text
+
+    render = {"md": render_markdown, "csv": render_csv, "tex": render_latex, "text": render_text}
+    if fmt_name == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render[fmt_name](result), end="")
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """``rank1-eval table``: render a table; loads no model."""
+    from rank1_eval.paper import TableError, model_folder_name, paper_table, table_from_results, write_table_files
+
+    placeholders = dict(args.set)
+    if args.paper:
+        result = paper_table(args.table)
+    else:
+        if args.results is None:
+            raise TableError("pass --results DIR (result folders) or --paper (the paper's own table)")
+        result = table_from_results(args.table, args.results, args.model, row=args.row, placeholders=placeholders)
+    _print(result, args.format)
+    if args.out:
+        stem = result.table.name
+        if not args.paper:
+            stem += f"__{model_folder_name(args.model) if args.model else 'all'}"
+        files = write_table_files(result, args.out, stem)
+        print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``rank1-eval reproduce``: exit 1 when a cell failed, so scripts notice an incomplete table."""
+    from rank1_eval.paper import cell_runs, load_table, render_markdown, reproduce
+
+    table = load_table(args.table)
+    cell_runs(table, dict(args.set), args.cells)  # fail on missing paths before a model loads
+    _status(args, "loading mteb, datasets and transformers")
+    _quiet_libraries()
+    model = build_model(args)
+    try:
+        rep = reproduce(
+            table,
+            model,
+            output_dir=args.output_dir,
+            store=args.store,
+            top_k=args.top_k,
+            limit_queries=args.limit_queries,
+            cells=args.cells,
+            placeholders=dict(args.set),
+            row=args.row,
+            skip_existing=args.skip_existing,
+            progress=not (args.no_progress or args.quiet),
+            command_line=["rank1-eval", *sys.argv[1:]],
+        )
+    finally:
+        model.close()
+    print(render_markdown(rep.result), end="")
+    print("wrote " + ", ".join(str(p) for p in rep.files.values()))
+    for label, reason in rep.failures.items():
+        print(f"rank1-eval: cell {label} failed: {reason}", file=sys.stderr)
+    failed_pairs = [failed_pairs_exit(s, args.allow_failed) for s in rep.summaries.values()]  # a line per cell
+    return 1 if rep.failures else EXIT_FAILED_PAIRS if any(failed_pairs) else 0
+
+
+def _cells_arg(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _table_choices() -> str:
+    from rank1_eval.paper.manifests import TABLE_NAMES
+
+    return ", ".join(f"{n} ({i})" for i, n in enumerate(TABLE_NAMES, start=1))
+
+
+def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``table`` subcommand."""
+    valid = _table_choices()
+    p = sub.add_parser(
+        "table",
+        parents=parents,
+        help="a paper table filled from existing result folders (or the paper's own)",
+        description="Fill a paper table from existing result folders (or print the paper's own); loads no model.",
+        epilog=_examples(
+            "rank1-eval table bright --paper",
+            "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --out tables/",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("table", help=f"{valid}, or a manifest .json")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--results", type=Path, default=None, help="the --output-dir of earlier runs")
+    src.add_argument("--paper", action="store_true", help="print the paper's own table")
+    p.add_argument("--model", default=None, help="model id, local model path or folder name under --results")
+    p.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
+    p.add_argument(
+        "--set",
+        action="append",
+        type=_set_arg,
+        default=[],
+        metavar="NAME=PATH",
+        help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
+    )
+    p.add_argument("--format", default="md", choices=["md", "csv", "tex", "json", "text"], help="printed format")
+    p.add_argument("--out", type=Path, default=None, help="also write .md/.csv/.tex/.json/.png here")
+    p.set_defaults(func=cmd_table)
+    return p
+
+
+def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``reproduce`` subcommand; the model flags are ``rank1-eval run``'s own."""
+    valid = _table_choices()
+    p = sub.add_parser(
+        "reproduce",
+        parents=parents,
+        help="run every cell of a paper table with one model, then write the table",
+        description="Run every cell of a paper table with one loaded model (resuming through the store), "
+        "then write the table beside the paper's values.",
+        epilog=_examples("rank1-eval reproduce bright --model jhu-clsp/rank1-7b --output-dir results"),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("table", help=f"{valid}, or a manifest .json")
+    add_model_args(p)
+    g = p.add_argument_group("table run")
+    g.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders and tables go")
+    g.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
+    g.add_argument("--top-k", type=_int_at_least(1), default=None, help="override the manifest's top-k (100)")
+    g.add_argument("--limit-queries", type=_int_at_least(1), default=None, help="smoke runs only: results are partial")
+    g.add_argument("--cells", type=_cells_arg, default=None, help="comma-separated column keys to run")
+    g.add_argument(
+        "--set",
+        action="append",
+        type=_set_arg,
+        default=[],
+        metavar="NAME=PATH",
+        help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
+    )
+    g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
+    g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a whole result folder")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
+                   help=f"accept failed pairs per cell (all, N, P%%); else exit code {EXIT_FAILED_PAIRS}")  # fmt: skip
+    p.set_defaults(func=cmd_reproduce)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# compare (rank1_eval.compare)
+# ----------------------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``rank1-eval compare``: a table for people, ``--json`` for scripts."""
+    from rank1_eval.compare import compare, format_comparison
+
+    result = compare(
+        args.dir_a,
+        args.dir_b,
+        metric=args.metric,
+        qrels=args.qrels,
+        n_permutations=args.permutations,
+        seed=args.seed,
+        allow_different_tasks=args.force,
+    )
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_comparison(result, per_query_rows=not args.no_per_query), end="")
+    return 0
+
+
+def add_compare_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``compare`` subcommand."""
+    from rank1_eval.compare import DEFAULT_MEASURE, DEFAULT_PERMUTATIONS, DEFAULT_SEED
+
+    p = sub.add_parser(
+        "compare",
+        parents=parents,
+        help="paired comparison of two result folders (or one against its first stage)",
+        description="Paired comparison of two rankings of the same queries: per-query deltas, wins/ties/losses, "
+        "paired t-test and randomization test.",
+        epilog=_examples(
+            "rank1-eval compare results/jhu-clsp__rank1-7b/BrightRetrieval_biology "
+            "results/jhu-clsp__rank1-0.5b/BrightRetrieval_biology",
+            "rank1-eval compare results/jhu-clsp__rank1-7b/BrightRetrieval_biology   # against its first stage",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("dir_a", help="result folder A")
+    p.add_argument("dir_b", nargs="?", default=None, help="result folder or run file B (default: A's first stage)")
+    p.add_argument("--metric", default=DEFAULT_MEASURE, help="trec_eval measure or ndcg_at_10-style name")
+    p.add_argument("--qrels", default=None, help="judgements to use instead of A's qrels.tsv")
+    p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS, help="randomization-test draws")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the randomization test")
+    p.add_argument("--force", action="store_true", help="compare folders of different tasks")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON")
+    p.add_argument("--no-per-query", action="store_true", help="omit the per-query lines of the table")
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# report (rank1_eval.report)
+# ----------------------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``rank1-eval report``: prints the page's path."""
+    from rank1_eval.report import write_report
+
+    path = write_report(args.dir, args.output, texts=not args.no_texts)
+    print(path)
+    return 0
+
+
+def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``report`` subcommand."""
+    p = sub.add_parser(
+        "report",
+        parents=parents,
+        help="a self-contained static HTML page for one result folder",
+        description="Write one self-contained static HTML page for a result folder: metrics, cost, the test "
+        "against the first stage, histograms, and every pair's reasoning.",
+        epilog=_examples("rank1-eval report results/jhu-clsp__rank1-7b/BrightRetrieval_biology"),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("dir", help="result folder (…/<model>/<Task>_<subtask>)")
+    p.add_argument("-o", "--output", default=None, help="output file (default: DIR/report.html)")
+    p.add_argument("--no-texts", action="store_true", help="do not read query/passage texts from a local task folder")
+    p.set_defaults(func=cmd_report)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# merge (rank1_eval.store)
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_merge_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``merge`` subcommand."""
+    p = sub.add_parser(
+        "merge",
+        parents=parents,
+        help="merge judgement stores (e.g. of --shard runs) into one",
+        description="Merge judgement stores (e.g. of `run --shard I/N` jobs) into one; a key with two different "
+        "judgements is a loud conflict.",
+        epilog=_examples("rank1-eval merge --into results/store.sqlite results/store.shard-*-of-4.sqlite"),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--into", type=Path, required=True, help="the store to merge into (created if missing)")
+    p.add_argument("sources", type=Path, nargs="+", metavar="STORE", help="stores to copy from")
+    p.add_argument("--atol", type=float, default=1e-5, help="scores closer than this are the same judgement")
+    p.set_defaults(func=cmd_merge)
+    return p
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from rank1_eval.store import StoreError, merge_stores
+
+    try:
+        report = merge_stores(args.into, args.sources, atol=args.atol)
+    except ValueError as exc:  # e.g. merging a store into itself
+        raise StoreError(str(exc)) from exc
+    for src in report.per_source:
+        print(f"{src.path}: read {src.read}, added {src.added}, duplicates {src.duplicates}")
+    print(f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
+          f"duplicates {report.duplicates}")  # fmt: skip
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# store (rank1_eval.store): check, salvage, drop-failed
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_store_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``store`` subcommand: check, salvage or clean a judgement store."""
+    p = sub.add_parser(
+        "store",
+        parents=parents,
+        help="check, salvage or clean a judgement store",
+        description="Check a judgement store (SQLite's own consistency check), copy every readable judgement of "
+        "a damaged one into a new store, or delete failed judgements so that a rerun scores them again.",
+        epilog=_examples(
+            "rank1-eval store check results/store.sqlite",
+            "rank1-eval store salvage results/store.sqlite --into results/store.salvaged.sqlite",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = actions.add_parser("check", parents=parents, help="SQLite's consistency check and the counts (read-only)")
+    c.add_argument("path", type=Path, help="the store")
     c.add_argument("--full", action="store_true", help="integrity_check instead of the faster quick_check")
     c.set_defaults(func=cmd_store_check)
-    s = actions.add_parser("salvage", help="copy every readable judgement of a damaged store into a new one")
-    s.add_argument("path", type=Path)
+    s = actions.add_parser("salvage", parents=parents, help="copy every readable judgement into a new store")
+    s.add_argument("path", type=Path, help="the damaged store (only read)")
     s.add_argument("--into", type=Path, required=True, help="the new store (or an existing one to add to)")
     s.set_defaults(func=cmd_store_salvage)
-    d = actions.add_parser("drop-failed", help="delete the failed judgements so that a rerun scores them again")
-    d.add_argument("path", type=Path)
+    d = actions.add_parser("drop-failed", parents=parents, help="delete failed judgements: a rerun scores them")
+    d.add_argument("path", type=Path, help="the store")
     d.set_defaults(func=cmd_store_drop_failed)
+    return p
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
@@ -437,17 +713,107 @@ def cmd_store_drop_failed(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# the parser
+# ----------------------------------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default unless it is None/False/empty or the help text already names it; lines of
+    descriptions and epilogs that start with a space (the examples) are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for line in text.splitlines():
+            out.append(indent + line if line.startswith(" ") else super()._fill_text(line, width, indent))
+        return "\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or (not action.option_strings and action.nargs not in ("?", "*"))
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def _examples(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-v/-q, at the top level and (default SUPPRESS: they leave the top level's value alone) after a subcommand."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                   help="more log lines: -v info, -vv debug")  # fmt: skip
+    g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                   help="errors only, no progress bars")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rank1_eval import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rank1-eval",
+        description="Evaluate rank1 reasoning rerankers on MTEB tasks, reproduce the paper's tables, compare "
+        "runs and read their reasoning.",
+        epilog=_examples(
+            "rank1-eval run                      # the bundled demo: micro rank1 on CPU, under a minute",
+            "rank1-eval run --task BrightRetrieval --subtask biology --model jhu-clsp/rank1-7b",
+            "rank1-eval COMMAND --help           # the flags of one command",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _verbosity(parser, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _verbosity(common, argparse.SUPPRESS)
+    parents = [common]
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        parents=parents,
+        help="rerank one task's first stage with rank1 and write the result folder",
+        description="Rerank one task's first stage with rank1 and write the result folder (metrics, run, "
+        "every pair's reasoning); without --task, the bundled demo.",
+        epilog=_examples(
+            "rank1-eval run --task BrightRetrieval --subtask biology --model jhu-clsp/rank1-7b --output-dir results"
+        ),
+        formatter_class=HelpFormatter,
+    )
+    add_model_args(run)
+    add_run_args(run)
+    run.set_defaults(func=cmd_run)
+    add_reproduce_parser(sub, parents)
+    add_table_parser(sub, parents)
+    add_compare_parser(sub, parents)
+    add_report_parser(sub, parents)
+    add_merge_parser(sub, parents)
+    add_store_parser(sub, parents)
+    return parser
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    if args.quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
     import sqlite3
+
+    from rank1_eval.errors import user_errors
 
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as exc:
+    except user_errors() as exc:
         print(f"rank1-eval: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except (OSError, sqlite3.Error, json.JSONDecodeError) as exc:  # a disk, a permission, a file: still one line

@@ -10,12 +10,9 @@ always give the same p-value.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -325,38 +322,3 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
         lines += ["", "| query | A | B | Δ |", "|:--|--:|--:|--:|"]
         lines += [f"| {r['qid']} | {_f(r['a'])} | {_f(r['b'])} | {r['delta']:+.4f} |" for r in result["per_query"]]
     return "\n".join(lines) + "\n"
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """``rank1-eval compare``: a table for people, ``--json`` for scripts."""
-    result = compare(
-        args.dir_a,
-        args.dir_b,
-        metric=args.metric,
-        qrels=args.qrels,
-        n_permutations=args.permutations,
-        seed=args.seed,
-        allow_different_tasks=args.force,
-    )
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
-        print(format_comparison(result, per_query_rows=not args.no_per_query), end="")
-    return 0
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """The ``compare`` subcommand (wired into ``rank1_eval.cli.build_parser``)."""
-    p = sub.add_parser("compare", help="paired comparison of two result folders (or one against its first stage)")
-    p.add_argument("dir_a", help="result folder A")
-    p.add_argument("dir_b", nargs="?", default=None, help="result folder or run file B (default: A's first stage)")
-    p.add_argument("--metric", default=DEFAULT_MEASURE, help="trec_eval measure or ndcg_at_10-style name")
-    p.add_argument("--qrels", default=None, help="judgements to use instead of A's qrels.tsv")
-    p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--force", action="store_true", help="compare folders of different tasks")
-    p.add_argument("--json", action="store_true", help="print the full record as JSON")
-    p.add_argument("--no-per-query", action="store_true", help="omit the per-query lines of the table")
-    p.set_defaults(func=cmd_compare)
-    return p

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from rank1_eval import prompts as P
 from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
 from rank1_eval.records import Judgement
+from rank1_eval.registry import model_meta_for
 from rank1_eval.scoring import PreparedPrompt, Scorer, ScoringConfig
 from rank1_eval.store import AsyncWriter
 
@@ -84,6 +85,12 @@ class RunStats:
             "output_tokens_p95": pct(0.95),
             "prompt_tokens_mean": round(statistics.fmean(self.prompt_tokens), 2) if self.prompt_tokens else 0.0,
         }
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether a judgement key belongs to shard ``(i, n)``: the key's first 64 bits modulo ``n``."""
+    i, n = shard
+    return int(key[:16], 16) % n == i
 
 
 def _query_part(prompt: str) -> str:
@@ -239,9 +246,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self._prompt_scorer: Scorer | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
         self._settings_key: str | None = None
-        from rank1_eval.registry import model_meta_for
-
-        self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision)
+        self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
 
     # ----------------------------------------------------------------- loading
     @property
@@ -372,8 +377,6 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         stats = self.stats
         keys = [self.judgement_key(p.prompt) for p in prepared]
         if self.shard is not None:  # a job-array shard: only its share, the same for any run of these pairs
-            from rank1_eval.shards import in_shard
-
             kept = [i for i, k in enumerate(keys) if in_shard(k, self.shard)]
             prepared, keys = [prepared[i] for i in kept], [keys[i] for i in kept]
         stats.pairs_total += len(prepared)
@@ -489,6 +492,11 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
 
 Rank1 = rank1
+
+
+def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:
+    """mteb's loader of the registered checkpoints: ``mteb.get_model(name, **kw)`` -> ``rank1(name, ...)``."""
+    return rank1(model_name, revision=revision, **kwargs)
 
 
 @dataclass(frozen=True)

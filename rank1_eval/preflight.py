@@ -163,7 +163,8 @@ def check_prompt_budget(model: Any, prepared: Any) -> None:
     if over:
         shown = ", ".join(f"{qid} ({n} tokens)" for qid, n in over[:3])
         raise PromptBudgetError(
-            f"{len(over)} queries need more prompt tokens than the budget of {budget} (context_size "
+            f"{len(over)} {'query needs' if len(over) == 1 else 'queries need'} more prompt tokens than the budget "
+            f"of {budget} (context_size "
             f"{model.scoring.context_size} - max_output_tokens {model.scoring.max_output_tokens}) even with an "
             f"empty passage: {shown}; raise --context-size or lower --max-output-tokens"
         )

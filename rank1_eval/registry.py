@@ -1,14 +1,28 @@
-"""rank1 checkpoints as mteb ``ModelMeta`` entries, inserted into mteb's registry at ``import rank1_eval``.
+"""rank1 checkpoints as mteb ``ModelMeta`` entries, inserted into mteb's registry.
 
 mteb's registry is a plain dict (no entry points), so registration is an insert. ``mteb.get_model(name)`` then
 calls our loader with no network call; operational settings belong in ``loader_kwargs`` (kwargs given to
 ``get_model`` become ``experiment_kwargs`` and change the results path).
+
+``import rank1_eval`` must stay light (mteb takes seconds to import), so it calls :func:`register_with_mteb`:
+it registers at once when mteb is already imported, and otherwise the moment mteb's own import finishes (a
+one-shot import hook), so ``import rank1_eval; mteb.get_model("jhu-clsp/rank1-7b")`` works in either order.
+The loader (``rank1_eval.model.load_rank1``) is passed in: this module sits below the model and never
+imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
 from functools import cache
+from types import ModuleType
 from typing import Any
 
 CITATION = """@misc{weller2025rank1,
@@ -38,17 +52,14 @@ def all_checkpoints() -> dict[str, tuple[int, str]]:
     return out
 
 
-def _loader(model_name: str, revision: str | None = None, **kwargs: Any) -> Any:
-    from rank1_eval.model import rank1
-
-    return rank1(model_name, revision=revision, **kwargs)
+Loader = Callable[..., Any]  # mteb calls it as loader(name, revision=..., **loader_kwargs)
 
 
-def _meta(name: str, revision: str | None, n_parameters: int | None, adapted_from: str | None) -> Any:
+def _meta(name: str, revision: str | None, n_parameters: int | None, adapted_from: str | None, loader: Loader) -> Any:
     from mteb.models import ModelMeta
 
     return ModelMeta(
-        loader=_loader,
+        loader=loader,
         loader_kwargs={},
         name=name,
         revision=revision,
@@ -73,21 +84,83 @@ def _meta(name: str, revision: str | None, n_parameters: int | None, adapted_fro
     )
 
 
+def _registered_metas(loader: Loader) -> dict[str, Any]:
+    # mteb first: its first import may run the hook below, which fills the cache; building the metas inside
+    # the cached call would then build them twice and leave mteb's registry and our models with different ones
+    import mteb.models  # noqa: F401
+
+    return _build_metas(loader)
+
+
 @cache
-def _registered_metas() -> dict[str, Any]:
-    return {name: _meta(name, None, n, base) for name, (n, base) in all_checkpoints().items()}
+def _build_metas(loader: Loader) -> dict[str, Any]:
+    return {name: _meta(name, None, n, base, loader) for name, (n, base) in all_checkpoints().items()}
 
 
-def register() -> None:
-    """Insert every rank1 checkpoint into mteb's registry (idempotent)."""
+def register(loader: Loader) -> None:
+    """Insert every rank1 checkpoint into mteb's registry (imports mteb; idempotent)."""
+    metas = _registered_metas(loader)
     from mteb.models.model_implementations import MODEL_REGISTRY
 
-    MODEL_REGISTRY.update(_registered_metas())
+    MODEL_REGISTRY.update(metas)
 
 
-def model_meta_for(model_name_or_path: str, revision: str | None = None) -> Any:
+class _RegisterAfterMtebImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when ``mteb`` is first imported, lets mteb's own loader run, then registers.
+
+    One shot: it leaves ``sys.meta_path`` as soon as mteb's import starts. Only ``exec_module`` of mteb's
+    loader is wrapped, so the module keeps its real loader (resource reading and ``reload`` work as before).
+    """
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "mteb":
+            return None
+        with contextlib.suppress(ValueError):  # already removed by a concurrent import
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("mteb")  # the finders after us; None: mteb is not installed
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+        model_loader = self.loader
+
+        def exec_then_register(module: ModuleType) -> None:
+            exec_module(module)
+            _register_or_warn(model_loader)
+
+        spec.loader.exec_module = exec_then_register  # type: ignore[method-assign]
+        return spec
+
+
+def _register_or_warn(loader: Loader) -> None:
+    """Registration inside someone else's ``import mteb``: a failure must not break their import, but is said."""
+    try:
+        register(loader)
+    except Exception as exc:  # noqa: BLE001 -- reported, not swallowed: mteb itself still imports
+        warnings.warn(
+            f"rank1_eval could not register its checkpoints with mteb ({type(exc).__name__}: {exc}); "
+            "call rank1_eval.registry.register(rank1_eval.model.load_rank1) to see the full error",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def register_with_mteb(loader: Loader) -> None:
+    """Register now if mteb is imported, else right after mteb's import (what ``import rank1_eval`` calls)."""
+    if "mteb" in sys.modules:
+        register(loader)
+        return
+    if not any(isinstance(f, _RegisterAfterMtebImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterMtebImport(loader))
+
+
+def model_meta_for(model_name_or_path: str, revision: str | None = None, *, loader: Loader) -> Any:
     """The registered meta of a checkpoint, or one made for a local folder / other Hub id (name needs a '/')."""
-    metas = _registered_metas()
+    metas = _registered_metas(loader)
     if model_name_or_path in metas and revision is None:
         return metas[model_name_or_path]
     if os.path.isdir(model_name_or_path):
@@ -97,4 +170,4 @@ def model_meta_for(model_name_or_path: str, revision: str | None = None) -> Any:
     else:
         name = f"local/{model_name_or_path}"
     base = all_checkpoints().get(model_name_or_path)
-    return _meta(name, revision, base[0] if base else None, base[1] if base else None)
+    return _meta(name, revision, base[0] if base else None, base[1] if base else None, loader)

@@ -9,7 +9,6 @@ reasoning is model output and may contain anything.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -287,20 +286,3 @@ def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | N
     with atomic_open(path) as f:
         f.write(page)
     return path
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """``rank1-eval report``: prints the page's path."""
-    path = write_report(args.dir, args.output, texts=not args.no_texts)
-    print(path)
-    return 0
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """The ``report`` subcommand (wired into ``rank1_eval.cli.build_parser``)."""
-    p = sub.add_parser("report", help="a self-contained static HTML page for one result folder")
-    p.add_argument("dir", help="result folder (…/<model>/<Task>_<subtask>)")
-    p.add_argument("-o", "--output", default=None, help="output file (default: DIR/report.html)")
-    p.add_argument("--no-texts", action="store_true", help="do not read query/passage texts from a local task folder")
-    p.set_defaults(func=cmd_report)
-    return p

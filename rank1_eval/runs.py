@@ -241,7 +241,7 @@ def _rank_only(run: Run, ranks: Mapping[str, Mapping[str, int]], path: Path) -> 
         run[qid] = {docid: -float(ranks[qid][docid]) for docid in run[qid]}
     warnings.warn(
         RunFileWarning(
-            f"{path}: {_plural(len(fixed), 'query', 'queries')} give every candidate the same score (a rank-only "
+            f"{_plural(len(fixed), 'query gives', 'queries give')} every candidate the same score (a rank-only "
             f"run, e.g. {fixed[0]!r}): ranked by the rank column instead (score = -rank)"
         ),
         stacklevel=3,

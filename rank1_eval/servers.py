@@ -40,8 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.engines import EngineError
-from rank1_eval.engines.base import EngineConfig
+from rank1_eval.engines.base import EngineConfig, EngineError
 from rank1_eval.engines.device import DeviceError, check_device
 from rank1_eval.engines.openai_engine import OpenAIEngine
 

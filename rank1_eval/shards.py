@@ -11,12 +11,11 @@ writes the outputs with nothing left to score.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.model import in_shard  # noqa: F401 -- the shard rule lives beside the judging that applies it
 from rank1_eval.scoring import PreparedPrompt
-from rank1_eval.store import StoreError
 
 
 class ShardError(ValueError):
@@ -33,12 +32,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ShardError(f"--shard {text}: need N >= 1 and 0 <= I < N (shards are 0-based)")
     return i, n
-
-
-def in_shard(key: str, shard: tuple[int, int]) -> bool:
-    """Whether a judgement key belongs to shard ``(i, n)``: the key's first 64 bits modulo ``n``."""
-    i, n = shard
-    return int(key[:16], 16) % n == i
 
 
 def shard_store_path(output_dir: Path, shard: tuple[int, int]) -> Path:
@@ -100,28 +93,3 @@ def shard_message(report: dict[str, Any]) -> str:
         "no outputs written: when every shard is done, `rank1-eval merge --into STORE SHARD_STORES...` and run "
         "again without --shard and with --store STORE to write the results (nothing is scored twice)"
     )
-
-
-# --------------------------------------------------------------------------------------------------- merge CLI
-
-
-def add_merge_parser(sub: Any) -> None:
-    p = sub.add_parser("merge", help="merge judgement stores (e.g. of --shard runs) into one")
-    p.add_argument("--into", type=Path, required=True, help="the store to merge into (created if missing)")
-    p.add_argument("sources", type=Path, nargs="+", metavar="STORE", help="stores to copy from")
-    p.add_argument("--atol", type=float, default=1e-5, help="scores closer than this are the same judgement")
-    p.set_defaults(func=cmd_merge)
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    from rank1_eval.store import merge_stores
-
-    try:
-        report = merge_stores(args.into, args.sources, atol=args.atol)
-    except ValueError as exc:  # e.g. merging a store into itself
-        raise StoreError(str(exc)) from exc
-    for src in report.per_source:
-        print(f"{src.path}: read {src.read}, added {src.added}, duplicates {src.duplicates}")
-    print(f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
-          f"duplicates {report.duplicates}")  # fmt: skip
-    return 0

@@ -675,7 +675,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
         raise StoreError(f"judgement store {path} does not exist")
     with path.open("rb") as fh:
         if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-            raise StoreError(f"{path} is not a SQLite database (unexpected file header)")
+            raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
     uri = f"file:{quote(str(path.resolve()))}"
     try:
         return sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
@@ -717,7 +717,10 @@ def check_store(path: str | os.PathLike[str], *, full: bool = False) -> StoreChe
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and not {"meta", "judgements"} <= tables:
-                raise StoreError(f"{path} is a SQLite database but not a rank1_eval judgement store")
+                raise StoreError(
+                    f"{path} is a SQLite database but not a rank1_eval judgement store (tables: "
+                    f"{', '.join(sorted(tables))}); left untouched — pass another --store path"
+                )
             rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)").fetchall()
         except sqlite3.DatabaseError as exc:
             return StoreCheck(path, False, (str(exc),), None, None)

@@ -68,6 +68,9 @@ def test_run_on_beir_folder(tmp_path, engine):
         pytest.importorskip("vllm")
     proc = _cli(*_base(tmp_path, engine))
     assert "ndcg_at_10" in proc.stdout and "pairs 60: scored 60" in proc.stdout
+    # what it loads, said while it loads
+    assert "rank1-eval: loading mteb, datasets and transformers" in proc.stderr
+    assert "rank1-eval: loading task " in proc.stderr and "rank1-eval: 60 pairs to judge with " in proc.stderr
     folder = _folder(tmp_path)
     assert {p.name for p in folder.iterdir()} >= {
         "mteb_result.json", "predictions.json", "run.trec", "traces.jsonl", "summary.json"
@@ -141,7 +144,8 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_dry_run_loads_no_model(tmp_path):
-    proc = _cli(*_base(tmp_path, "vllm", 10), "--dry-run")
+    proc = _cli(*_base(tmp_path, "vllm", 10), "--dry-run", "-q")
+    assert "rank1-eval:" not in proc.stderr  # -q: no status lines
     info = json.loads(proc.stdout)
     assert info["pairs"] == 200 and info["queries"] == 10
     assert info["prompt_tokens"] > 200 * 50

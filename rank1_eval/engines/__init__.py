@@ -7,7 +7,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from rank1_eval.engines.base import Engine, EngineConfig
+from rank1_eval.engines.base import Engine, EngineConfig, EngineError
 
 __all__ = ["ENGINES", "Engine", "EngineConfig", "EngineError", "load_engine", "resolve_engine_name"]
 
@@ -25,10 +25,6 @@ INSTALL_HINTS = {
     "transformers": "pip install transformers torch",
     "openai": "pip install httpx transformers",
 }
-
-
-class EngineError(RuntimeError):
-    """An engine that cannot be chosen or loaded; the message says what to do instead."""
 
 
 def _importable(module: str) -> bool:

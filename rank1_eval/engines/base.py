@@ -16,6 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 from rank1_eval.records import Completion
 
 
+class EngineError(RuntimeError):
+    """An engine that cannot be chosen or loaded; the message says what to do instead."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything an engine needs to load a model; mirrors the public ``rank1`` constructor."""

@@ -37,8 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rank1_eval.engines import EngineError
-from rank1_eval.engines.base import EngineConfig
+from rank1_eval.engines.base import EngineConfig, EngineError
 from rank1_eval.records import Completion
 
 log = logging.getLogger(__name__)
