@@ -62,7 +62,9 @@ def _judgement(i: int, path: str = "pass1") -> Judgement:
 
 
 def _one_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    lines = [  # what is left once log warnings and the CLI's "loading …" status lines are set aside
+        ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("WARNING") and not ln.endswith("…")
+    ]
     assert len(lines) == 1, text
     assert "Traceback" not in text
     return lines[0]
@@ -515,7 +517,7 @@ def test_query_over_the_budget_stops_before_the_model_loads(tmp_path, capsys):
     args = _run_args(task, tmp_path / "out", "--run-file", str(tmp_path / "run.json"), "--context-size", "256")
     assert main(args) == EXIT_ERROR
     line = _one_line(capsys.readouterr().err)
-    assert "1 queries need more prompt tokens than the budget of 192" in line and "q1 (" in line
+    assert "1 query needs more prompt tokens than the budget of 192" in line and "q1 (" in line
     assert not (tmp_path / "out").exists()  # nothing written, no model loaded
 
 
