@@ -222,7 +222,7 @@ def write_run_folder(
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
     run_id = secrets.token_hex(8)
-    tmp = parent / f".{out.name}.tmp-{os.getpid()}-{run_id}"
+    tmp = parent / f".{out.name}.tmp-{_writer_id()}-{run_id}"
     tmp.mkdir()
     try:
         task_result.to_disk(tmp / RESULT_FILE)  # mteb's own serialisation (dates, NaN)
@@ -320,7 +320,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
         if out.exists() and not out.is_dir():
             raise ResultFolderError(f"{out} exists and is not a folder: move it away, the results go there")
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            old = out.with_name(f".{out.name}.old-{_writer_id()}-{secrets.token_hex(4)}")
             os.rename(out, old)
             os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -328,17 +328,29 @@ def _swap_in(tmp: Path, out: Path) -> None:
             os.rename(tmp, out)
 
 
+def _writer_id() -> str:
+    """``<pid>@<host>`` in temporary names: only this host can tell whether that writer is still alive."""
+    import socket
+
+    return f"{os.getpid()}@{socket.gethostname().replace('-', '_')}"
+
+
 def _remove_stale(out: Path) -> None:
-    """Temporary folders of writers killed before they finished (their process is gone)."""
+    """Temporary folders of writers on this host killed before they finished (their process is gone).
+
+    Folders of other hosts (a shared file system) are left alone: their writers may still be running.
+    """
     prefix = f".{out.name}."
+    host = _writer_id().split("@", 1)[1]
     for p in out.parent.iterdir():
-        if not p.name.startswith(prefix):
+        if not p.name.startswith(prefix) or not p.is_dir():
             continue
         try:
-            pid = int(p.name[len(prefix) :].split("-")[1])
+            pid_text, writer_host = p.name[len(prefix) :].split("-")[1].split("@", 1)
+            pid = int(pid_text)
         except (IndexError, ValueError):
             continue
-        if pid == os.getpid() or not p.is_dir():
+        if writer_host != host or pid == os.getpid():
             continue
         try:
             os.kill(pid, 0)
