@@ -392,7 +392,7 @@ def check_result_folder(folder: str | os.PathLike[str], *, hash_limit: int = _HA
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        what = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        what = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise ResultFolderError(f"{path} is truncated or not JSON ({what}); {_rebuild_hint(None)}") from None
     except OSError as exc:
         raise ResultFolderError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -57,7 +57,8 @@ def check_writable(folder: Path, what: str) -> None:
     """
     target = existing_ancestor(folder)
     if not target.is_dir():
-        raise OutputError(f"{what} {folder}: {target} exists and is not a folder: pass another path")
+        where = folder if target == Path(os.path.abspath(folder)) else f"{folder} ({target})"
+        raise OutputError(f"{what} {where} exists and is not a folder: pass another path")
     probe = target / f".rank1-write-probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         probe.write_bytes(b"")
