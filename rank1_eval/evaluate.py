@@ -304,6 +304,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         model=model,
         qrels=task.qrels,
         extra_files=prepared.first_stage_files,
+        texts=outputs.judged_texts(task, predictions),
     )
     summary["output_dir"] = str(out)
     return summary

@@ -24,11 +24,13 @@ import secrets
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from rank1_eval.runs import Run, ranked, write_trec
+from rank1_eval.texts import TEXTS_FILE, write_texts
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,32 @@ def trace_lines(
             }
 
 
+@dataclass(frozen=True)
+class JudgedTexts:
+    """The dataset rows a result folder keeps as ``texts.jsonl.gz`` (see :mod:`rank1_eval.texts`)."""
+
+    queries: list[dict[str, Any]]
+    docs: list[dict[str, Any]]
+    meta: dict[str, Any]
+
+
+def judged_texts(task: Any, predictions: Run) -> JudgedTexts:
+    """Texts of the judged queries, of every judged passage, and of the relevant passages the first stage missed."""
+    qids = [q for q in task.query_ids() if q in predictions]
+    qrels = task.qrels or {}
+    docids = {d for q in qids for d in predictions[q]}
+    docids |= {d for q in qids for d, rel in (qrels.get(q) or {}).items() if rel > 0}
+    q_rows, d_rows = task.text_rows(qids, docids)
+    meta = {
+        "task": task.label,
+        "subset": task.subset,
+        "split": task.split,
+        "source": task.source,
+        "dataset_revision": task.dataset_revision,
+    }
+    return JudgedTexts(q_rows, d_rows, meta)
+
+
 def write_run_folder(
     out: Path,
     *,
@@ -212,6 +240,7 @@ def write_run_folder(
     model: Any,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
     extra_files: Mapping[str, str] | None = None,
+    texts: JudgedTexts | None = None,
 ) -> dict[str, Any]:
     """Write the whole result folder into a private temporary folder, then swap it in (see the module doc).
 
@@ -234,6 +263,8 @@ def write_run_folder(
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
             _write_qrels_plain(tmp / "qrels.tsv", qrels)
+        if texts is not None:  # the folder is self-contained: report and analysis never need the dataset again
+            write_texts(tmp / TEXTS_FILE, texts.queries, texts.docs, texts.meta)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8", newline="\n")
         files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
