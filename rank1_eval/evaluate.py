@@ -35,6 +35,7 @@ class RunOptions:
     top_k: int = 100
     split: str | None = None
     dataset_path: str | None = None
+    data_root: str | None = None  # local Hub copies by repo id (<root>/mteb/scifact); else $RANK1_DATA_ROOT
     main_metric: str | None = None
     qrels: Mapping[str, str] = field(default_factory=dict)
     output_dir: Path = Path("results")
@@ -42,6 +43,7 @@ class RunOptions:
     limit_queries: int | None = None
     dry_run: bool = False
     progress: bool = True
+    verbose: bool = False  # engine logs on screen instead of <result folder>/engine.log
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -57,6 +59,8 @@ class Prepared:
     extra_qrels: dict[str, dict[str, dict[str, int]]]
     notes: list[str] = field(default_factory=list)  # warnings about the first stage beyond the run report
     first_stage_files: dict[str, str] = field(default_factory=dict)  # built first stages, written with the outputs
+    excluded: dict[str, Any] | None = None  # BRIGHT v1.1 excluded_ids removed from the first stage (counts)
+    limited_to: int | None = None  # queries kept by --limit-queries (groups whole)
 
     @property
     def warnings(self) -> list[str]:
@@ -108,11 +112,8 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
 BM25_FILE = "first_stage.bm25.trec"
 
 
-def _bm25(task: LoadedTask, k: int) -> tuple[Run, str, str]:
-    """bm25s top-k, and the TREC text written into the result folder with the outputs (not before)."""
-    import hashlib
-
-    from rank1_eval.runs import bm25_run, run_to_lines
+def _bm25(task: LoadedTask, k: int) -> Run:
+    from rank1_eval.runs import bm25_run
     from rank1_eval.tasks import mteb_doc_text
 
     data = task.data
@@ -120,9 +121,7 @@ def _bm25(task: LoadedTask, k: int) -> tuple[Run, str, str]:
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
     queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
-    run = bm25_run(docs, queries, k=k)
-    text = "".join(line + "\n" for line in run_to_lines(run, "bm25s", escape_whitespace=True))
-    return run, text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return bm25_run(docs, queries, k=k)
 
 
 def _read_with_notes(reader: Any, notes: list[str]) -> Any:
@@ -142,14 +141,34 @@ def _read_with_notes(reader: Any, notes: list[str]) -> Any:
     return result
 
 
+def _trec_text(run: Run, tag: str) -> tuple[str, str]:
+    """A built first stage as TREC text (ids with whitespace escaped) and its sha256, written with the outputs."""
+    import hashlib
+
+    from rank1_eval.runs import run_to_lines
+
+    text = "".join(line + "\n" for line in run_to_lines(run, tag, escape_whitespace=True))
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def prepare(opts: RunOptions, model_name: str) -> Prepared:
-    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries."""
+    """Load the task and its first stage, validate, drop excluded docs, keep the top-k, apply --limit-queries.
+
+    Everything that can be wrong with the input is found here, before a model loads: unknown ids, judged
+    queries without candidates, and groups of queries (NevIR pairs, mFollowIR og/changed) left incomplete.
+    """
     from rank1_eval.beir import read_qrels
+    from rank1_eval.runs import drop_excluded
 
     if opts.top_k < 1:
         raise RunFileError(f"--top-k must be >= 1, got {opts.top_k}")
     task = load_task(
-        opts.task, opts.subtask, split=opts.split, dataset_path=opts.dataset_path, main_metric=opts.main_metric
+        opts.task,
+        opts.subtask,
+        split=opts.split,
+        dataset_path=opts.dataset_path,
+        data_root=opts.data_root,
+        main_metric=opts.main_metric,
     )
     extra_qrels = {}
     for name, path in opts.qrels.items():
@@ -157,14 +176,23 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     notes: list[str] = []
     run, source, sha = _read_with_notes(lambda: _first_stage_run(task, opts), notes)
     files: dict[str, str] = {}
-    if source == "bm25":
-        run, files[BM25_FILE], sha = _bm25(task, opts.top_k)
-        source = str(run_dir(opts.output_dir, model_name, task) / BM25_FILE)
+    if source == "bm25":  # enough candidates that k remain after the task's exclusions
+        run = _bm25(task, opts.top_k + max((len(v) for v in task.excluded.values()), default=0))
     report = None
+    excluded = None
     if run is not None:
         from rank1_eval.runs import unknown_below_cut
 
+        if task.excluded:
+            run, n_pairs, n_queries = drop_excluded(run, task.excluded)
+            excluded = {"queries_with_exclusions": len(task.excluded), "pairs_removed": n_pairs,
+                        "queries_affected": n_queries}  # fmt: skip
+            if n_pairs:
+                log.info("%s: removed %d excluded (query, doc) entries of %d queries", source, n_pairs, n_queries)
         kept = top_k(run, opts.top_k)
+        if source == "bm25":  # the exact candidates reranked, written beside the results with the outputs
+            files[BM25_FILE], sha = _trec_text(kept, "bm25s")
+            source = str(run_dir(opts.output_dir, model_name, task) / BM25_FILE)
         corpus_ids = set(task.corpus_ids())
         report = validate_run(kept, task.query_ids(), corpus_ids, task.qrels, k=opts.top_k)
         below = unknown_below_cut(run, kept, corpus_ids)
@@ -179,25 +207,71 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         first_stage = {}
         if opts.top_k:
             task.set_candidates({q: docs[: opts.top_k] for q, docs in (task.top_ranked or {}).items()})
+    limited_to = None
     if opts.limit_queries is not None:
         if opts.limit_queries < 1:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
-        task.limit_queries(opts.limit_queries)
-    return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files)
+        limited_to = task.limit_queries(opts.limit_queries)
+        if limited_to != opts.limit_queries:
+            log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
+                        opts.limit_queries, limited_to)  # fmt: skip
+    task.check_groups()
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
+
+
+def mteb_task(
+    task: str,
+    subtask: str | None = None,
+    *,
+    run_file: str | None = None,
+    first_stage: str | None = None,
+    top_k: int = 100,
+    split: str | None = None,
+    dataset_path: str | None = None,
+    data_root: str | None = None,
+    limit_queries: int | None = None,
+    output_dir: str | Path = "results",
+) -> Any:
+    """An mteb task object with its first stage in place, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
+
+    mteb cannot rerank ``BrightRetrieval`` with a cross-encoder on its own (no candidates, and its
+    ``convert_to_reranking`` fails on a v1 task); this does what ``rank1-eval run`` does before judging: mteb's
+    loader (v1 data converted), the paper's first stage (or ``run_file`` / ``first_stage="bm25"``), BRIGHT v1.1's
+    excluded ids removed, the top-k kept, ``limit_queries`` with groups whole, everything validated.
+    """
+    opts = RunOptions(
+        task=task,
+        subtask=subtask,
+        run_file=run_file,
+        first_stage=first_stage,
+        top_k=top_k,
+        split=split,
+        dataset_path=dataset_path,
+        data_root=data_root,
+        limit_queries=limit_queries,
+        output_dir=Path(output_dir),
+    )
+    return prepare(opts, "rank1_eval").task.task
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
-    """Pairs and prompt tokens, with only the tokenizer (no weights)."""
+    """Pairs and prompt tokens, and the passages each length rule would cut, with only the tokenizer."""
     from rank1_eval.prompts import doc_text, format_prompt
+    from rank1_eval.scoring import LENGTH_RULES, ScoringConfig, forced_reserve
 
     pairs = prepared.task.pairs()
     info: dict[str, Any] = {
         "task": prepared.task.label,
         "queries": len({p.qid for p in pairs}),
+        "queries_evaluated": len(prepared.task.eval_qrels()),
         "pairs": len(pairs),
         "run_file": prepared.run_source,
         "run_sha256": prepared.run_sha256,
+        "eval_rules": prepared.task.eval_rules.to_dict(),
     }
+    if prepared.excluded is not None:
+        info["excluded_ids"] = prepared.excluded
+    info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
     try:
         from transformers import AutoTokenizer
 
@@ -211,39 +285,38 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     )
     prompts = [format_prompt(q, doc_text(p.doc)) for q, p in zip(final, pairs, strict=True)]
     lengths = [len(ids) for ids in tok(prompts).input_ids] if prompts else []
-    budget = model.scoring.prompt_budget
+    reserve = forced_reserve(tok)
+    scoring = model.scoring
     info["prompt_tokens"] = int(sum(lengths))
     info["prompt_tokens_mean"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
-    info["prompts_over_budget"] = sum(n > budget for n in lengths)
+    info["prompt_tokens_max"] = max(lengths, default=0)
+    info["length_rule"] = scoring.length_rule
+    cut = {}
+    for rule in LENGTH_RULES:
+        config = ScoringConfig(max_output_tokens=scoring.max_output_tokens, context_size=scoring.context_size,
+                               length_rule=rule)  # fmt: skip
+        budget = config.prompt_budget(reserve)
+        cut[rule] = {"prompt_budget": budget, "passages_cut": sum(n > budget for n in lengths)}
+    info["passages_cut_by_rule"] = cut
+    info["prompts_over_budget"] = cut[scoring.length_rule]["passages_cut"]
+    # pass-1 budgets under the rule in force: pairs whose reasoning budget the context shortens
+    budgets = [scoring.generation_budget(min(n, cut[scoring.length_rule]["prompt_budget"])) for n in lengths]
+    info["pairs_with_shortened_budget"] = sum(b < scoring.max_output_tokens for b in budgets)
     return info
 
 
-class _Progress:
-    """tqdm bar: pairs done, pairs/s, output tokens/s, ETA."""
+def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None) -> dict[str, Any]:
+    """Judge every pair (resuming through the store), let mteb score, write the result folder.
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="pair", disable=not enabled, dynamic_ncols=True, desc="judging")
-        self.tokens = 0
-        self.started = time.perf_counter()
-
-    def __call__(self, judgements: Sequence[Any]) -> None:
-        self.tokens += sum(j.output_tokens for j in judgements)
-        elapsed = max(1e-9, time.perf_counter() - self.started)
-        self.bar.set_postfix_str(f"{self.tokens / elapsed:.1f} out tok/s", refresh=False)
-        self.bar.update(len(judgements))
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
-    """Judge every pair (resuming through the store), let mteb score, write the result folder."""
+    ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
+    task's loading); without one a display is made here when ``opts.progress``.
+    """
     import mteb
 
+    from rank1_eval.logs import library_logs
     from rank1_eval.model import RunStats
     from rank1_eval.preflight import check_run
+    from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
@@ -253,25 +326,33 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
     preflight = check_run(model, prepared, opts, out=out, store_path=store_path)
     for warning in preflight:
         log.warning("%s", warning)
+    out.mkdir(parents=True, exist_ok=True)  # engine.log is written during the run; the results atomically after
+    judged = task.eval_qrels()  # the queries mteb evaluates, judged queries without candidates included
     traces: list[tuple[dict[str, Any], list[Any]]] = []
-    progress = _Progress(prepared.n_pairs, opts.progress)
+    if progress is None:
+        progress = ProgressDisplay(prepared.n_pairs, enabled=opts.progress)
+    else:
+        progress.total = prepared.n_pairs
+    engine_log = None if opts.verbose else out / "engine.log"
     store = SQLiteStore(store_path)
-    model.store, model.stats, model.progress = store, RunStats(), progress
-    model.trace_sink = lambda context, judged: traces.append((context, judged))
+    model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
+    model.trace_sink = lambda context, judgements: traces.append((context, judgements))
     started = time.perf_counter()
     try:
-        result = mteb.evaluate(
-            model,
-            [task.task],
-            cache=None,
-            overwrite_strategy="always",
-            show_progress_bar=False,
-            encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-            raise_error=True,
-        )
+        progress.status(f"mteb: evaluating {task.label}")
+        with library_logs(engine_log, verbose=opts.verbose):
+            result = mteb.evaluate(
+                model,
+                [task.task],
+                cache=None,
+                overwrite_strategy="always",
+                show_progress_bar=False,
+                encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
+                raise_error=True,
+            )
     finally:
         progress.close()
-        model.store, model.progress, model.trace_sink = None, None, None
+        model.store, model.progress, model.trace_sink, model.engine_log = None, None, None, None
         store.close()
     wall = time.perf_counter() - started
     task_result = result.task_results[0]
@@ -288,11 +369,15 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
     )
     summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
     summary["preflight_warnings"] = preflight
-    summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
+    summary["extra_qrels"] = outputs.extra_metrics(
+        predictions, judged, prepared.extra_qrels, rules=task.eval_rules, query_ids=list(judged)
+    )
     if prepared.first_stage:
         from rank1_eval.compare import against_first_stage
 
-        summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
+        summary["vs_first_stage"] = against_first_stage(
+            predictions, prepared.first_stage, judged, rules=task.eval_rules
+        )
     summary = outputs.write_run_folder(
         out,
         task_result=task_result,
@@ -302,7 +387,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         ranks=task.top_ranked or {},
         summary=summary,
         model=model,
-        qrels=task.qrels,
+        qrels=judged,
         extra_files=prepared.first_stage_files,
         texts=outputs.judged_texts(task, predictions),
     )
@@ -337,10 +422,14 @@ def metric_table(summary: Mapping[str, Any]) -> str:
 
 
 def cost_line(summary: Mapping[str, Any]) -> str:
+    """The result (all its judgements), then what this invocation did itself."""
     c = summary
+    run = c.get("this_run", {})
+    rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
+        "docs_per_s") else "nothing generated"  # fmt: skip
     return (
         f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
-        f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | "
-        f"{_fmt(c['docs_per_s'] or 0.0)} docs/s | output tokens mean {c['output_tokens_mean']}, "
-        f"p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']}"
+        f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | output tokens mean "
+        f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
+        f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"
     )

@@ -12,6 +12,7 @@ import logging
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from rank1_eval import prompts as P
 from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
+from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.registry import model_meta_for
-from rank1_eval.scoring import PreparedPrompt, Scorer, ScoringConfig
+from rank1_eval.scheduler import Scheduler
+from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig
 from rank1_eval.store import AsyncWriter
 
 if TYPE_CHECKING:
@@ -31,42 +34,73 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "jhu-clsp/rank1-7b"
+SCHEDULING = {
+    "stream": "requests stream into the engine, a pair's forced answer right after its pass 1, each judgement "
+    "stored when final",
+    "chunked": "synchronous chunks of chunk_size pairs: a chunk's pass 1, then its forced answers, then the next",
+}
+COMMIT_INTERVAL_S = 0.5  # judgements become durable in the store at most this long after they are final
 
 
 class ModelLoadError(RuntimeError):
     """The model could not be had (not downloadable offline, missing files, bad path)."""
 
 
+def _percentile(values: Sequence[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))]) if ordered else 0.0
+
+
 @dataclass
 class RunStats:
-    """Counters of one or more ``judge`` calls; the driver turns them into the cost line and summary."""
+    """Counters of one or more ``judge`` calls: the result's judgements, and this invocation's own work.
+
+    ``add_result`` sees every judgement the caller gets back (store hits included: stored judgements carry
+    their tokens and path), so path and token figures describe the result; ``add_scored`` sees only what this
+    invocation generated, with the engine time it took.
+    """
 
     pairs_total: int = 0
-    pairs_scored: int = 0
+    pairs_scored: int = 0  # judgements generated now (unique prompts)
     pairs_from_store: int = 0
     duplicates: int = 0
+    # the result: every pair's judgement
     pass1: int = 0
     pass2: int = 0
     failed: int = 0
     truncated: int = 0
-    engine_s: float = 0.0
-    wall_s: float = 0.0
+    reasoning_cut: int = 0
     output_tokens: list[int] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
+    cut_by_rule: dict[str, int] = field(default_factory=dict)  # passages each length rule cuts, for these pairs
+    # this invocation
+    scored_paths: dict[str, int] = field(default_factory=lambda: {"pass1": 0, "pass2": 0, "failed": 0})
+    generated_tokens: int = 0  # pass-1 tokens plus one per forced answer, generated now
+    engine_s: float = 0.0
+    wall_s: float = 0.0
+    load_s: float = 0.0  # loading the engine (weights, servers), not part of wall_s
+    scheduling: str | None = None
+    occupancy: dict[str, Any] | None = None
 
     def add(self, judgements: Iterable[Judgement]) -> None:
+        """The result's figures (kept for callers of the former API)."""
+        self.add_result(judgements)
+
+    def add_result(self, judgements: Iterable[Judgement]) -> None:
         for j in judgements:
             setattr(self, j.path, getattr(self, j.path) + 1)
             self.truncated += j.truncated
+            self.reasoning_cut += j.reasoning_cut
             self.output_tokens.append(j.output_tokens)
             self.prompt_tokens.append(j.prompt_tokens)
 
+    def add_scored(self, judgement: Judgement) -> None:
+        self.pairs_scored += 1
+        self.scored_paths[judgement.path] += 1
+        self.generated_tokens += judgement.output_tokens + (judgement.path != "pass1")
+
     def summary(self) -> dict[str, Any]:
-        toks = sorted(self.output_tokens)
-
-        def pct(q: float) -> float:
-            return float(toks[min(len(toks) - 1, int(q * len(toks)))]) if toks else 0.0
-
+        toks = self.output_tokens
         return {
             "pairs_total": self.pairs_total,
             "pairs_scored": self.pairs_scored,
@@ -76,15 +110,36 @@ class RunStats:
             "pass2": self.pass2,
             "failed": self.failed,
             "truncated": self.truncated,
+            "reasoning_cut": self.reasoning_cut,
+            "output_tokens_total": int(sum(toks)),
+            "output_tokens_mean": round(statistics.fmean(toks), 2) if toks else 0.0,
+            "output_tokens_p50": _percentile(toks, 0.5),
+            "output_tokens_p95": _percentile(toks, 0.95),
+            "output_tokens_max": max(toks, default=0),
+            "prompt_tokens_mean": round(statistics.fmean(self.prompt_tokens), 2) if self.prompt_tokens else 0.0,
+            "passages_cut_by_rule": dict(self.cut_by_rule),
+            "this_run": self.this_run(),
+        }
+
+    def this_run(self) -> dict[str, Any]:
+        """What this invocation did itself: judgements generated, engine time and rates (store hits excluded)."""
+        run: dict[str, Any] = {
+            "pairs_scored": self.pairs_scored,
+            "pairs_from_store": self.pairs_from_store,
+            "duplicates": self.duplicates,
+            **self.scored_paths,
+            "generated_tokens": self.generated_tokens,
             "engine_s": round(self.engine_s, 3),
             "wall_s": round(self.wall_s, 3),
             "docs_per_s": round(self.pairs_scored / self.engine_s, 3) if self.engine_s else None,
-            "output_tokens_total": int(sum(toks)),
-            "output_tokens_mean": round(statistics.fmean(toks), 2) if toks else 0.0,
-            "output_tokens_p50": pct(0.5),
-            "output_tokens_p95": pct(0.95),
-            "prompt_tokens_mean": round(statistics.fmean(self.prompt_tokens), 2) if self.prompt_tokens else 0.0,
+            "generated_tokens_per_s": round(self.generated_tokens / self.engine_s, 1) if self.engine_s else None,
+            "harness_overhead_s": round(max(0.0, self.wall_s - self.engine_s), 3),
+            "engine_load_s": round(self.load_s, 3),
+            "scheduling": self.scheduling,
         }
+        if self.occupancy is not None:
+            run["engine_occupancy"] = self.occupancy
+        return run
 
 
 def in_shard(key: str, shard: tuple[int, int]) -> bool:
@@ -173,6 +228,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         prompt_set: str = "code",
         prompt_file: str | Path | None = None,
         *,
+        prompt_key: str | None = None,
         revision: str | None = None,
         failed_score: float | str = 0.5,
         gpu_memory_utilization: float = 0.9,
@@ -182,6 +238,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         kv_cache_memory_bytes: int | None = None,
         batch_size: int = 16,
         chunk_size: int | None = None,
+        scheduling: str = "stream",
+        length_rule: str = "reference",
+        keep_token_ids: bool = False,
+        ngram_speculation: int = 0,
         store: Store | None = None,
         server_urls: Sequence[str] = (),
         api_key_env: str = "RANK1_API_KEY",
@@ -210,9 +270,20 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self.dataset_prompt = dataset_prompt
         self.prompt_set = prompt_set
         self.templates = P.load_prompt_set(prompt_set, prompt_file)
+        if prompt_key is not None and prompt_key not in self.templates:
+            keys = ", ".join(sorted(self.templates))
+            raise P.PromptError(f"unknown prompt key {prompt_key!r}; keys of prompt set {prompt_set!r}: {keys}")
+        self.prompt_key = prompt_key  # a named template for every task (e.g. a local BEIR copy of SciFact)
         self.scoring = ScoringConfig(
-            max_output_tokens=max_output_tokens, context_size=context_size, failed_score=failed_score
+            max_output_tokens=max_output_tokens,
+            context_size=context_size,
+            failed_score=failed_score,
+            length_rule=length_rule,
         )
+        if scheduling not in SCHEDULING:
+            raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {scheduling!r}")
+        self.scheduling = scheduling
+        self.keep_token_ids = keep_token_ids
         self.engine_config = EngineConfig(
             model=self.model_name_or_path,
             revision=revision,
@@ -233,17 +304,19 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             max_retries=max_retries,
             stall_warning_s=stall_warning_s,
             data_parallel=data_parallel,
+            ngram_speculation=ngram_speculation,
         )
         self.engine_kwargs = dict(engine_kwargs or {})
-        self.chunk_size = chunk_size  # None: 1024, or 4 prompts per request slot for server engines
+        self.chunk_size = chunk_size  # scheduling="chunked": None = 1024, or 4 per request slot for servers
         self.shard: tuple[int, int] | None = None  # (i, n): judge only keys of shard i of n (rank1_eval.shards)
         self.store = store
         self.stats = RunStats()
         self.trace_sink: Callable[[dict[str, Any], list[Judgement]], None] | None = None
-        self.progress: Callable[[Sequence[Judgement]], None] | None = None
+        self.progress: Progress | None = None
+        self.engine_log: Path | None = None  # where the engine's own output goes while it loads (None: as is)
         self._engine: Engine | None = None
         self._scorer: Scorer | None = None
-        self._prompt_scorer: Scorer | None = None  # tokenizer only: prompts without loading the weights
+        self._prompt_rule: Rule | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
         self._settings_key: str | None = None
         self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
@@ -296,12 +369,28 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
     # ----------------------------------------------------------------- prompts
     def template_for(self, task: str | None, subset: str | None) -> str | None:
-        """The dataset template in force for (task, subset), honouring ``dataset_prompt``."""
+        """The dataset template in force for (task, subset), honouring ``dataset_prompt`` and ``prompt_key``."""
+        return self.template_info(task, subset)["template"]
+
+    def template_info(self, task: str | None, subset: str | None) -> dict[str, Any]:
+        """Which dataset template (task, subset) gets and why: the record ``summary.json`` keeps."""
         if self.dataset_prompt is False:
-            return None
-        if isinstance(self.dataset_prompt, str):
-            return self.dataset_prompt
-        return P.select_template(self.templates, task, subset)
+            key, source, template = None, "disabled (skip_prompt)", None
+        elif isinstance(self.dataset_prompt, str):
+            key, source, template = None, "dataset_prompt", self.dataset_prompt
+        elif self.prompt_key is not None:
+            key, source, template = self.prompt_key, "prompt_key", self.templates[self.prompt_key]
+        else:
+            key = P.selected_key(self.templates, task, subset)
+            template = self.templates[key] if key is not None else None
+            source = "task" if template is not None else "none (raw query)"
+        return {
+            "key": key,
+            "source": source,
+            "prompt_set": self.prompt_set,
+            "template": template,
+            "sha256": P.template_sha256(template),
+        }
 
     def final_queries(
         self, queries: Sequence[str], instructions: Sequence[str | None], task: str | None, subset: str | None
@@ -340,9 +429,12 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         """
         if self._engine is not None:
             return self.scorer.prepare(queries, passages)
-        if self._prompt_scorer is None:
-            self._prompt_scorer = Scorer(_TokenizerOnly(self._load_tokenizer()), self.scoring)
-        return self._prompt_scorer.prepare(queries, passages)
+        return self._tokenizer_rule().prepare(queries, passages)
+
+    def _tokenizer_rule(self) -> Rule:
+        if self._prompt_rule is None:
+            self._prompt_rule = Rule(self._load_tokenizer(), self.scoring)
+        return self._prompt_rule
 
     def _load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
@@ -363,16 +455,17 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         """The model's tokenizer without its weights (the engine's when it is loaded): for pre-flight checks."""
         if self._engine is not None:
             return self._engine.tokenizer
-        if self._prompt_scorer is None:
-            self._prompt_scorer = Scorer(_TokenizerOnly(self._load_tokenizer()), self.scoring)
-        return self._prompt_scorer.engine.tokenizer
+        return self._tokenizer_rule().tokenizer
 
     def judge_prompts(
-        self,
-        prepared: Sequence[PreparedPrompt],
-        progress: Callable[[Sequence[Judgement]], None] | None = None,
+        self, prepared: Sequence[PreparedPrompt], progress: Progress | None = None
     ) -> list[Judgement]:
-        """Judge prepared prompts: store hits first, exact duplicates once, the rest in chunks."""
+        """Judge prepared prompts: store hits first, exact duplicates once, the rest streamed through the engine.
+
+        Each judgement goes to the store writer the moment it is final (commits batched every
+        ``COMMIT_INTERVAL_S``), so a crash loses at most the pairs in flight.
+        """
+        progress = progress or self.progress or Progress()
         started = time.perf_counter()
         stats = self.stats
         keys = [self.judgement_key(p.prompt) for p in prepared]
@@ -380,40 +473,99 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             kept = [i for i, k in enumerate(keys) if in_shard(k, self.shard)]
             prepared, keys = [prepared[i] for i in kept], [keys[i] for i in kept]
         stats.pairs_total += len(prepared)
+        self._count_cuts(prepared)
+        if self.store is not None:
+            progress.status(f"looking up {len(keys)} pairs in the store")
         found: dict[str, Judgement] = dict(self.store.get_many(list(set(keys)))) if self.store else {}
-        stats.pairs_from_store += sum(k in found for k in keys)
-        if progress and found:
-            progress([found[k] for k in keys if k in found])
+        hits = sum(k in found for k in keys)
+        stats.pairs_from_store += hits
         todo: dict[str, PreparedPrompt] = {}
         for key, prep in zip(keys, prepared, strict=True):
             if key not in found and key not in todo:
                 todo[key] = prep
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
-        # Prompts of one query (and instruction) run together so the engine's prefix cache serves their shared
-        # opening; longest first within a query so a chunk's stragglers start early. Results keep input order.
-        items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
-        size = self.effective_chunk_size() if items else 1
-        # store commits off the hot path; a failed commit (full disk...) interrupts the run at once
-        writer = AsyncWriter(self.store, interrupt_main=True) if self.store is not None else None
-        try:
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
-                t0 = time.perf_counter()
-                judged = self.scorer.score([p for _, p in chunk])
-                stats.engine_s += time.perf_counter() - t0
-                stats.pairs_scored += len(judged)
-                stats.add(judged)
-                pairs = [(k, j) for (k, _), j in zip(chunk, judged, strict=True)]
+        load_s = 0.0
+        if todo and self._engine is None:
+            from rank1_eval.logs import native_output
+
+            progress.status(f"loading {self.model_name_or_path} ({self.engine_name} engine)")
+            t0 = time.perf_counter()
+            with native_output(self.engine_log):  # the engine's own prints go to the log file, not the screen
+                self.scorer  # noqa: B018 -- loads the engine now, so its load time is not judging time
+            load_s = time.perf_counter() - t0
+            stats.load_s += load_s
+        progress.engine_ready()
+        progress.from_store(hits)
+        if todo:
+            copies = Counter(k for k in keys if k in todo)
+            # Prompts of one query (and instruction) run together so the engine's prefix cache serves their shared
+            # opening; longest first within a query so the stragglers start early. Results keep input order.
+            items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
+            writer = None
+            if self.store is not None:  # a failed commit (full disk...) interrupts the run at once
+                writer = AsyncWriter(self.store, commit_interval=COMMIT_INTERVAL_S, interrupt_main=True)
+
+            def final(i: int, judgement: Judgement) -> None:
+                key = items[i][0]
+                found[key] = judgement
+                stats.add_scored(judgement)
                 if writer is not None:
-                    writer.submit(pairs)
-                found.update(pairs)
-                if progress:
-                    progress(judged)
-        finally:
-            if writer is not None:
-                writer.close()  # flushes, and re-raises any error of the writer thread
-        stats.wall_s += time.perf_counter() - started
-        return [found[k] for k in keys]
+                    writer.submit([(key, judgement)])
+                progress.judged(judgement, pairs=copies[key])
+
+            stats.scheduling = self.scheduling
+            meter = getattr(self.engine, "meter", None)
+            if meter is not None:
+                meter.reset()
+            try:
+                t0 = time.perf_counter()
+                if self.scheduling == "stream":
+                    scheduler = Scheduler(self.engine, self.scorer.rule, keep_token_ids=self.keep_token_ids,
+                                          on_final=final)  # fmt: skip
+                    scheduler.run([p for _, p in items])
+                    stats.engine_s += scheduler.stats.engine_s
+                else:
+                    self._judge_chunked(items, final)
+                    stats.engine_s += time.perf_counter() - t0
+            finally:
+                if writer is not None:
+                    writer.close()  # flushes, and re-raises any error of the writer thread
+            if meter is not None:
+                stats.occupancy = meter.summary()
+        result = [found[k] for k in keys]
+        stats.add_result(result)
+        stats.wall_s += time.perf_counter() - started - load_s
+        return result
+
+    def _judge_chunked(self, items: Sequence[tuple[str, PreparedPrompt]], final: Callable[[int, Judgement], None]):
+        """The synchronous path: each chunk's pass 1 in one engine call, then its forced answers, then the next."""
+        size = self.effective_chunk_size()
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            judged = self.scorer.score([p for _, p in chunk], keep_token_ids=self.keep_token_ids)
+            for offset, judgement in enumerate(judged):
+                final(start + offset, judgement)
+
+    def _count_cuts(self, prepared: Sequence[PreparedPrompt]) -> None:
+        """Passages each length rule would cut for these prompts (from their uncut token counts)."""
+        if not prepared or any(p.source_tokens is None for p in prepared):
+            return
+        reserve = self._forced_reserve()
+        for rule in LENGTH_RULES:
+            budget = ScoringConfig(**{**self._scoring_args(), "length_rule": rule}).prompt_budget(reserve)
+            self.stats.cut_by_rule[rule] = self.stats.cut_by_rule.get(rule, 0) + sum(
+                p.source_tokens > budget for p in prepared  # type: ignore[operator]
+            )
+
+    def _scoring_args(self) -> dict[str, Any]:
+        c = self.scoring
+        return {"max_output_tokens": c.max_output_tokens, "context_size": c.context_size,
+                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score}  # fmt: skip
+
+    def _forced_reserve(self) -> int:
+        if self._engine is not None:
+            return self.scorer.rule.forced_reserve
+        return self._tokenizer_rule().forced_reserve
 
     def effective_chunk_size(self) -> int:
         """Pairs per engine call (= per store commit): explicit, or 1024, or 4 per request slot of the servers."""
@@ -461,11 +613,30 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         instructions = q.get("instruction") or [None] * n
         task = getattr(task_metadata, "name", None)
         final = self.final_queries(queries, instructions, task, subset)
+        if self.progress is not None:
+            self.progress.status(f"preparing {n} prompts (tokenizer)")
         judgements = self.judge_prompts(self.prepare(final, list(d["text"])), progress=self.progress)
         if self.trace_sink is not None:
             context = {"task": task, "subset": subset, "split": split, "qids": q.get("id"), "docids": d.get("id")}
             self.trace_sink(context, judgements)
         return [j.score for j in judgements]
+
+    def batch_policy(self) -> dict[str, Any]:
+        """How requests reach the engine: the scheduling policy, its window, and the engine's own batching."""
+        policy: dict[str, Any] = {
+            "scheduling": self.scheduling,
+            "means": SCHEDULING[self.scheduling],
+            "dedup": True,
+            "commit_interval_s": COMMIT_INTERVAL_S,
+            "order": "query-grouped, longest prompt first within a query",
+        }
+        if self.scheduling == "chunked":
+            policy["chunk_size"] = self.chunk_size or (self.effective_chunk_size() if self._engine else "auto")
+        elif self._engine is not None:
+            policy["window"] = self._engine.window
+        policy["engine_batching"] = {"vllm": "continuous (vLLM scheduler)", "openai": "per-server request window",
+                                     "transformers": "static batches of batch_size"}.get(self.engine_name)  # fmt: skip
+        return policy
 
     def provenance(self) -> dict[str, Any]:
         """Model, engine and sampling settings in force (loads nothing that is not loaded yet)."""
@@ -477,14 +648,13 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "dtype": self.engine_config.dtype,
             "num_gpus": self.engine_config.num_gpus,
             "sampling": self.scoring.sampling(),
+            "length_rule": self.scoring.length_rule,
+            "length_rules": dict(LENGTH_RULES),
             "prompt_set": self.prompt_set,
             "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "prompt_key": self.prompt_key,
             "dataset_prompt": self.dataset_prompt,
-            "batch_policy": {
-                "chunk_size": self.chunk_size or (self.effective_chunk_size() if self._engine else "auto"),
-                "dedup": True,
-                "store": self.store is not None,
-            },
+            "batch_policy": self.batch_policy(),
         }
         if self._engine is not None:
             info["engine_info"] = self._engine.info()
@@ -497,13 +667,6 @@ Rank1 = rank1
 def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:
     """mteb's loader of the registered checkpoints: ``mteb.get_model(name, **kw)`` -> ``rank1(name, ...)``."""
     return rank1(model_name, revision=revision, **kwargs)
-
-
-@dataclass(frozen=True)
-class _TokenizerOnly:
-    """Just enough of an engine for :meth:`Scorer.prepare` (prompt building and truncation)."""
-
-    tokenizer: Any
 
 
 def _missing_folder(name: str) -> str | None:

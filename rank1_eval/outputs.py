@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RESULT_FILE = "mteb_result.json"
 SUMMARY_FILE = "summary.json"
+CARRIED_FILES = ("engine.log",)  # files a run writes into its folder before the results are swapped in
 _HASH_LIMIT = 64 * 2**20  # readers hash files up to this size; larger ones are checked by size (table scans)
 
 
@@ -140,6 +141,7 @@ def build_summary(
         "split": task.split,
         "task_source": task.source,
         "dataset_revision": task.dataset_revision,
+        "dataset_path": getattr(task, "dataset_path", None),
         "run_file": prepared.run_source,
         "run_sha256": prepared.run_sha256,
         "top_k": opts.top_k,
@@ -154,6 +156,11 @@ def build_summary(
         **cost,
         "run_wall_s": round(wall_s, 3),
         "queries": len({q for q, docs in (task.top_ranked or {}).items() if docs}),
+        "queries_evaluated": len(task.eval_qrels()),
+        "judged_without_candidates": sum(not (task.top_ranked or {}).get(q) for q in task.eval_qrels()),
+        "eval_rules": task.eval_rules.to_dict(),
+        "excluded_ids": getattr(prepared, "excluded", None),
+        "prompt_template": model.template_info(task.name, task.subset),
         "run_warnings": list(prepared.warnings),
         "metrics": metrics,
         "provenance": provenance,
@@ -161,20 +168,26 @@ def build_summary(
 
 
 def extra_metrics(
-    predictions: Run, qrels: Mapping[str, Mapping[str, int]], extra: Mapping[str, Mapping[str, Mapping[str, int]]]
+    predictions: Run,
+    qrels: Mapping[str, Mapping[str, int]],
+    extra: Mapping[str, Mapping[str, Mapping[str, int]]],
+    *,
+    rules: Any = None,
+    query_ids: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """trec_eval metrics of the reranked run on further judgement sets, and Judged@10 on every set."""
-    import ir_measures
-    from ir_measures import AP, Judged, R, nDCG
+    """Metrics of the reranked run on further judgement sets, and Judged@10 on every set (mteb's rules).
+
+    ``query_ids`` are the evaluated queries of the task: a judged query the run did not rank counts 0, a query
+    without judgements in a set is not evaluated on that set (:mod:`rank1_eval.metrics`).
+    """
+    from rank1_eval.metrics import aggregate
 
     out: dict[str, dict[str, float]] = {}
-    sets = {"main": qrels, **extra}
-    for name, q in sets.items():
-        # trec_eval semantics (as mteb): only ranked queries count; ir_measures would average unranked ones as 0
-        q_int = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in q.items() if qid in predictions}
-        measures = [Judged @ 10] if name == "main" else [nDCG @ 10, AP @ 100, R @ 100, Judged @ 10]
-        agg = ir_measures.calc_aggregate(measures, q_int, predictions)
-        out[name] = {str(m): float(v) for m, v in agg.items()}
+    names = {"ndcg_cut_10": "nDCG@10", "map_cut_100": "AP@100", "recall_100": "R@100", "Judged@10": "Judged@10"}
+    for name, q in {"main": qrels, **extra}.items():
+        measures = ["Judged@10"] if name == "main" else list(names)
+        values = aggregate(predictions, q, measures, rules=rules, query_ids=query_ids)
+        out[name] = {names[m]: v for m, v in values.items() if v is not None}
     return out
 
 
@@ -267,6 +280,9 @@ def write_run_folder(
             write_texts(tmp / TEXTS_FILE, texts.queries, texts.docs, texts.meta)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8", newline="\n")
+        for name in CARRIED_FILES:  # written into the folder while the run ran: copied, so a failed swap loses none
+            if (out / name).is_file():
+                shutil.copy2(out / name, tmp / name)
         files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         final = {**summary, "run_id": run_id, "files": files}
         _write_json_plain(tmp / SUMMARY_FILE, final)

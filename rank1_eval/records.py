@@ -71,10 +71,21 @@ class Judgement:
     logprob_false: float | None = None
     forced_reasoning: str | None = None  # the cut text fed to pass 2
     error: str | None = None
+    reasoning_cut: bool = False  # pass 2's reasoning was shortened by tokens so the forced prompt fits the context
+    # pass 1's generated token ids, kept only on request (budget sweeps re-cut them); absent from stored JSON if None
+    token_ids: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["token_ids"] is None:
+            del data["token_ids"]
+        else:
+            data["token_ids"] = list(data["token_ids"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if fields.get("token_ids") is not None:
+            fields["token_ids"] = tuple(fields["token_ids"])
+        return cls(**fields)

@@ -430,6 +430,27 @@ def unknown_below_cut(
     )
 
 
+def drop_excluded(run: Mapping[str, Mapping[str, float]], excluded: Mapping[str, AbcSet[str]]) -> tuple[Run, int, int]:
+    """The run without the documents a task excludes per query (BRIGHT's ``excluded_ids``).
+
+    Returns the new run, the number of (query, doc) entries removed and the number of queries that lost any.
+    Run this before :func:`top_k`, so a query still gets ``k`` candidates when the file has more.
+    """
+    out: Run = {}
+    n_pairs = n_queries = 0
+    for qid, docs in run.items():
+        drop = excluded.get(qid)
+        if not drop:
+            out[qid] = dict(docs)
+            continue
+        kept = {d: s for d, s in docs.items() if d not in drop}
+        removed = len(docs) - len(kept)
+        n_pairs += removed
+        n_queries += removed > 0
+        out[qid] = kept
+    return out, n_pairs, n_queries
+
+
 # ----------------------------------------------------------------------------------------------------
 # Writing and hashing
 # ----------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The rank1 rule (SPEC §1.3–§1.5): pass 1 (reason, then answer), pass 2 (forced answer), never a silent 0.5.
 
-This module is the only place that knows what "true"/"false" mean. It asks an :class:`Engine` two questions
-(complete greedily; give the restricted logprobs of two tokens) and turns the answers into
-:class:`~rank1_eval.records.Judgement` records.
+This module is the only place that knows what "true"/"false" mean. :class:`Rule` binds the rule to a tokenizer
+and settings; :class:`PairState` walks one pair through it as a small state machine (pass 1 -> forced answer
+-> :class:`~rank1_eval.records.Judgement`) that a scheduler drives request by request, in any order relative to
+other pairs. :class:`Scorer` is the synchronous form (all pass-1 requests in one engine call, then all forced
+answers in one), kept for the batch API and as the reference the streaming scheduler is tested against.
 
 Differences from the reference scripts, on purpose and documented:
 
@@ -11,8 +13,16 @@ Differences from the reference scripts, on purpose and documented:
   top-k logprobs of that position. The reference only checked the last position's top-k, whatever it was.
 * A pair that cannot be scored by either pass is ``path="failed"``: counted, flagged with an ``error``, and
   given the explicit ``failed_score`` (default 0.5, the reference's value; ``"raise"`` stops the run).
-* Passages are truncated by tokens so the prompt fits ``context_size - max_output_tokens``; the judgement is
-  flagged ``truncated``. The reference let vLLM drop such prompts (scored 0.5 silently).
+* Lengths (``length_rule``, SPEC §1.5). ``"reference"`` (default) keeps the reference's semantics (vLLM 0.7.2
+  with ``max_model_len = context_size``): any prompt that leaves room for the forced answer is scored in full,
+  and each pair generates at most ``min(max_output_tokens, context_size - prompt_tokens)`` tokens; only a
+  passage whose prompt alone would not leave that room is cut by tokens (flagged ``truncated``) — the
+  reference let vLLM drop such prompts and scored them 0.5 silently. ``"reserve_output"`` (the rule before)
+  cuts passages so every prompt fits ``context_size - max_output_tokens`` and every pair gets the full
+  budget. Under both rules the forced prompt always fits the context: its reasoning is cut further by tokens
+  if needed (flagged ``reasoning_cut``). A given prompt gets the same budget under either rule (under
+  ``reserve_output`` every prompt is short enough for the full budget), so the length rule is provenance, not
+  part of a judgement's identity.
 """
 
 from __future__ import annotations
@@ -20,10 +30,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from rank1_eval.engines.base import Engine
+from rank1_eval.engines.base import Engine, Request, run_requests
 from rank1_eval.prompts import format_prompt
 from rank1_eval.records import Completion, Judgement
 
@@ -32,6 +42,12 @@ log = logging.getLogger(__name__)
 STOP_STRINGS = ("</think> true", "</think> false")
 SENTENCE_ENDS = (".", "!", "?")
 PASS2_SUFFIX = "\n</think>"
+LENGTH_RULES = {
+    "reference": "passages cut only when the prompt alone leaves no room for the forced answer; each pair "
+    "generates min(max_output_tokens, context_size - prompt_tokens) tokens",
+    "reserve_output": "passages cut so every prompt fits context_size - max_output_tokens; each pair generates "
+    "max_output_tokens tokens",
+}
 
 
 class ScoringError(RuntimeError):
@@ -48,29 +64,40 @@ class PromptTooLongError(ValueError):
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Sampling settings of the rule; all of them enter the judgement key."""
+    """Settings of the rule; ``sampling()`` (everything but the length rule) enters the judgement key."""
 
     max_output_tokens: int = 8192
     context_size: int = 16000
     top_logprobs: int = 20
     failed_score: float | str = 0.5  # a float, or "raise"
+    length_rule: str = "reference"
 
     def __post_init__(self) -> None:
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
-        if self.context_size <= self.max_output_tokens:
+        if self.length_rule not in LENGTH_RULES:
+            raise ValueError(f"length_rule must be one of {', '.join(LENGTH_RULES)}, got {self.length_rule!r}")
+        if self.length_rule == "reserve_output" and self.context_size <= self.max_output_tokens:
             raise ValueError(
-                f"context_size ({self.context_size}) must exceed max_output_tokens ({self.max_output_tokens}): "
-                "the prompt gets context_size - max_output_tokens tokens"
+                f"context_size ({self.context_size}) must exceed max_output_tokens ({self.max_output_tokens}) "
+                "under length_rule='reserve_output': the prompt gets context_size - max_output_tokens tokens"
             )
+        if self.context_size < 8:
+            raise ValueError(f"context_size must be >= 8, got {self.context_size}")
         if self.top_logprobs < 2:
             raise ValueError("top_logprobs must be >= 2 (both answer tokens must fit)")
         if isinstance(self.failed_score, str) and self.failed_score != "raise":
             raise ValueError(f"failed_score must be a float or 'raise', got {self.failed_score!r}")
 
-    @property
-    def prompt_budget(self) -> int:
-        return self.context_size - self.max_output_tokens
+    def prompt_budget(self, forced_reserve: int) -> int:
+        """Most prompt tokens a pair may have before its passage is cut, under the length rule in force."""
+        if self.length_rule == "reserve_output":
+            return min(self.context_size - self.max_output_tokens, self.context_size - forced_reserve)
+        return self.context_size - forced_reserve
+
+    def generation_budget(self, prompt_tokens: int) -> int:
+        """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context."""
+        return max(1, min(self.max_output_tokens, self.context_size - prompt_tokens))
 
     def sampling(self) -> dict[str, Any]:
         """The settings that determine a judgement, for keys and provenance."""
@@ -83,6 +110,14 @@ class ScoringConfig:
             "skip_special_tokens": False,
             "failed_score": self.failed_score,
         }
+
+    def provenance(self) -> dict[str, Any]:
+        return {**self.sampling(), "length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule]}
+
+
+def forced_reserve(tokenizer: Any) -> int:
+    """Tokens the forced answer needs after the prompt: ``"\\n" + "" + "\\n</think>"`` plus the answer token."""
+    return len(tokenizer("\n" + PASS2_SUFFIX, add_special_tokens=False).input_ids) + 1
 
 
 @dataclass(frozen=True)
@@ -114,6 +149,7 @@ class PreparedPrompt:
     prompt: str
     prompt_tokens: int
     truncated: bool
+    source_tokens: int | None = None  # the uncut prompt's tokens (dry runs count cut passages under each rule)
 
 
 def score_from_logprobs(lp_true: float, lp_false: float) -> float:
@@ -155,7 +191,7 @@ def pass1_answer(completion: Completion, answer: AnswerTokens) -> tuple[float, f
     return _answer_logprobs(completion.last_logprobs, answer)
 
 
-def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int) -> PreparedPrompt:
+def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int, rule: str = "reference") -> PreparedPrompt:
     """Format the rank1 prompt, cutting the passage by tokens until the prompt fits ``budget`` tokens."""
     prompt = format_prompt(query, passage)
     n = len(tokenizer(prompt).input_ids)
@@ -170,109 +206,186 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int) -> Prepare
         if n <= budget:
             return PreparedPrompt(prompt, n, True)
         if keep == 0:
+            what = "context_size - max_output_tokens" if rule == "reserve_output" else "context_size - forced answer"
             raise PromptTooLongError(
-                f"the query alone needs {n} prompt tokens, more than the budget of {budget} "
-                "(context_size - max_output_tokens); raise context_size or lower max_output_tokens"
+                f"the query alone needs {n} prompt tokens, more than the budget of {budget} ({what}); "
+                "raise context_size" + (" or lower max_output_tokens" if rule == "reserve_output" else "")
             )
         keep = max(0, keep - max(1, n - budget))
 
 
+class Rule:
+    """The rank1 rule bound to one tokenizer and its settings: prompts, per-pair requests, judgements."""
+
+    def __init__(self, tokenizer: Any, config: ScoringConfig | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.config = config or ScoringConfig()
+        self.answer = AnswerTokens.from_tokenizer(tokenizer)
+        self.forced_reserve = forced_reserve(tokenizer)
+        self.prompt_budget = self.config.prompt_budget(self.forced_reserve)
+        if self.prompt_budget < 1:
+            raise ValueError(
+                f"context_size {self.config.context_size} leaves no room for a prompt "
+                f"(length rule {self.config.length_rule!r})"
+            )
+
+    def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> list[PreparedPrompt]:
+        """Prompts for (final query text, passage text) pairs, passages cut only as the length rule says."""
+        tok = self.tokenizer
+        prompts = [format_prompt(q, p) for q, p in zip(queries, passages, strict=True)]
+        lengths = [len(ids) for ids in tok(prompts).input_ids] if prompts else []
+        budget, rule = self.prompt_budget, self.config.length_rule
+        out = []
+        for q, p, prompt, n in zip(queries, passages, prompts, lengths, strict=True):
+            fitted = PreparedPrompt(prompt, n, False) if n <= budget else fit_prompt(tok, q, p, budget, rule)
+            out.append(replace(fitted, source_tokens=n))
+        return out
+
+    def pair(self, prepared: PreparedPrompt, *, keep_token_ids: bool = False) -> PairState:
+        return PairState(self, prepared, keep_token_ids=keep_token_ids)
+
+    def pass1_request(self, prepared: PreparedPrompt) -> Request:
+        cfg = self.config
+        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), STOP_STRINGS, cfg.top_logprobs)
+
+    def forced_request(self, prompt: str, reasoning: str) -> tuple[Request, str, bool]:
+        """The forced-answer request, the reasoning text it carries, and whether that was cut by tokens to fit.
+
+        The forced prompt always fits the context (one token is left for the answer): the sentence-cut
+        reasoning is shortened by tokens until it does, down to none at all (the prompt budget keeps room)."""
+        tok = self.tokenizer
+        limit = self.config.context_size - 1
+        text = cut_reasoning(reasoning)
+        forced = prompt + "\n" + text + PASS2_SUFFIX
+        n = len(tok(forced).input_ids)
+        cut = False
+        if n > limit:
+            cut = True
+            ids = tok(text, add_special_tokens=False).input_ids
+            keep = len(ids)
+            while n > limit and keep > 0:
+                keep = max(0, keep - (n - limit))
+                text = cut_reasoning(tok.decode(ids[:keep], skip_special_tokens=False))
+                forced = prompt + "\n" + text + PASS2_SUFFIX
+                n = len(tok(forced).input_ids)
+        cands = (self.answer.true_id, self.answer.false_id)
+        return Request(forced, 1, (), len(cands), cands), text, cut
+
+    def failure(self, error: str, **fields: Any) -> Judgement:
+        if self.config.failed_score == "raise":
+            raise ScoringError(f"a pair could not be scored and failed_score='raise' stops the run: {error}")
+        log.warning("pair failed: %s; scored %s by policy", error, self.config.failed_score)
+        return Judgement(score=float(self.config.failed_score), path="failed", error=error, **fields)
+
+
+class PairState:
+    """One pair's way through the rule, driven request by request by a scheduler (or :class:`Scorer`).
+
+    ``start()`` gives the pass-1 request; ``advance(completion)`` takes the completion of the request last
+    given and returns the next request (the forced answer) or the final :class:`Judgement`. Stages are
+    explicit (``pass1`` -> ``forced`` -> ``done``) so further rounds can slot in between pass 1 and the forced
+    answer without the scheduler changing.
+    """
+
+    __slots__ = ("rule", "prepared", "stage", "keep_token_ids", "pass1", "forced_text", "forced_cut")
+
+    def __init__(self, rule: Rule, prepared: PreparedPrompt, *, keep_token_ids: bool = False) -> None:
+        self.rule = rule
+        self.prepared = prepared
+        self.keep_token_ids = keep_token_ids
+        self.stage = "new"
+        self.pass1: Completion | None = None
+        self.forced_text: str | None = None
+        self.forced_cut = False
+
+    def start(self) -> Request:
+        if self.stage != "new":
+            raise RuntimeError(f"pair already started (stage {self.stage})")
+        self.stage = "pass1"
+        return self.rule.pass1_request(self.prepared)
+
+    def advance(self, completion: Completion) -> Request | Judgement:
+        if self.stage == "pass1":
+            return self._after_pass1(completion)
+        if self.stage == "forced":
+            return self._after_forced(completion)
+        raise RuntimeError(f"no request of this pair is in flight (stage {self.stage})")
+
+    def _common(self, comp: Completion) -> dict[str, Any]:
+        return dict(
+            reasoning=comp.text,
+            prompt_tokens=self.prepared.prompt_tokens,
+            output_tokens=comp.output_tokens,
+            finish_reason=comp.finish_reason,
+            truncated=self.prepared.truncated,
+            stop_reason=comp.stop_reason,
+            token_ids=comp.token_ids if self.keep_token_ids else None,
+        )
+
+    def _after_pass1(self, comp: Completion) -> Request | Judgement:
+        self.pass1 = comp
+        answered = pass1_answer(comp, self.rule.answer)
+        if answered is not None:
+            self.stage = "done"
+            return Judgement(
+                score=score_from_logprobs(*answered),
+                path="pass1",
+                logprob_true=answered[0],
+                logprob_false=answered[1],
+                **self._common(comp),
+            )
+        self.stage = "forced"
+        request, self.forced_text, self.forced_cut = self.rule.forced_request(self.prepared.prompt, comp.text)
+        return request
+
+    def _after_forced(self, comp: Completion) -> Judgement:
+        assert self.pass1 is not None
+        self.stage = "done"
+        answer = self.rule.answer
+        lps = {t: lp for t, lp in comp.last_logprobs.items() if t in (answer.true_id, answer.false_id)}
+        common = {
+            **self._common(self.pass1),
+            "forced_reasoning": self.forced_text,
+            "reasoning_cut": self.forced_cut,
+        }
+        answered = _answer_logprobs(lps, answer)
+        if answered is None:
+            error = f"forced answer gave no finite logprobs for both answer tokens (got {sorted(lps)})"
+            return self.rule.failure(error, **common)
+        return Judgement(
+            score=score_from_logprobs(*answered),
+            path="pass2",
+            logprob_true=answered[0],
+            logprob_false=answered[1],
+            **common,
+        )
+
+
 class Scorer:
-    """Applies the rank1 rule with one engine; stateless apart from the engine and settings."""
+    """The synchronous form of the rule: every pass-1 request in one engine call, then every forced answer."""
 
     def __init__(self, engine: Engine, config: ScoringConfig | None = None) -> None:
         self.engine = engine
         self.config = config or ScoringConfig()
-        self.answer = AnswerTokens.from_tokenizer(engine.tokenizer)
+        self.rule = Rule(engine.tokenizer, self.config)
+        self.answer = self.rule.answer
 
     def prepare(self, queries: Sequence[str], passages: Sequence[str]) -> list[PreparedPrompt]:
-        """Prompts for (final query text, passage text) pairs, truncated to the prompt budget."""
-        tok = self.engine.tokenizer
-        prompts = [format_prompt(q, p) for q, p in zip(queries, passages, strict=True)]
-        lengths = [len(ids) for ids in tok(prompts).input_ids] if prompts else []
-        budget = self.config.prompt_budget
-        out = []
-        for q, p, prompt, n in zip(queries, passages, prompts, lengths, strict=True):
-            out.append(PreparedPrompt(prompt, n, False) if n <= budget else fit_prompt(tok, q, p, budget))
-        return out
+        return self.rule.prepare(queries, passages)
 
-    def score(self, prepared: Sequence[PreparedPrompt]) -> list[Judgement]:
-        """Pass 1 on all prompts in one engine call, then pass 2 batched over the incomplete ones."""
-        if not prepared:
-            return []
-        cfg = self.config
-        completions = self.engine.complete(
-            [p.prompt for p in prepared],
-            max_tokens=cfg.max_output_tokens,
-            stop=STOP_STRINGS,
-            top_logprobs=cfg.top_logprobs,
-        )
-        results: list[Judgement | None] = [None] * len(prepared)
-        pending: list[int] = []
-        for i, (prep, comp) in enumerate(zip(prepared, completions, strict=True)):
-            answered = pass1_answer(comp, self.answer)
-            if answered is None:
-                pending.append(i)
-                continue
-            results[i] = Judgement(
-                score=score_from_logprobs(*answered),
-                reasoning=comp.text,
-                path="pass1",
-                prompt_tokens=prep.prompt_tokens,
-                output_tokens=comp.output_tokens,
-                finish_reason=comp.finish_reason,
-                truncated=prep.truncated,
-                stop_reason=comp.stop_reason,
-                logprob_true=answered[0],
-                logprob_false=answered[1],
-            )
-        if pending:
-            self._pass2(prepared, completions, pending, results)
+    def score(self, prepared: Sequence[PreparedPrompt], *, keep_token_ids: bool = False) -> list[Judgement]:
+        """Judgements in input order; each stage of all pairs is one batch call to the engine."""
+        states = [self.rule.pair(p, keep_token_ids=keep_token_ids) for p in prepared]
+        results: list[Judgement | None] = [None] * len(states)
+        todo = [(i, s.start()) for i, s in enumerate(states)]
+        while todo:
+            completions = run_requests(self.engine, [r for _, r in todo])
+            following = []
+            for (i, _), completion in zip(todo, completions, strict=True):
+                out = states[i].advance(completion)
+                if isinstance(out, Judgement):
+                    results[i] = out
+                else:
+                    following.append((i, out))
+            todo = following
         return [r for r in results if r is not None]
-
-    def _pass2_prompt(self, prompt: str, reasoning: str) -> str:
-        """The forced prompt; the reasoning is shortened by tokens in the rare case it overflows the context."""
-        tok = self.engine.tokenizer
-        forced = forced_prompt(prompt, reasoning)
-        limit = self.config.context_size - 1
-        excess = len(tok(forced).input_ids) - limit
-        if excess > 0:
-            ids = tok(cut_reasoning(reasoning), add_special_tokens=False).input_ids
-            forced = forced_prompt(prompt, tok.decode(ids[: max(0, len(ids) - excess - 1)]))
-        return forced
-
-    def _pass2(
-        self,
-        prepared: Sequence[PreparedPrompt],
-        completions: Sequence[Completion],
-        pending: Sequence[int],
-        results: list[Judgement | None],
-    ) -> None:
-        forced = [self._pass2_prompt(prepared[i].prompt, completions[i].text) for i in pending]
-        logprobs = self.engine.forced_logprobs(forced, [self.answer.true_id, self.answer.false_id])
-        for i, lps in zip(pending, logprobs, strict=True):
-            prep, comp = prepared[i], completions[i]
-            answered = _answer_logprobs(lps, self.answer)
-            common = dict(
-                reasoning=comp.text,
-                prompt_tokens=prep.prompt_tokens,
-                output_tokens=comp.output_tokens,
-                finish_reason=comp.finish_reason,
-                truncated=prep.truncated,
-                stop_reason=comp.stop_reason,
-                forced_reasoning=cut_reasoning(comp.text),
-            )
-            if answered is not None:
-                results[i] = Judgement(
-                    score=score_from_logprobs(*answered),
-                    path="pass2",
-                    logprob_true=answered[0],
-                    logprob_false=answered[1],
-                    **common,
-                )
-                continue
-            error = f"forced answer gave no finite logprobs for both answer tokens (got {sorted(lps)})"
-            if self.config.failed_score == "raise":
-                raise ScoringError(f"a pair could not be scored and failed_score='raise' stops the run: {error}")
-            log.warning("pair failed: %s; scored %s by policy", error, self.config.failed_score)
-            results[i] = Judgement(score=float(self.config.failed_score), path="failed", error=error, **common)

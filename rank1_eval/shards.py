@@ -53,9 +53,9 @@ def task_prompts(model: Any, task: Any) -> list[PreparedPrompt]:
 
 def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> dict[str, Any]:
     """Judge shard ``shard`` of a prepared task into its own store; no mteb, no outputs."""
-    from rank1_eval.evaluate import _Progress
     from rank1_eval.model import RunStats
     from rank1_eval.preflight import check_run
+    from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     store_path = Path(opts.store) if opts.store else shard_store_path(opts.output_dir, shard)
@@ -63,7 +63,7 @@ def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> d
     store_path.parent.mkdir(parents=True, exist_ok=True)
     prompts = task_prompts(model, prepared.task)
     store = SQLiteStore(store_path)
-    progress = _Progress(0, opts.progress)
+    progress = ProgressDisplay(0, enabled=opts.progress)  # the shard's share is known once keys are hashed
     model.store, model.stats, model.shard = store, RunStats(), shard
     try:
         model.judge_prompts(prompts, progress=progress)

@@ -960,10 +960,13 @@ class AsyncWriter:
     """Moves ``store.put_many`` off the scoring hot path onto a daemon thread.
 
     ``submit(items)`` enqueues (blocking when ``max_pending`` submissions are waiting, to bound memory);
-    the thread coalesces queued submissions into one ``put_many`` call. ``flush()`` waits until everything
-    submitted so far is written. ``close()`` flushes and stops the thread. If a write fails, the writer stops
-    writing and the original exception is re-raised by the next ``submit``/``flush``/``close`` (and by every
-    later one): nothing is swallowed. The wrapped store is not closed — its owner closes it.
+    the thread coalesces queued submissions into one ``put_many`` call — one transaction per
+    ``commit_interval`` seconds at most (0: whatever is queued when the previous commit ends), so a stream of
+    single judgements never makes SQLite throttle the engine, and no judgement waits longer than that to be
+    durable. ``flush()`` waits until everything submitted so far is written. ``close()`` flushes and stops the
+    thread. If a write fails, the writer stops writing and the original exception is re-raised by the next
+    ``submit``/``flush``/``close`` (and by every later one): nothing is swallowed. The wrapped store is not
+    closed — its owner closes it.
 
     With ``interrupt_main=True`` (and the writer made on the main thread) a failure also interrupts the main
     thread at once (``_thread.interrupt_main``), so a run whose judgements can no longer be stored stops now,
@@ -971,9 +974,19 @@ class AsyncWriter:
     Judgements committed before the failure stay committed.
     """
 
-    def __init__(self, store: Store, *, max_pending: int = 64, max_batch: int = 5000, interrupt_main: bool = False):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_pending: int = 10_000,
+        max_batch: int = 5000,
+        commit_interval: float = 0.0,
+        interrupt_main: bool = False,
+    ):
         self.store = store
         self.max_batch = max_batch
+        self.commit_interval = max(0.0, commit_interval)
+        self.commits = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._closed = False
@@ -983,14 +996,19 @@ class AsyncWriter:
         self._thread = threading.Thread(target=self._run, name="rank1-store-writer", daemon=True)
         self._thread.start()
 
+    def _next(self, deadline: float) -> Any:
+        remaining = deadline - time.monotonic()
+        return self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+
     def _run(self) -> None:
         while True:
             first = self._queue.get()
+            deadline = time.monotonic() + self.commit_interval
             batches = [first]
             size = 0 if first is _STOP else len(first)
-            while first is not _STOP and batches[-1] is not _STOP and size < self.max_batch:
+            while batches[-1] is not _STOP and size < self.max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._next(deadline)
                 except queue.Empty:
                     break
                 batches.append(nxt)
@@ -1001,6 +1019,7 @@ class AsyncWriter:
             try:
                 if items and self._error is None:
                     self.store.put_many(items)
+                    self.commits += 1
             except BaseException as exc:  # re-raised in the caller's thread
                 exc.add_note("raised in AsyncWriter's background thread while writing to the store")
                 self._error = exc

@@ -13,11 +13,12 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 VARIANT_KEYS = {
-    "docs_per_s", "output_tokens_per_s", "prompt_tokens_mean", "output_tokens_mean", "wall_s", "engine_s",
-    "overhead_fraction", "peak_rss_mb",
+    "docs_per_s", "generated_tokens_per_s", "prompt_tokens_mean", "output_tokens_mean", "wall_s", "engine_s",
+    "overhead_fraction", "peak_rss_mb", "mean_occupancy",
 }  # fmt: skip
 SUMMARY_KEYS = {
-    "speedup_vs_baseline", "baseline_spread", "warm_rerun_speedup", "overhead_fraction", "scores_max_abs_diff",
+    "stream_vs_reference", "stream_vs_chunked", "reference_spread", "warm_rerun_speedup", "overhead_fraction",
+    "scores_max_abs_diff", "occupancy",
 }  # fmt: skip
 
 
@@ -30,9 +31,14 @@ def test_bench_smoke_reports_every_key():
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     variants = [line for line in lines if "variant" in line]
-    assert [v["variant"] for v in variants] == ["baseline", "rank1_eval", "rank1_eval_warm", "baseline_again"]
+    names = ["reference", "chunked", "stream", "stream_warm", "reference_again"]
+    assert [v["variant"] for v in variants] == names
     for v in variants:
         assert v.keys() >= VARIANT_KEYS
+        assert 0 <= v["mean_occupancy"] <= 1
     (summary,) = [line for line in lines if line.get("summary")]
     assert summary.keys() >= SUMMARY_KEYS
-    assert summary["scores_max_abs_diff"] <= 1e-4
+    assert summary["scores_max_abs_diff"] <= 1e-6
+    assert summary["stream_vs_chunked_outputs"]["same_paths"] and summary["warm_equals_stream"]
+    (lengths,) = [line["output_lengths"] for line in lines if "output_lengths" in line]
+    assert lengths["min"] <= lengths["p50"] <= lengths["max"] <= lengths["budget"]

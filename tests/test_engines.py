@@ -62,12 +62,15 @@ def test_engines_agree(hf_engine, vllm_engine, pairs, config):
     assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) <= 1e-4
 
 
-def test_truncation_with_real_tokenizer(engine):
-    config = ScoringConfig(max_output_tokens=32, context_size=160)
+@pytest.mark.parametrize("rule", ["reference", "reserve_output"])
+def test_truncation_with_real_tokenizer(engine, rule):
+    config = ScoringConfig(max_output_tokens=32, context_size=160, length_rule=rule)
     long_doc = " ".join(["the passage talks about many things"] * 80)
     judged = _score(engine, config, [("what is it", long_doc), ("what is it", "short passage")])
     assert [j.truncated for j in judged] == [True, False]
-    assert judged[0].prompt_tokens <= 128
+    # reference: the prompt keeps all but the forced answer's room, and pass 1 gets what is left of the context
+    assert judged[0].prompt_tokens <= (128 if rule == "reserve_output" else 160 - 3)
+    assert judged[0].output_tokens <= 160 - judged[0].prompt_tokens
     assert judged[0].path in ("pass1", "pass2")
 
 

@@ -142,3 +142,18 @@ def test_missing_model_fails_with_name(tmp_path, monkeypatch):
     m = rank1(str(tmp_path / "nowhere" / "model"), device="cpu", fp_options="float32", engine="transformers")
     with pytest.raises(Exception, match="nowhere/model"):
         m.predict([("q", "d")])
+
+
+def test_length_rule_is_provenance_not_identity(qwen25_tokenizer):
+    """A prompt gets the same budget under both rules, so a stored judgement serves either; both are named."""
+    ref = _model(qwen25_tokenizer)
+    old = _model(qwen25_tokenizer, length_rule="reserve_output")
+    assert ref.judgement_key("same prompt") == old.judgement_key("same prompt")
+    prov = ref.provenance()
+    assert prov["length_rule"] == "reference" and old.provenance()["length_rule"] == "reserve_output"
+    assert set(prov["length_rules"]) == {"reference", "reserve_output"}
+    assert prov["batch_policy"]["scheduling"] == "stream"
+    with pytest.raises(ValueError, match="scheduling"):
+        rank1("jhu-clsp/rank1-7b", scheduling="sometimes")
+    with pytest.raises(ValueError, match="length_rule"):
+        rank1("jhu-clsp/rank1-7b", length_rule="whatever")

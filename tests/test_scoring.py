@@ -198,7 +198,9 @@ def test_empty_batch_calls_nothing(qwen25_tokenizer):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"max_output_tokens": 100, "context_size": 100},
+        {"max_output_tokens": 100, "context_size": 100, "length_rule": "reserve_output"},
+        {"length_rule": "whatever fits"},
+        {"context_size": 4},
         {"max_output_tokens": 0},
         {"top_logprobs": 1},
         {"failed_score": "zero"},
@@ -231,11 +233,56 @@ def test_query_alone_too_long(qwen25_tokenizer):
         fit_prompt(qwen25_tokenizer, "q " * 300, "p", budget=50)
 
 
-def test_scorer_prepare_flags_truncation(qwen25_tokenizer):
+@pytest.mark.parametrize(("rule", "budget"), [("reserve_output", 200 - 64), ("reference", None)])
+def test_scorer_prepare_flags_truncation(qwen25_tokenizer, rule, budget):
     engine = ScriptedEngine(qwen25_tokenizer, lambda p: _comp())
-    scorer = Scorer(engine, ScoringConfig(max_output_tokens=64, context_size=200))
+    scorer = Scorer(engine, ScoringConfig(max_output_tokens=64, context_size=200, length_rule=rule))
+    # the forced answer needs "\n" + "\n</think>" (Qwen2.5: </think> is several tokens) plus the answer token
+    reserve = len(qwen25_tokenizer("\n\n</think>", add_special_tokens=False).input_ids) + 1
+    budget = budget or 200 - reserve
+    assert scorer.rule.prompt_budget == budget
     prepared = scorer.prepare(["q1", "q2"], ["short", "long " * 500])
     assert [p.truncated for p in prepared] == [False, True]
-    assert all(p.prompt_tokens <= 136 for p in prepared)
+    assert prepared[1].prompt_tokens <= budget and prepared[1].prompt_tokens >= budget - 3
+    assert prepared[1].source_tokens > 500
     judged = scorer.score(prepared)
     assert [j.truncated for j in judged] == [False, True]
+    # each pair's pass 1 gets min(max_output_tokens, context_size - prompt_tokens)
+    budgets = [r.max_tokens for r in engine.requests if not r.forced]
+    assert budgets == [64, min(64, 200 - prepared[1].prompt_tokens)]
+
+
+def test_reference_rule_keeps_passages_the_reserve_rule_cuts(qwen25_tokenizer):
+    engine = ScriptedEngine(qwen25_tokenizer, lambda p: _comp())
+    passage = " ".join(f"w{i}" for i in range(45))
+    ref = Scorer(engine, ScoringConfig(max_output_tokens=64, context_size=200)).prepare(["q"], [passage])[0]
+    old = Scorer(engine, ScoringConfig(max_output_tokens=64, context_size=200, length_rule="reserve_output"))
+    cut = old.prepare(["q"], [passage])[0]
+    assert 136 < ref.prompt_tokens < 190 and not ref.truncated  # scored in full, as the reference did
+    assert cut.truncated and cut.prompt_tokens <= 136
+    assert ref.source_tokens == cut.source_tokens == ref.prompt_tokens
+    assert ScoringConfig(max_output_tokens=64, context_size=200).generation_budget(ref.prompt_tokens) == (
+        200 - ref.prompt_tokens
+    )
+
+
+def test_forced_prompt_always_fits_and_is_flagged(qwen25_tokenizer):
+    """A long prompt plus reasoning up to the context limit: pass 2's reasoning is cut by tokens to fit."""
+    reasoning = " ".join(f"Step {i} holds." for i in range(80)) + " And then"
+    engine = ScriptedEngine(
+        qwen25_tokenizer,
+        lambda p: _comp(text=reasoning, finish_reason="length", stop_reason=None),
+        lambda p: {T: math.log(0.6), F: math.log(0.4)},
+    )
+    config = ScoringConfig(max_output_tokens=400, context_size=300)
+    scorer = Scorer(engine, config)
+    prepared = scorer.prepare(["q", "q"], [" ".join(f"w{i}" for i in range(70)), "short"])
+    assert 200 < prepared[0].prompt_tokens < 280 and not prepared[0].truncated
+    long_j, short_j = scorer.score(prepared)
+    forced = [r.prompt for r in engine.requests if r.forced]
+    assert all(len(qwen25_tokenizer(f).input_ids) <= 299 for f in forced)
+    assert long_j.path == "pass2" and long_j.reasoning_cut
+    assert long_j.forced_reasoning and reasoning.startswith(long_j.forced_reasoning)
+    assert long_j.forced_reasoning.endswith(".")  # still cut at a sentence end
+    assert forced[0].endswith("\n" + long_j.forced_reasoning + "\n</think>")
+    assert not short_j.reasoning_cut or len(short_j.forced_reasoning) < len(cut_reasoning(reasoning))

@@ -30,6 +30,7 @@ from rank1_eval.engines.openai_engine import (
     parse_forced,
     token_id,
 )
+from rank1_eval.progress import Progress
 
 RUN = DEMO / "bm25s_top20.trec"
 ROOT = Path(__file__).resolve().parents[1]
@@ -415,7 +416,7 @@ def _same(a, b, tol=1e-5):
 @pytest.mark.parametrize("max_output_tokens", [64, 3], ids=["pass1", "pass2"])
 def test_two_servers_match_in_process_vllm(vllm_servers, vllm_engine, api_key, max_output_tokens):
     pairs = demo_pairs(3, 8)
-    model = _server_model(list(vllm_servers.urls), max_output_tokens=max_output_tokens, chunk_size=8)
+    model = _server_model(list(vllm_servers.urls), max_output_tokens=max_output_tokens)
     judged = model.judge(pairs)
     assert {j.path for j in judged} == {"pass1" if max_output_tokens == 64 else "pass2"}
     _same(judged, _reference(vllm_engine, pairs, max_output_tokens))
@@ -431,7 +432,7 @@ def test_cli_run_counts_pairs_per_server(vllm_servers, api_key, tmp_path, capsys
     code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1),
                  "--server-url", urls[0], "--server-url", urls[1], "--device", "cpu", "--dtype", "float32",
                  "--max-output-tokens", "64", "--context-size", "1024", "--output-dir", str(tmp_path),
-                 "--limit-queries", "3", "--top-k", "20", "--no-progress", "--chunk-size", "16"])  # fmt: skip
+                 "--limit-queries", "3", "--top-k", "20", "--no-progress"])  # fmt: skip
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "pairs 60: scored 60" in out.out
@@ -577,15 +578,24 @@ def test_losing_every_server_stops_clearly_and_resumes(vllm_servers, vllm_engine
     pairs = demo_pairs(4, 10)
     proxy = _Proxy(vllm_servers.servers[0].port)
     url = f"http://127.0.0.1:{proxy.port}/v1"
-    model = _server_model([url], chunk_size=8, max_retries=1)
+    model = _server_model([url], max_retries=1)
     model.store = SQLiteStore(tmp_path / "store.sqlite")
-    model.progress = lambda judged: proxy.close()  # the only server vanishes after the first chunk
+
+    class CloseAfter8(Progress):  # the only server vanishes after the 8th judgement
+        judged_pairs = 0
+
+        def judged(self, judgement, pairs=1, generated_tokens=None):
+            self.judged_pairs += pairs
+            if self.judged_pairs == 8:
+                proxy.close()
+
+    model.progress = CloseAfter8()
     with pytest.raises(EngineError, match=f"every server failed.*{url}"):
         model.judge(pairs)
     model.store.close()
     stored = sqlite3.connect(tmp_path / "store.sqlite").execute("select count(*) from judgements").fetchone()[0]
     assert 8 <= stored < len(pairs)
-    again = _server_model([vllm_servers.urls[0]], chunk_size=8)
+    again = _server_model([vllm_servers.urls[0]])
     again.store = SQLiteStore(tmp_path / "store.sqlite")
     judged = again.judge(pairs)
     assert again.stats.pairs_from_store == stored and again.stats.pairs_scored == len(pairs) - stored
@@ -598,7 +608,7 @@ def test_server_killed_mid_run_work_moves_to_the_other(vllm_servers, vllm_engine
     from rank1_eval.store import SQLiteStore
 
     pairs = demo_pairs(5, 12)
-    model = _server_model(list(vllm_servers.urls), chunk_size=20, max_retries=2)
+    model = _server_model(list(vllm_servers.urls), max_retries=2)
     model.store = SQLiteStore(tmp_path / "store.sqlite")
     victim = vllm_servers.servers[1]
     engine = model.engine

@@ -452,3 +452,23 @@ def test_async_writer_context_manager_and_submit_after_failure():
             writer.submit([("b", judgement(2))])
     with AsyncWriter(MemoryStore()) as ok, pytest.raises(TypeError):  # validated in the caller's thread
         ok.submit([("a", "not a judgement")])
+
+
+def test_async_writer_batches_single_judgements_by_time(tmp_path):
+    """A stream of one-judgement submissions: few transactions, yet each judgement durable within the interval."""
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    writer = AsyncWriter(store, commit_interval=0.3)
+    for i in range(50):
+        writer.submit([(key(i), judgement(i))])
+    time.sleep(0.9)  # not closed, not flushed: only the time-batched commits made these durable
+    other = SQLiteStore(tmp_path / "s.sqlite")
+    assert len(other.get_many([key(i) for i in range(50)])) == 50
+    other.close()
+    assert 1 <= writer.commits <= 5
+    writer.submit([(key(99), judgement(99))])
+    started = time.monotonic()
+    writer.flush()  # waits for the pending interval, no longer
+    assert time.monotonic() - started < 1.0
+    writer.close()
+    assert writer.commits <= 6
+    store.close()

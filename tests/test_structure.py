@@ -23,12 +23,14 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "rank1_eval"
 _BY_NAME = re.compile(r"^(rank1_eval(?:\.\w+)+):\w+$")
 
-# Lower layers never import higher ones (cli -> driver -> model -> scoring/engines/store -> records). Modules
-# not listed are bound by the no-cycle rule only.
+# Lower layers never import higher ones (cli -> driver -> model -> scheduler -> scoring/engines/store -> records).
+# Modules not listed are bound by the no-cycle rule only.
 _LAYERS = (
     ("records", "_data"),
     ("prompts", "engines", "engines.base", "engines.device", "engines.hf_engine", "engines.vllm_engine",
-     "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks", "texts"),
+     "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks", "texts",
+     "progress", "logs"),
+    ("scheduler",),
     ("model",),
     ("outputs", "preflight", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg",
      "report.page", "report.single", "report.side_by_side", "paper", "paper.manifests", "paper.results",

@@ -4,6 +4,12 @@ Mirrors the vLLM engine so both give the same paths and reasoning: the text keep
 before the matched stop string, ``token_ids`` include the stop string's tokens (and an EOS when generation
 ended on it), and the logprobs are those of the last generated position, in float32. The model's own
 ``generation_config`` (penalties, sampling) is ignored on purpose: rank1 decodes greedily with no processors.
+
+Scheduling: **static batches**. Requests are queued on ``submit``; each ``collect`` runs one ``generate`` over
+up to ``batch_size`` queued prompts of similar length (longest first, as the batch form always did) and returns
+them together — a batch waits for its longest generation, there is no continuous batching here. Each row stops
+at its own budget (a per-row stopping criterion). Forced answers (one restricted next-token distribution) run
+as one forward pass over a batch, as soon as a batch of them is queued or no generation is left.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rank1_eval.engines.base import EngineConfig
+from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, Request
 from rank1_eval.engines.device import check_device, torch_dtype
 from rank1_eval.records import Completion
+
+QUEUE_WINDOW = 1024  # requests a caller keeps queued: batches are picked longest-first among them
 
 
 class _TopKRecorder:
@@ -34,8 +42,20 @@ class _TopKRecorder:
         return scores
 
 
-class TransformersEngine:
-    """``AutoModelForCausalLM`` on CPU or CUDA; batches sorted by length to limit padding."""
+class _RowBudgets:
+    """A stopping criterion: row ``i`` is done once it generated ``budgets[i]`` tokens (per-pair budgets)."""
+
+    def __init__(self, budgets: Sequence[int], prompt_len: int, device: Any) -> None:
+        import torch
+
+        self.limits = torch.tensor([prompt_len + b for b in budgets], device=device)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        return input_ids.shape[1] >= self.limits
+
+
+class TransformersEngine(BatchCalls):
+    """``AutoModelForCausalLM`` on CPU or CUDA; static batches sorted by length to limit padding."""
 
     kind = "transformers"
 
@@ -67,6 +87,7 @@ class TransformersEngine:
         self._device = next(self.model.parameters()).device
         self._eos_ids = self._collect_eos_ids()
         self._torch = torch
+        self._queue: list[tuple[Request, int]] = []  # (request, prompt length), in submission order
 
     def _collect_eos_ids(self) -> set[int]:
         ids = set()
@@ -81,48 +102,81 @@ class TransformersEngine:
     def tokenizer(self) -> Any:
         return self._tokenizer
 
-    def _batches(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Index batches of similar prompt length (longest first), so padding stays small."""
-        lengths = [len(ids) for ids in self._tokenizer(list(prompts)).input_ids]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    @property
+    def window(self) -> int:
+        return max(QUEUE_WINDOW, 4 * self.config.batch_size)
+
+    # ----------------------------------------------------------------- streaming (static batches)
+    def submit(self, requests: Sequence[Request]) -> None:
+        if not requests:
+            return
+        lengths = [len(ids) for ids in self._tokenizer([r.prompt for r in requests]).input_ids]
+        self._queue.extend(zip(requests, lengths, strict=True))
+
+    def _next_batch(self) -> list[tuple[Request, int]]:
+        """Forced answers once a batch of them waits (or nothing else does), else the longest prompts."""
         size = max(1, self.config.batch_size)
-        return [order[i : i + size] for i in range(0, len(order), size)]
+        forced = [q for q in self._queue if q[0].forced]
+        generation = [q for q in self._queue if not q[0].forced]
+        if forced and (len(forced) >= size or not generation):
+            pool = forced
+        else:
+            group = (generation[0][0].stop, generation[0][0].top_logprobs)  # one generate() per setting
+            pool = [q for q in generation if (q[0].stop, q[0].top_logprobs) == group]
+        batch = sorted(pool, key=lambda q: -q[1])[:size]  # stable: ties keep submission order
+        chosen = {id(q) for q in batch}
+        self._queue = [q for q in self._queue if id(q) not in chosen]
+        return batch
+
+    def collect(self) -> list[tuple[int, Completion]]:
+        if not self._queue:
+            return []
+        batch = [r for r, _ in self._next_batch()]
+        results = self._forced(batch) if batch[0].forced else self._generate(batch)
+        return [(r.id, c) for r, c in zip(batch, results, strict=True)]
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+    def load(self) -> EngineLoad | None:
+        return None
 
     def _encode(self, prompts: Sequence[str]) -> dict[str, Any]:
         enc = self._tokenizer(list(prompts), return_tensors="pt", padding=True)
         return {k: v.to(self._device) for k, v in enc.items()}
 
-    def complete(
-        self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str], top_logprobs: int = 20
-    ) -> list[Completion]:
-        from transformers import GenerationConfig, LogitsProcessorList
+    def _generate(self, batch: Sequence[Request]) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        results: list[Completion | None] = [None] * len(prompts)
-        for batch in self._batches(prompts):
-            enc = self._encode([prompts[i] for i in batch])
-            recorder = _TopKRecorder(top_logprobs)
-            gen_config = GenerationConfig(
-                do_sample=False,
-                max_new_tokens=max_tokens,
-                stop_strings=list(stop),
-                pad_token_id=self._tokenizer.pad_token_id,
-                eos_token_id=sorted(self._eos_ids) or None,
+        stop, top_logprobs = batch[0].stop, batch[0].top_logprobs
+        enc = self._encode([r.prompt for r in batch])
+        prompt_len = enc["input_ids"].shape[1]
+        recorder = _TopKRecorder(top_logprobs)
+        budgets = [r.max_tokens for r in batch]
+        gen_config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=max(budgets),
+            stop_strings=list(stop) or None,
+            pad_token_id=self._tokenizer.pad_token_id,
+            eos_token_id=sorted(self._eos_ids) or None,
+        )
+        criteria = StoppingCriteriaList([_RowBudgets(budgets, prompt_len, self._device)])
+        with self._torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                generation_config=gen_config,
+                logits_processor=LogitsProcessorList([recorder]),
+                stopping_criteria=criteria,
+                tokenizer=self._tokenizer,
             )
-            with self._torch.inference_mode():
-                out = self.model.generate(
-                    **enc,
-                    generation_config=gen_config,
-                    logits_processor=LogitsProcessorList([recorder]),
-                    tokenizer=self._tokenizer,
-                )
-            prompt_len = enc["input_ids"].shape[1]
-            values = self._torch.stack(recorder.values, dim=1).cpu()  # [batch, steps, k]
-            indices = self._torch.stack(recorder.indices, dim=1).cpu()
-            for row, i in enumerate(batch):
-                gen = out[row, prompt_len:].tolist()
-                n_prompt = int(enc["attention_mask"][row].sum())
-                results[i] = self._completion(gen, values[row], indices[row], stop, max_tokens, n_prompt)
-        return [r for r in results if r is not None]
+        values = self._torch.stack(recorder.values, dim=1).cpu()  # [batch, steps, k]
+        indices = self._torch.stack(recorder.indices, dim=1).cpu()
+        results = []
+        for row, r in enumerate(batch):
+            gen = out[row, prompt_len:].tolist()[: r.max_tokens]  # after its budget a row holds only padding
+            n_prompt = int(enc["attention_mask"][row].sum())
+            results.append(self._completion(gen, values[row], indices[row], stop, r.max_tokens, n_prompt))
+        return results
 
     def _completion(
         self, gen: list[int], values: Any, indices: Any, stop: Sequence[str], max_tokens: int, n_prompt: int
@@ -135,7 +189,7 @@ class TransformersEngine:
         limit = min(len(gen), max_tokens) if eos_at is None else eos_at
         full = tok.decode(gen[:limit], skip_special_tokens=False)
         stop_reason = None
-        if any(s in full for s in stop):
+        if stop and any(s in full for s in stop):
             lo, hi = 1, limit
             while lo < hi:
                 mid = (lo + hi) // 2
@@ -163,20 +217,22 @@ class TransformersEngine:
             prompt_tokens=n_prompt,
         )
 
-    def forced_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[dict[int, float]]:
+    def _forced(self, batch: Sequence[Request]) -> list[Completion]:
+        """One forward pass: the next-token distribution restricted to each request's allowed ids."""
         torch = self._torch
-        cand = torch.tensor(list(candidates))
-        results: list[dict[int, float] | None] = [None] * len(prompts)
-        for batch in self._batches(prompts):
-            enc = self._encode([prompts[i] for i in batch])
-            mask = enc["attention_mask"]
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = self.model(**enc, position_ids=position_ids).logits[:, -1, :].float().cpu()
-            restricted = torch.log_softmax(logits[:, cand], dim=-1)
-            for row, i in enumerate(batch):
-                results[i] = {int(t): float(v) for t, v in zip(candidates, restricted[row].tolist(), strict=True)}
-        return [r for r in results if r is not None]
+        enc = self._encode([r.prompt for r in batch])
+        mask = enc["attention_mask"]
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(**enc, position_ids=position_ids).logits[:, -1, :].float().cpu()
+        results = []
+        for row, r in enumerate(batch):
+            cands = list(r.allowed_token_ids or ())
+            restricted = torch.log_softmax(logits[row, torch.tensor(cands)], dim=-1).tolist()
+            lps = {int(t): float(v) for t, v in zip(cands, restricted, strict=True)}
+            best = max(lps, key=lambda t: lps[t])
+            results.append(Completion("", (best,), "length", None, lps, int(mask[row].sum())))
+        return results
 
     def info(self) -> dict[str, Any]:
         return {

@@ -4,8 +4,11 @@ Same rule semantics as the in-process engines (greedy, stop strings, special tok
 by token id, forced answer through ``allowed_token_ids``), so a server is just another place the same vLLM
 runs. Design choices worth knowing:
 
-* **One prompt per request**, pulled from one shared queue by ``max_concurrency`` workers per server: a fast
-  server takes more work, and a prompt is only ever in flight at one server at a time.
+* **Streaming, one prompt per request**: requests are submitted one by one and finish out of order. A
+  dispatcher thread keeps a bounded window in flight, ``max_concurrency`` requests per server, pulled from
+  one shared queue (by ``Request.priority``: a pair's follow-up first): a fast server takes more work, and a
+  prompt is only ever in flight at one server at a time. ``request_timeout(request)`` is the per-request
+  timeout (a hook to override).
 * **Failures**: connection errors, timeouts, 5xx and 429 are retried with exponential backoff; the failed
   prompt goes straight back to the queue, so healthy servers pick it up while the failing one waits. A server
   that fails ``max_retries + 1`` backoff rounds in a row is dropped with a warning; when every server is
@@ -28,20 +31,21 @@ The tokenizer is loaded locally from the model id/path (answer token ids, prompt
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import logging
 import math
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from rank1_eval.engines.base import EngineConfig, EngineError
+from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineError, EngineLoad, Request
 from rank1_eval.records import Completion
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 TOKEN_ID_PREFIX = "token_id:"
 BACKOFF_BASE_S = 0.5
@@ -194,7 +198,7 @@ class ServerState:
         }
 
 
-class OpenAIEngine:
+class OpenAIEngine(BatchCalls):
     """A client of one or several vLLM OpenAI-compatible servers that all serve ``config.model``."""
 
     kind = "openai"
@@ -234,6 +238,8 @@ class OpenAIEngine:
                 config.model, revision=config.revision, trust_remote_code=config.trust_remote_code
             )
         self._tokenizer = tokenizer
+        self._stream: _Stream | None = None
+        self._inflight: dict[int, Request] = {}
         if check:
             self.check_servers()
 
@@ -247,11 +253,12 @@ class OpenAIEngine:
         """Requests in flight at once over all servers (the model sizes its chunks from this)."""
         return self.config.max_concurrency * len(self.servers)
 
-    def request_timeout(self, max_tokens: int) -> float:
+    def request_timeout(self, request: Request | int) -> float:
         """Seconds one request may take: ``--request-timeout``, else scaled to the request's output budget."""
         if self.config.request_timeout is not None:
             return float(self.config.request_timeout)
-        return TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max_tokens
+        max_tokens = request if isinstance(request, int) else request.max_tokens
+        return TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max(1, max_tokens)
 
     def _timeout_rule(self) -> str:
         if self.config.request_timeout is not None:
@@ -377,35 +384,78 @@ class OpenAIEngine:
                 "would not reflect allowed_token_ids"
             )
 
-    # ----------------------------------------------------------------- the two questions
-    def complete(
-        self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str], top_logprobs: int = 20
-    ) -> list[Completion]:
-        if not prompts:
-            return []
-        common = {**NEUTRAL_SAMPLING, "max_tokens": max_tokens, "logprobs": top_logprobs, "stop": list(stop)}
-        return self._run([{**common, "prompt": p} for p in prompts], "completions", parse_completion)
+    # ----------------------------------------------------------------- streaming
+    @property
+    def window(self) -> int:
+        """Every server's slots busy, plus half as many queued so a freed slot is refilled at once."""
+        slots = self.config.max_concurrency * max(1, len(self._live()))
+        return slots + max(8, slots // 2)
 
-    def forced_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[dict[int, float]]:
-        if not prompts:
-            return []
-        common = {
-            **NEUTRAL_SAMPLING,
-            "max_tokens": 1,
-            "logprobs": len(candidates),
-            "allowed_token_ids": [int(c) for c in candidates],
-        }
-        return self._run([{**common, "prompt": p} for p in prompts], "forced", lambda r: parse_forced(r, candidates))
+    def _body(self, r: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": r.prompt, "max_tokens": r.max_tokens,
+                                "logprobs": r.top_logprobs}  # fmt: skip
+        if r.stop:
+            body["stop"] = list(r.stop)
+        if r.allowed_token_ids is not None:
+            body["allowed_token_ids"] = [int(t) for t in r.allowed_token_ids]
+        return body
 
-    # ----------------------------------------------------------------- dispatch
-    def _run(self, bodies: list[dict[str, Any]], counter: str, parse: Callable[[dict[str, Any]], T]) -> list[T]:
-        """Run the dispatcher on an event loop: this thread's own, or a helper thread's inside a running loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._dispatch(bodies, counter, parse))
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # e.g. called from a notebook
-            return pool.submit(asyncio.run, self._dispatch(bodies, counter, parse)).result()
+    def submit(self, requests: Sequence[Request]) -> None:
+        if not requests:
+            return
+        stream = self._stream or self._start_stream()
+        for r in requests:
+            if r.id in self._inflight:
+                raise ValueError(f"request id {r.id} is already in flight")
+            self._inflight[r.id] = r
+        # by priority (a pair's follow-up first: one token, its prompt still in the server's prefix cache), then order
+        items = [(r.priority, r.id, r) for r in requests]
+        stream.loop.call_soon_threadsafe(lambda: [stream.queue.put_nowait(i) for i in items])
+
+    def collect(self) -> list[tuple[int, Completion]]:
+        if not self._inflight:
+            return []
+        stream = self._stream
+        assert stream is not None
+        while True:  # blocks until one request finished (or the dispatcher failed)
+            try:
+                items = [stream.results.get(timeout=1.0)]
+                break
+            except queue.Empty:
+                if not stream.thread.is_alive():
+                    raise EngineError("the server dispatcher stopped with requests in flight") from None
+        while True:
+            try:
+                items.append(stream.results.get_nowait())
+            except queue.Empty:
+                break
+        done: list[tuple[int, Completion]] = []
+        for item in items:
+            if isinstance(item, BaseException):
+                raise item
+            rid, completion = item
+            if self._inflight.pop(rid, None) is not None:
+                done.append((rid, completion))
+        return done
+
+    def cancel(self) -> None:
+        """Stop the dispatcher (requests in flight are dropped); the next ``submit`` starts a fresh one."""
+        stream, self._stream = self._stream, None
+        self._inflight.clear()
+        if stream is not None:
+            stream.stop()
+
+    def load(self) -> EngineLoad | None:
+        stream = self._stream
+        if stream is None:
+            return EngineLoad(0, 0, self.slots)
+        return EngineLoad(stream.busy, max(0, len(self._inflight) - stream.busy), self.slots)
+
+    def _start_stream(self) -> _Stream:
+        if not self._live():
+            raise self._all_failed_error()
+        self._stream = _Stream(self)
+        return self._stream
 
     def _live(self) -> list[ServerState]:
         return [s for s in self.servers if not s.dropped]
@@ -414,116 +464,57 @@ class OpenAIEngine:
         detail = "; ".join(f"{s.url}: {s.last_error or 'dropped'}" for s in self.servers)
         return EngineError(f"every server failed, no judgement can be completed ({detail})")
 
-    async def _dispatch(
-        self, bodies: list[dict[str, Any]], counter: str, parse: Callable[[dict[str, Any]], T]
-    ) -> list[T]:
-        """Each body to one server; answers are parsed on arrival (a long generation's per-position logprobs
-        are megabytes of JSON: only the parsed record is kept)."""
-        httpx = self._httpx
-        live = self._live()
-        if not live:
-            raise self._all_failed_error()
-        results: list[T | None] = [None] * len(bodies)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(len(bodies)):
-            queue.put_nowait(i)
-        state = {"remaining": len(bodies)}
-        finished = asyncio.Event()
-        fatal: list[BaseException] = []
+    async def _worker(self, stream: _Stream, server: ServerState, client: Any) -> None:
+        """One request slot of one server: take the next request, send it, hand the parsed answer back."""
         loop = asyncio.get_running_loop()
-
-        async def worker(server: ServerState, client: Any) -> None:
-            while not finished.is_set() and not server.dropped:
-                wait = server.retry_at - loop.time()
-                await asyncio.sleep(max(0.0, wait))  # also lets the other workers in when answers come instantly
-                if wait > 0:
-                    continue
-                i = await queue.get()
-                if server.dropped or server.retry_at > loop.time():
-                    queue.put_nowait(i)  # another round of backoff began while waiting: let others take it
-                    continue
-                sent = loop.time()
-                in_flight[server.url] = in_flight.get(server.url, 0) + 1
-                try:
-                    parsed = parse(await self._post(client, server, bodies[i]))
-                except _Retryable as exc:
-                    queue.put_nowait(i)
-                    self._failed(server, str(exc), sent, loop.time(), exc.retry_after)
-                    if not self._live():
-                        fatal.append(self._all_failed_error())
-                        finished.set()
-                    continue
-                except Exception as exc:  # a configuration error or a non-vLLM answer: stop everything
-                    fatal.append(exc)
-                    finished.set()
-                    return
-                finally:
-                    in_flight[server.url] -= 1
-                self._last_progress = time.monotonic()
-                server.rounds_failed = 0
-                setattr(server, counter, getattr(server, counter) + 1)
-                results[i] = parsed
-                state["remaining"] -= 1
-                if state["remaining"] == 0:
-                    finished.set()
-
-        in_flight: dict[str, int] = {}  # requests sent and not yet answered, per server (stall warnings)
-        max_tokens = max(int(b.get("max_tokens") or 1) for b in bodies)
-        timeout = self.request_timeout(max_tokens)
-        n_conn = self.config.max_concurrency * len(live)
-        limits = httpx.Limits(max_connections=n_conn, max_keepalive_connections=n_conn)
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(CHECK_TIMEOUT_S, timeout)),
-            limits=limits,
-            headers=self._headers(),
-            transport=self._transport,
-        ) as client:
-            # interleaved, so that the first prompts of a call go round-robin over the servers
-            slots = [s for _ in range(self.config.max_concurrency) for s in live]
-            tasks = [asyncio.create_task(worker(s, client)) for s in slots]
-            watchdog = asyncio.create_task(self._watch_stall(finished, in_flight, timeout))
-            waiter = asyncio.create_task(finished.wait())
+        while not server.dropped:
+            wait = server.retry_at - loop.time()
+            await asyncio.sleep(max(0.0, wait))  # also lets the other workers in when answers come instantly
+            if wait > 0:
+                continue
+            item = await stream.queue.get()
+            if server.dropped or server.retry_at > loop.time():
+                stream.queue.put_nowait(item)  # another round of backoff began while waiting: let others take it
+                await asyncio.sleep(0)
+                continue
+            _, rid, request = item
+            sent = loop.time()
+            stream.busy += 1
+            stream.in_flight[server.url] = stream.in_flight.get(server.url, 0) + 1
             try:
-                pending = set(tasks)
-                while not finished.is_set() and pending:
-                    _, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
-                    pending.discard(waiter)
+                response = await self._post(client, server, self._body(request), self.request_timeout(request))
+                completion = parse_completion(response)
+            except _Retryable as exc:
+                stream.queue.put_nowait((request.priority - 1, rid, request))  # ahead of its peers: it waited already
+                self._failed(server, str(exc), sent, loop.time(), exc.retry_after)
+                if not self._live():
+                    stream.fail(self._all_failed_error())
+                continue
+            except Exception as exc:  # a configuration error or a non-vLLM answer: stop everything
+                stream.fail(exc)
+                return
             finally:
-                for task in [*tasks, waiter, watchdog]:
-                    task.cancel()
-                await asyncio.gather(*tasks, waiter, watchdog, return_exceptions=True)
-        if fatal:
-            raise fatal[0]
-        if state["remaining"]:
-            raise self._all_failed_error()
-        return [r for r in results if r is not None]
+                stream.busy -= 1
+                stream.in_flight[server.url] -= 1
+            self._last_progress = time.monotonic()
+            server.rounds_failed = 0
+            if request.forced:
+                server.forced += 1
+            else:
+                server.completions += 1
+            stream.results.put((rid, completion))
 
-    async def _watch_stall(self, finished: asyncio.Event, in_flight: Mapping[str, int], timeout: float) -> None:
-        """Warn (once per period) when requests are in flight but none has finished for ``stall_warning_s``."""
-        period = self.config.stall_warning_s
-        if not period or period <= 0:
-            return
-        warned_at = self._last_progress
-        while not finished.is_set():
-            await asyncio.sleep(min(5.0, period / 4))
-            now = time.monotonic()
-            busy = {url: n for url, n in in_flight.items() if n > 0}
-            if busy and now - self._last_progress >= period and now - max(warned_at, self._last_progress) >= period:
-                warned_at = now
-                where = ", ".join(f"{url} ({n} in flight)" for url, n in busy.items())
-                log.warning(
-                    "stalled? no request has finished for %.0f s on %s; each request gives up after %.0f s (%s)",
-                    now - self._last_progress, where, timeout, self._timeout_rule(),
-                )  # fmt: skip
-
-    async def _post(self, client: Any, server: ServerState, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(
+        self, client: Any, server: ServerState, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
         httpx = self._httpx
+        extra = {} if timeout is None else {"timeout": httpx.Timeout(timeout, connect=min(CHECK_TIMEOUT_S, timeout))}
         try:
-            response = await client.post(server.url + "/completions", json={**body, "model": server.model})
+            response = await client.post(server.url + "/completions", json={**body, "model": server.model}, **extra)
         except httpx.TimeoutException as exc:
-            limit = self.request_timeout(int(body.get("max_tokens") or 1))
+            limit = timeout if timeout is not None else self.request_timeout(int(body.get("max_tokens") or 1))
             raise _Retryable(f"no answer within {limit:.0f} s ({type(exc).__name__}; {self._timeout_rule()})") from exc
-        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+        except httpx.TransportError as exc:  # connect/read/write errors
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         status = response.status_code
         if status == 429 or status >= 500:
@@ -577,4 +568,93 @@ class OpenAIEngine:
         }
 
     def close(self) -> None:
-        """Nothing to release: connections live only for one call."""
+        """Stop the dispatcher thread and its connections."""
+        self.cancel()
+
+
+class _Stream:
+    """The dispatcher: an event loop on a daemon thread with ``max_concurrency`` workers per live server.
+
+    Requests wait in one priority queue (forced answers first); a worker of any server takes the next one, so a
+    fast server takes more work and a request is in flight at one server at a time. Finished requests and
+    fatal errors go to ``results``, a thread-safe queue the caller's ``collect`` reads.
+    """
+
+    def __init__(self, engine: OpenAIEngine) -> None:
+        self.engine = engine
+        self.results: queue.Queue[Any] = queue.Queue()
+        self.busy = 0  # requests being answered by a server right now
+        self.in_flight: dict[str, int] = {}  # the same, per server (stall warnings)
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._failed = False
+        self.thread = threading.Thread(target=self._run, name="rank1-openai-dispatch", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # e.g. the HTTP client could not be made: collect() raises it
+            self.results.put(exc)
+        finally:
+            self._ready.set()
+            self.loop.close()
+
+    async def _main(self) -> None:
+        engine = self.engine
+        httpx = engine._httpx
+        self.queue: asyncio.PriorityQueue[tuple[int, int, Request]] = asyncio.PriorityQueue()
+        self._stop = asyncio.Event()
+        live = engine._live()
+        n_conn = engine.config.max_concurrency * len(live)
+        limits = httpx.Limits(max_connections=n_conn, max_keepalive_connections=n_conn)
+        default = engine.request_timeout(1)  # each request passes its own, scaled to its budget
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(default, connect=min(CHECK_TIMEOUT_S, default)),
+            limits=limits,
+            headers=engine._headers(),
+            transport=engine._transport,
+        ) as client:
+            # interleaved, so that the first requests go round-robin over the servers
+            slots = [s for _ in range(engine.config.max_concurrency) for s in live]
+            tasks = [asyncio.create_task(engine._worker(self, s, client)) for s in slots]
+            tasks.append(asyncio.create_task(self._watch_stall()))
+            self._ready.set()
+            await self._stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_stall(self) -> None:
+        """Warn (once per period) when requests are in flight but none has finished for ``stall_warning_s``."""
+        engine = self.engine
+        period = engine.config.stall_warning_s
+        if not period or period <= 0:
+            return
+        engine._last_progress = warned_at = time.monotonic()
+        while not self._stop.is_set():
+            await asyncio.sleep(min(5.0, period / 4))
+            now, last = time.monotonic(), engine._last_progress
+            busy = {url: n for url, n in self.in_flight.items() if n > 0}
+            if busy and now - last >= period and now - max(warned_at, last) >= period:
+                warned_at = now
+                where = ", ".join(f"{url} ({n} in flight)" for url, n in busy.items())
+                log.warning(
+                    "stalled? no request has finished for %.0f s on %s; each request gives up after its own "
+                    "timeout (%s)", now - last, where, engine._timeout_rule(),
+                )  # fmt: skip
+
+    def fail(self, exc: BaseException) -> None:
+        """Report a fatal error once (collect raises it); the workers stop taking requests."""
+        if not self._failed:
+            self._failed = True
+            self.results.put(exc)
+        self._stop.set()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (it had failed): nothing to stop
+                self.loop.call_soon_threadsafe(self._stop.set)
+            self.thread.join()

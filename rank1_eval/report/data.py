@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.metrics import EvalRules
 from rank1_eval.runs import Run, ranked
 from rank1_eval.texts import Texts, TextsError, read_texts
 
@@ -57,6 +58,7 @@ class RunView:
     per_query_fs: dict[str, float] = field(default_factory=dict)  # first stage metric per judged query
     texts_source: str = "none"
     reasoning: bool = True  # False for a ranking without traces (a run file, the first stage)
+    rules: EvalRules = field(default_factory=EvalRules)  # how mteb scored the run (ignore_identical_ids)
 
     @property
     def pairs(self) -> Iterable[dict[str, Any]]:
@@ -165,19 +167,26 @@ def load_run(folder: str | os.PathLike[str], *, measure: str | None = None, text
     by_query: dict[str, list[dict[str, Any]]] = {}
     for t in traces:
         by_query.setdefault(t["qid"], []).append(t)
+    rules = EvalRules.from_summary(summary)
     for qid, pairs in by_query.items():
-        order = {d: i for i, (d, _) in enumerate(ranked({t["docid"]: float(t["score"]) for t in pairs}), start=1)}
+        # ranked as the evaluator ranks; with ignore_identical_ids mteb drops the query's own id: ranked last here
+        scores = {t["docid"]: float(t["score"]) for t in pairs}
+        ignored = [qid] if rules.ignore_identical_ids and qid in scores else []
+        kept = ranked({d: s for d, s in scores.items() if d not in ignored})
+        order = {d: i for i, d in enumerate([d for d, _ in kept] + ignored, start=1)}
         labels = qrels.get(qid, {})
         for t in pairs:
             t["rank"] = order[t["docid"]]
             t["label"] = labels.get(t["docid"])
+            if t["docid"] in ignored:
+                t["ignored"] = True
     chosen = measure or (summary.get("vs_first_stage") or {}).get("metric") or "ndcg_cut_10"
-    view = RunView(root, summary, by_query, qrels, Texts(), trec_measure(chosen))
-    if qrels:
-        view.per_query = per_query(view.run(), qrels, view.measure)
+    view = RunView(root, summary, by_query, qrels, Texts(), trec_measure(chosen), rules=rules)
+    if qrels:  # mteb's rules: judged queries the run left unranked count 0, identical ids dropped
+        view.per_query = per_query(view.run(), qrels, view.measure, rules=rules)
         fs = view.first_stage()
         if fs:
-            view.per_query_fs = per_query(fs, qrels, view.measure)
+            view.per_query_fs = per_query(fs, qrels, view.measure, rules=rules)
     if texts:
         try:
             view.texts = read_texts(root)

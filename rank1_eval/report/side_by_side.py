@@ -78,7 +78,8 @@ def load_side(source: str | os.PathLike[str], a: D.RunView) -> D.RunView:
     else:
         raise D.ReportError(f"{text} is neither a result folder, a run file nor {FIRST_STAGE!r}")
     b.qrels = a.qrels
-    b.per_query = per_query(b.run(), a.qrels, a.measure) if a.qrels else {}
+    b.rules = a.rules
+    b.per_query = per_query(b.run(), a.qrels, a.measure, rules=a.rules) if a.qrels else {}
     return b
 
 

@@ -64,6 +64,9 @@ def provenance_line(view: D.RunView) -> str:
         ("context", _sampling(prov).get("context_size")),
         ("run file", prov.get("run_file")),
         ("queries", summary.get("queries") or len(view.by_query)),
+        ("queries evaluated", summary.get("queries_evaluated")),
+        ("judged without candidates (scored 0)", summary.get("judged_without_candidates") or None),
+        ("ignore_identical_ids", "yes" if view.rules.ignore_identical_ids else None),
         ("pairs", view.n_pairs),
         ("texts", view.texts_source),
     )
