@@ -238,12 +238,14 @@ def build_model(args: argparse.Namespace):
 
 def check_model_args(args: argparse.Namespace) -> None:
     """Flags that must fit together (after the demo's defaults are applied)."""
-    if args.context_size <= args.max_output_tokens:
+    # under the reference rule a pair generates min(max_output_tokens, context_size - prompt tokens): any pair of
+    # values works, and a query that cannot fit is found by the pre-flight
+    if getattr(args, "length_rule", "reference") == "reserve_output" and args.context_size <= args.max_output_tokens:
         from rank1_eval.errors import UsageError
 
         raise UsageError(
-            f"--context-size ({args.context_size}) must exceed --max-output-tokens ({args.max_output_tokens}): the "
-            "prompt gets context_size - max_output_tokens tokens"
+            f"--context-size ({args.context_size}) must exceed --max-output-tokens ({args.max_output_tokens}) under "
+            "--length-rule reserve_output: the prompt gets context_size - max_output_tokens tokens"
         )
 
 

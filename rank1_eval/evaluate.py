@@ -257,7 +257,7 @@ def mteb_task(
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     """Pairs and prompt tokens, and the passages each length rule would cut, with only the tokenizer."""
     from rank1_eval.prompts import doc_text, format_prompt
-    from rank1_eval.scoring import LENGTH_RULES, ScoringConfig, forced_reserve
+    from rank1_eval.scoring import LENGTH_RULES, forced_reserve, rule_budget
 
     pairs = prepared.task.pairs()
     info: dict[str, Any] = {
@@ -293,9 +293,7 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     info["length_rule"] = scoring.length_rule
     cut = {}
     for rule in LENGTH_RULES:
-        config = ScoringConfig(max_output_tokens=scoring.max_output_tokens, context_size=scoring.context_size,
-                               length_rule=rule)  # fmt: skip
-        budget = config.prompt_budget(reserve)
+        budget = rule_budget(rule, scoring.context_size, scoring.max_output_tokens, reserve)
         cut[rule] = {"prompt_budget": budget, "passages_cut": sum(n > budget for n in lengths)}
     info["passages_cut_by_rule"] = cut
     info["prompts_over_budget"] = cut[scoring.length_rule]["passages_cut"]

@@ -24,7 +24,7 @@ from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.registry import model_meta_for
 from rank1_eval.scheduler import Scheduler
-from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig
+from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig, rule_budget
 from rank1_eval.store import AsyncWriter
 
 if TYPE_CHECKING:
@@ -552,15 +552,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             return
         reserve = self._forced_reserve()
         for rule in LENGTH_RULES:
-            budget = ScoringConfig(**{**self._scoring_args(), "length_rule": rule}).prompt_budget(reserve)
+            budget = rule_budget(rule, self.scoring.context_size, self.scoring.max_output_tokens, reserve)
             self.stats.cut_by_rule[rule] = self.stats.cut_by_rule.get(rule, 0) + sum(
                 p.source_tokens > budget for p in prepared  # type: ignore[operator]
             )
-
-    def _scoring_args(self) -> dict[str, Any]:
-        c = self.scoring
-        return {"max_output_tokens": c.max_output_tokens, "context_size": c.context_size,
-                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score}  # fmt: skip
 
     def _forced_reserve(self) -> int:
         if self._engine is not None:

@@ -145,7 +145,7 @@ def check_ids(prepared: Any) -> list[str]:
 
 
 def check_prompt_budget(model: Any, prepared: Any) -> None:
-    """Every query fits ``context_size - max_output_tokens`` tokens with an empty passage (passages are cut)."""
+    """Every query fits the prompt budget of the length rule with an empty passage (passages are cut)."""
     from rank1_eval.prompts import format_prompt
 
     pairs = prepared.task.pairs()
@@ -159,15 +159,21 @@ def check_prompt_budget(model: Any, prepared: Any) -> None:
     tokenizer = model.tokenizer_only()
     texts = list(by_query)
     lengths = [len(ids) for ids in tokenizer([format_prompt(q, "") for q in texts]).input_ids]
-    budget = model.scoring.prompt_budget
+    cfg = model.scoring
+    reserve = model._forced_reserve()
+    budget = cfg.prompt_budget(reserve)
     over = [(by_query[q], n) for q, n in zip(texts, lengths, strict=True) if n > budget]
     if over:
         shown = ", ".join(f"{qid} ({n} tokens)" for qid, n in over[:3])
+        if cfg.length_rule == "reserve_output":
+            what = f"context_size {cfg.context_size} - max_output_tokens {cfg.max_output_tokens}"
+            fix = "raise --context-size or lower --max-output-tokens"
+        else:
+            what = f"context_size {cfg.context_size} - {reserve} tokens for the forced answer"
+            fix = "raise --context-size"
         raise PromptBudgetError(
             f"{len(over)} {'query needs' if len(over) == 1 else 'queries need'} more prompt tokens than the budget "
-            f"of {budget} (context_size "
-            f"{model.scoring.context_size} - max_output_tokens {model.scoring.max_output_tokens}) even with an "
-            f"empty passage: {shown}; raise --context-size or lower --max-output-tokens"
+            f"of {budget} ({what}) even with an empty passage: {shown}; {fix}"
         )
 
 

@@ -63,7 +63,8 @@ def _judgement(i: int, path: str = "pass1") -> Judgement:
 
 def _one_line(text: str) -> str:
     lines = [  # what is left once log warnings and the CLI's "loading …" status lines are set aside
-        ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("WARNING") and not ln.endswith("…")
+        ln for ln in text.strip().splitlines()
+        if ln.strip() and not ln.startswith("WARNING") and not re.search(r"…( \[[\d:]+\])?$", ln)
     ]
     assert len(lines) == 1, text
     assert "Traceback" not in text
@@ -122,9 +123,14 @@ def test_bad_flags_are_refused_by_the_parser(flags, named, capsys):
 
 
 def test_context_below_the_output_budget_is_one_line(capsys):
-    assert main(["run", "--context-size", "32", "--max-output-tokens", "64"]) == EXIT_ERROR
+    flags = ["--context-size", "32", "--max-output-tokens", "64"]
+    assert main(["run", *flags, "--length-rule", "reserve_output"]) == EXIT_ERROR
     line = _one_line(capsys.readouterr().err)
     assert "--context-size (32) must exceed --max-output-tokens (64)" in line
+    # the reference rule accepts the pair of values; the demo's queries do not fit 32 tokens: the pre-flight says so
+    assert main(["run", *flags, "--dry-run"]) == EXIT_ERROR
+    line = _one_line(capsys.readouterr().err)
+    assert "more prompt tokens than the budget" in line and "raise --context-size" in line
 
 
 # ------------------------------------------------------------------------------------------------ stores
@@ -517,7 +523,7 @@ def test_query_over_the_budget_stops_before_the_model_loads(tmp_path, capsys):
     args = _run_args(task, tmp_path / "out", "--run-file", str(tmp_path / "run.json"), "--context-size", "256")
     assert main(args) == EXIT_ERROR
     line = _one_line(capsys.readouterr().err)
-    assert "1 query needs more prompt tokens than the budget of 192" in line and "q1 (" in line
+    assert "1 query needs more prompt tokens than the budget of 252" in line and "q1 (" in line
     assert not (tmp_path / "out").exists()  # nothing written, no model loaded
 
 
@@ -631,7 +637,9 @@ def test_whitespace_ids_are_escaped_in_run_trec_and_announced(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_full_disk_under_the_store_stops_the_run_in_one_line_and_resumes(tmp_path, capsys):
-    args = ["--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "4", "--chunk-size", "1"]
+    # chunked, one pair per commit: the store fills part-way (the writer is the same under --scheduling stream)
+    args = ["--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "4",
+            "--scheduling", "chunked", "--chunk-size", "1"]  # fmt: skip
     with _tmpfs(tmp_path / "small", "96k") as small:
         code = main(_run_args(DEMO, tmp_path / "out", *args, "--store", str(small / "store.sqlite")))
         shutil.copytree(small, tmp_path / "copy")
