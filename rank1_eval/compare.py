@@ -10,7 +10,6 @@ always give the same p-value.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -174,15 +173,17 @@ def against_first_stage(
 
 
 def _summary(folder: Path) -> dict[str, Any]:
-    path = folder / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The folder's summary once the folder is checked whole (not truncated, not mixed with another run)."""
+    from rank1_eval.outputs import check_result_folder
+
+    return check_result_folder(folder) if (folder / "summary.json").is_file() else {}
 
 
 def folder_run(folder: Path) -> Run:
-    """The reranked run of a result folder (``run.trec``, else ``predictions.json``)."""
+    """The reranked run of a result folder (``predictions.json``: exact ids; else ``run.trec``)."""
     from rank1_eval.runs import read_run
 
-    for name in ("run.trec", "predictions.json"):
+    for name in ("predictions.json", "run.trec"):
         if (folder / name).is_file():
             return read_run(folder / name)
     raise CompareError(f"{folder} has neither run.trec nor predictions.json: not a result folder")
@@ -193,19 +194,17 @@ def folder_first_stage(folder: Path) -> Run:
     path = folder / "traces.jsonl"
     if not path.is_file():
         raise CompareError(f"{folder} has no traces.jsonl to read its first stage from")
+    from rank1_eval.outputs import read_jsonl
+
     run: Run = {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            t = json.loads(line)
-            score = t.get("first_stage_score")
-            if score is None:
-                rank = t.get("first_stage_rank")
-                if rank is None:
-                    raise CompareError(f"{path}: pair {t.get('qid')}/{t.get('docid')} has no first-stage rank")
-                score = -float(rank)
-            run.setdefault(str(t["qid"]), {})[str(t["docid"])] = float(score)
+    for t in read_jsonl(path):  # a truncated line is one clear error, not a JSONDecodeError
+        score = t.get("first_stage_score")
+        if score is None:
+            rank = t.get("first_stage_rank")
+            if rank is None:
+                raise CompareError(f"{path}: pair {t.get('qid')}/{t.get('docid')} has no first-stage rank")
+            score = -float(rank)
+        run.setdefault(str(t["qid"]), {})[str(t["docid"])] = float(score)
     return run
 
 
@@ -250,7 +249,7 @@ def compare(
     if not a.is_dir():
         raise CompareError(f"{a} is not a result folder")
     measure = trec_measure(metric)
-    summary_a = _summary(a)
+    summary_a = _summary(a)  # checked whole first: a truncated or mixed folder is refused before it is read
     run_a = folder_run(a)
     if dir_b is None:
         b_label, run_b, summary_b = f"{a} (first stage)", folder_first_stage(a), {}

@@ -57,8 +57,14 @@ class Prepared:
     run_sha256: str | None
     report: RunReport | None
     extra_qrels: dict[str, dict[str, dict[str, int]]]
+    notes: list[str] = field(default_factory=list)  # warnings about the first stage beyond the run report
+    first_stage_files: dict[str, str] = field(default_factory=dict)  # built first stages, written with the outputs
     excluded: dict[str, Any] | None = None  # BRIGHT v1.1 excluded_ids removed from the first stage (counts)
     limited_to: int | None = None  # queries kept by --limit-queries (groups whole)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*(self.report.warnings if self.report else ()), *self.notes]
 
     @property
     def n_pairs(self) -> int:
@@ -78,6 +84,8 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     """The run to rerank: an explicit file, the rank1 run-file dataset, bm25s, or the task's own candidates."""
     from rank1_eval.runs import fetch_run_file, read_run
 
+    if opts.run_file and opts.first_stage:
+        raise RunFileError(f"--run-file and --first-stage {opts.first_stage} both name a first stage: pass one")
     if opts.run_file:
         path = Path(opts.run_file)
         if not path.exists():
@@ -101,6 +109,9 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     )
 
 
+BM25_FILE = "first_stage.bm25.trec"
+
+
 def _bm25(task: LoadedTask, k: int) -> Run:
     from rank1_eval.runs import bm25_run
     from rank1_eval.tasks import mteb_doc_text
@@ -113,6 +124,33 @@ def _bm25(task: LoadedTask, k: int) -> Run:
     return bm25_run(docs, queries, k=k)
 
 
+def _read_with_notes(reader: Any, notes: list[str]) -> Any:
+    """Call a run reader, collecting its :class:`RunFileWarning` messages into ``notes``."""
+    import warnings
+
+    from rank1_eval.runs import RunFileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        result = reader()
+    for w in caught:
+        if issubclass(w.category, RunFileWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _trec_text(run: Run, tag: str) -> tuple[str, str]:
+    """A built first stage as TREC text (ids with whitespace escaped) and its sha256, written with the outputs."""
+    import hashlib
+
+    from rank1_eval.runs import run_to_lines
+
+    text = "".join(line + "\n" for line in run_to_lines(run, tag, escape_whitespace=True))
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def prepare(opts: RunOptions, model_name: str) -> Prepared:
     """Load the task and its first stage, validate, drop excluded docs, keep the top-k, apply --limit-queries.
 
@@ -120,7 +158,7 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     queries without candidates, and groups of queries (NevIR pairs, mFollowIR og/changed) left incomplete.
     """
     from rank1_eval.beir import read_qrels
-    from rank1_eval.runs import drop_excluded, write_trec
+    from rank1_eval.runs import drop_excluded
 
     if opts.top_k < 1:
         raise RunFileError(f"--top-k must be >= 1, got {opts.top_k}")
@@ -135,12 +173,16 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     extra_qrels = {}
     for name, path in opts.qrels.items():
         extra_qrels[name] = read_qrels(path)
-    run, source, sha = _first_stage_run(task, opts)
+    notes: list[str] = []
+    run, source, sha = _read_with_notes(lambda: _first_stage_run(task, opts), notes)
+    files: dict[str, str] = {}
     if source == "bm25":  # enough candidates that k remain after the task's exclusions
         run = _bm25(task, opts.top_k + max((len(v) for v in task.excluded.values()), default=0))
     report = None
     excluded = None
     if run is not None:
+        from rank1_eval.runs import unknown_below_cut
+
         if task.excluded:
             run, n_pairs, n_queries = drop_excluded(run, task.excluded)
             excluded = {"queries_with_exclusions": len(task.excluded), "pairs_removed": n_pairs,
@@ -148,12 +190,15 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
             if n_pairs:
                 log.info("%s: removed %d excluded (query, doc) entries of %d queries", source, n_pairs, n_queries)
         kept = top_k(run, opts.top_k)
-        if source == "bm25":  # the exact candidates reranked, as a TREC run beside the results
-            out = run_dir(opts.output_dir, model_name, task)
-            path = write_trec(kept, out / "first_stage.bm25.trec", tag="bm25s")
-            source, sha = str(path), file_sha256(path)
-        report = validate_run(kept, task.query_ids(), task.corpus_ids(), task.qrels, k=opts.top_k)
-        for warning in report.warnings:
+        if source == "bm25":  # the exact candidates reranked, written beside the results with the outputs
+            files[BM25_FILE], sha = _trec_text(kept, "bm25s")
+            source = str(run_dir(opts.output_dir, model_name, task) / BM25_FILE)
+        corpus_ids = set(task.corpus_ids())
+        report = validate_run(kept, task.query_ids(), corpus_ids, task.qrels, k=opts.top_k)
+        below = unknown_below_cut(run, kept, corpus_ids)
+        if below:
+            notes.append(below)
+        for warning in [*report.warnings, *notes]:
             log.warning("%s: %s", source, warning)
         task.set_candidates({qid: [d for d, _ in ranked(docs)] for qid, docs in kept.items() if docs})
         first_stage = kept
@@ -171,7 +216,7 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
             log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
                         opts.limit_queries, limited_to)  # fmt: skip
     task.check_groups()
-    return Prepared(task, first_stage, source, sha, report, extra_qrels, excluded, limited_to)
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
 
 
 def mteb_task(
@@ -212,7 +257,7 @@ def mteb_task(
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     """Pairs and prompt tokens, and the passages each length rule would cut, with only the tokenizer."""
     from rank1_eval.prompts import doc_text, format_prompt
-    from rank1_eval.scoring import LENGTH_RULES, ScoringConfig, forced_reserve
+    from rank1_eval.scoring import LENGTH_RULES, forced_reserve, rule_budget
 
     pairs = prepared.task.pairs()
     info: dict[str, Any] = {
@@ -248,9 +293,7 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     info["length_rule"] = scoring.length_rule
     cut = {}
     for rule in LENGTH_RULES:
-        config = ScoringConfig(max_output_tokens=scoring.max_output_tokens, context_size=scoring.context_size,
-                               length_rule=rule)  # fmt: skip
-        budget = config.prompt_budget(reserve)
+        budget = rule_budget(rule, scoring.context_size, scoring.max_output_tokens, reserve)
         cut[rule] = {"prompt_budget": budget, "passages_cut": sum(n > budget for n in lengths)}
     info["passages_cut_by_rule"] = cut
     info["prompts_over_budget"] = cut[scoring.length_rule]["passages_cut"]
@@ -270,13 +313,18 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
 
     from rank1_eval.logs import library_logs
     from rank1_eval.model import RunStats
+    from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
     out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    store_path = store_path_of(opts)
+    # everything the run will write is checked now, before a weight loads (fail fast, one line)
+    preflight = check_run(model, prepared, opts, out=out, store_path=store_path)
+    for warning in preflight:
+        log.warning("%s", warning)
+    out.mkdir(parents=True, exist_ok=True)  # engine.log is written during the run; the results atomically after
     judged = task.eval_qrels()  # the queries mteb evaluates, judged queries without candidates included
     traces: list[tuple[dict[str, Any], list[Any]]] = []
     if progress is None:
@@ -317,6 +365,8 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         wall_s=wall,
         store_path=store_path,
     )
+    summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
+    summary["preflight_warnings"] = preflight
     summary["extra_qrels"] = outputs.extra_metrics(
         predictions, judged, prepared.extra_qrels, rules=task.eval_rules, query_ids=list(judged)
     )
@@ -326,7 +376,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         summary["vs_first_stage"] = against_first_stage(
             predictions, prepared.first_stage, judged, rules=task.eval_rules
         )
-    outputs.write_run_folder(
+    summary = outputs.write_run_folder(
         out,
         task_result=task_result,
         predictions=predictions,
@@ -336,10 +386,16 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         summary=summary,
         model=model,
         qrels=judged,
+        extra_files=prepared.first_stage_files,
         texts=outputs.judged_texts(task, predictions),
     )
     summary["output_dir"] = str(out)
     return summary
+
+
+def store_path_of(opts: RunOptions) -> Path:
+    """The judgement store of a run: ``--store``, else ``OUTPUT_DIR/store.sqlite``."""
+    return Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
 
 
 def _fmt(value: Any) -> str:

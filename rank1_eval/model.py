@@ -24,7 +24,7 @@ from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.registry import model_meta_for
 from rank1_eval.scheduler import Scheduler
-from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig
+from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig, rule_budget
 from rank1_eval.store import AsyncWriter
 
 if TYPE_CHECKING:
@@ -246,8 +246,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         server_urls: Sequence[str] = (),
         api_key_env: str = "RANK1_API_KEY",
         max_concurrency: int = 8,
-        request_timeout: float = 600.0,
+        request_timeout: float | None = None,
         max_retries: int = 5,
+        stall_warning_s: float = 300.0,
         data_parallel: int = 1,
         engine_kwargs: Mapping[str, Any] | None = None,
         model_name: str | None = None,
@@ -301,6 +302,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             max_concurrency=max_concurrency,
             request_timeout=request_timeout,
             max_retries=max_retries,
+            stall_warning_s=stall_warning_s,
             data_parallel=data_parallel,
             ngram_speculation=ngram_speculation,
         )
@@ -352,7 +354,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(
-                f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
+                _missing_folder(self.model_name_or_path)
+                or f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
                 f"engine: {_short_reason(exc)}"
             ) from exc
         log.info("loaded %s on %s in %.1fs", self.model_name_or_path, engine.kind, time.perf_counter() - started)
@@ -443,7 +446,16 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             )
         except (OSError, ValueError) as exc:
             reason = _short_reason(exc)
-            raise ModelLoadError(f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}") from exc
+            raise ModelLoadError(
+                _missing_folder(self.model_name_or_path)
+                or f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}"
+            ) from exc
+
+    def tokenizer_only(self) -> Any:
+        """The model's tokenizer without its weights (the engine's when it is loaded): for pre-flight checks."""
+        if self._engine is not None:
+            return self._engine.tokenizer
+        return self._tokenizer_rule().tokenizer
 
     def judge_prompts(
         self, prepared: Sequence[PreparedPrompt], progress: Progress | None = None
@@ -489,7 +501,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             # Prompts of one query (and instruction) run together so the engine's prefix cache serves their shared
             # opening; longest first within a query so the stragglers start early. Results keep input order.
             items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
-            writer = AsyncWriter(self.store, commit_interval=COMMIT_INTERVAL_S) if self.store is not None else None
+            writer = None
+            if self.store is not None:  # a failed commit (full disk...) interrupts the run at once
+                writer = AsyncWriter(self.store, commit_interval=COMMIT_INTERVAL_S, interrupt_main=True)
 
             def final(i: int, judgement: Judgement) -> None:
                 key = items[i][0]
@@ -538,15 +552,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             return
         reserve = self._forced_reserve()
         for rule in LENGTH_RULES:
-            budget = ScoringConfig(**{**self._scoring_args(), "length_rule": rule}).prompt_budget(reserve)
+            budget = rule_budget(rule, self.scoring.context_size, self.scoring.max_output_tokens, reserve)
             self.stats.cut_by_rule[rule] = self.stats.cut_by_rule.get(rule, 0) + sum(
                 p.source_tokens > budget for p in prepared  # type: ignore[operator]
             )
-
-    def _scoring_args(self) -> dict[str, Any]:
-        c = self.scoring
-        return {"max_output_tokens": c.max_output_tokens, "context_size": c.context_size,
-                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score}  # fmt: skip
 
     def _forced_reserve(self) -> int:
         if self._engine is not None:
@@ -653,6 +662,22 @@ Rank1 = rank1
 def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:
     """mteb's loader of the registered checkpoints: ``mteb.get_model(name, **kw)`` -> ``rank1(name, ...)``."""
     return rank1(model_name, revision=revision, **kwargs)
+
+
+def _missing_folder(name: str) -> str | None:
+    """A clear line when ``name`` is meant as a local folder that does not exist (not a Hub id error)."""
+    if os.path.isdir(name):
+        return None
+    if os.path.exists(name):
+        return f"model path {name!r} is a file, not a model folder (config.json, tokenizer and weights)"
+    path = Path(os.path.expanduser(name))
+    local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or path.parent.is_dir() and "/" in name
+    if not local:
+        return None
+    return (
+        f"model folder {name!r} does not exist ({path.resolve()}); pass an existing local folder, or a Hub "
+        "model id such as jhu-clsp/rank1-7b"
+    )
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -32,9 +32,9 @@ _LAYERS = (
      "progress", "logs"),
     ("scheduler",),
     ("model",),
-    ("outputs", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg", "report.page",
-     "report.single", "report.side_by_side", "paper", "paper.manifests", "paper.results", "paper.render",
-     "paper.plots", "paper.files", "paper.reproduction"),
+    ("outputs", "preflight", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg",
+     "report.page", "report.single", "report.side_by_side", "paper", "paper.manifests", "paper.results",
+     "paper.render", "paper.plots", "paper.files", "paper.reproduction"),
     ("", "cli", "__main__"),  # "": the package's __init__ (the public API)
 )  # fmt: skip
 LAYERS: dict[str, int] = {

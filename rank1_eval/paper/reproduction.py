@@ -126,7 +126,7 @@ def reproduce(
             if skip_existing:
                 col = table.column(run.columns[0])
                 folder_label = result_label(col, subs)
-                if folder_label and (out_root / safe_name(name) / folder_label / "summary.json").is_file():
+                if folder_label and _whole(out_root / safe_name(name) / folder_label):
                     log.info("%s: result folder exists, skipped", label)
                     continue
             try:
@@ -161,3 +161,17 @@ def reproduce(
     result = table_from_results(table, out_root, safe_name(name), row=row, placeholders=subs)
     files = write_table_files(result, out_root / "tables", f"{table.name}__{safe_name(name)}")
     return Reproduction(result, files, summaries, failures)
+
+
+def _whole(folder: Path) -> bool:
+    """A result folder that exists and passes its manifest check (a damaged one is rebuilt, not skipped)."""
+    from rank1_eval.outputs import ResultFolderError, check_result_folder
+
+    if not (folder / "summary.json").is_file():
+        return False
+    try:
+        check_result_folder(folder)
+    except ResultFolderError as exc:
+        log.warning("%s; rebuilding it", exc)
+        return False
+    return True

@@ -78,10 +78,15 @@ class Folder:
 
     @classmethod
     def read(cls, path: Path) -> Folder | None:
+        from rank1_eval.outputs import ResultFolderError, check_result_folder
+
         summary_path = path / "summary.json"
         if not summary_path.is_file():
             return None
-        summary = _read_json(summary_path)
+        try:  # whole, not truncated or mixed with another run (large files: checked by size)
+            summary = check_result_folder(path, hash_limit=4 * 2**20)
+        except ResultFolderError as exc:
+            raise TableError(str(exc)) from None
         scores: dict[str, Any] = {}
         result_path = path / "mteb_result.json"
         if result_path.is_file():
@@ -342,7 +347,8 @@ def table_from_results(
             model_dir, name = results / model, model
         if not model_dir.is_dir():
             have = sorted(p.name for p in results.iterdir() if p.is_dir())
-            raise TableError(f"no results for model {model!r} under {results} (looked for {name}/); have: {have}")
+            looked = model if "__" in model and "/" not in model else name  # a folder name is not made safe twice
+            raise TableError(f"no results for model {model!r} under {results} (looked for {looked}/); have: {have}")
         if row is not None:  # a model set against a chosen paper row
             chosen = table.row(row)
             targets.append((chosen, model_dir, "ours", f"{model} (vs {chosen.label})", model))

@@ -152,15 +152,16 @@ def load_run(folder: str | os.PathLike[str], *, measure: str | None = None, text
     """
     from rank1_eval.beir import read_qrels
     from rank1_eval.compare import per_query, trec_measure
+    from rank1_eval.outputs import ResultFolderError, check_result_folder
 
     root = Path(folder)
     summary_path, traces_path = root / "summary.json", root / "traces.jsonl"
     if not summary_path.is_file() or not traces_path.is_file():
         raise ReportError(f"{root} is not a result folder (needs summary.json and traces.jsonl)")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{summary_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    try:  # whole, not truncated or mixed: else one line saying how to rebuild it
+        summary = check_result_folder(root)
+    except ResultFolderError as exc:
+        raise ReportError(str(exc)) from None
     traces = read_traces(traces_path)
     qrels = read_qrels(root / "qrels.tsv") if (root / "qrels.tsv").is_file() else {}
     by_query: dict[str, list[dict[str, Any]]] = {}
