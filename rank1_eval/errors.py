@@ -13,6 +13,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rank1_eval.compare import CompareError
     from rank1_eval.engines import EngineError
     from rank1_eval.engines.device import DeviceError
+    from rank1_eval.layout import ResultsError
     from rank1_eval.model import ModelLoadError
     from rank1_eval.paper.manifests import TableError
     from rank1_eval.prompts import PromptError
@@ -23,5 +24,5 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (
         DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError, TableError, CompareError,
+        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ResultsError,
     )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rank1_eval import outputs
+from rank1_eval import layout, outputs
+from rank1_eval.layout import safe_name
 from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
 from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
 
@@ -55,19 +56,52 @@ class Prepared:
     run_sha256: str | None
     report: RunReport | None
     extra_qrels: dict[str, dict[str, dict[str, int]]]
+    first_stage_files: dict[str, str] = field(default_factory=dict)  # built first stages, written with the outputs
 
     @property
     def n_pairs(self) -> int:
         return sum(len(v) for v in (self.task.top_ranked or {}).values())
 
 
-def safe_name(name: str) -> str:
-    """A model id as one folder name: never nested folders from the ``/`` in an id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name.strip("/")) or "model"
+__all__ = [
+    "Prepared", "RunOptions", "evaluate", "export_results", "prepare", "reranking_task", "run_folder", "run_settings",
+    "safe_name",
+]  # fmt: skip
+
+BM25_FILE = "first_stage.bm25.trec"
 
 
-def run_dir(output_dir: Path, model_name: str, task: LoadedTask) -> Path:
-    return Path(output_dir) / safe_name(model_name) / task.label
+def _first_stage_kind(opts: RunOptions) -> str:
+    """``default`` (the task's own candidates or its rank1 run file), ``bm25``, or ``file`` (--run-file)."""
+    if opts.run_file:
+        return "file"
+    return opts.first_stage or "default"
+
+
+def run_settings(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
+    """Everything that determines what a run's folder holds: the model's settings and the run's (hashed into
+    the folder name by :func:`rank1_eval.layout.run_folder`)."""
+    task = prepared.task
+    return {
+        **model.outcome_settings(),
+        "task": task.name,
+        "subtask": task.subtask,
+        "subset": task.subset,
+        "split": task.split,
+        "dataset_revision": task.dataset_revision,
+        "first_stage": _first_stage_kind(opts),
+        "run_sha256": prepared.run_sha256,
+        "top_k": opts.top_k,
+        "limit_queries": opts.limit_queries,
+        "main_metric": opts.main_metric,
+        "extra_qrels": {name: file_sha256(path) for name, path in sorted(opts.qrels.items())},
+    }
+
+
+def run_folder(model: Any, prepared: Prepared, opts: RunOptions) -> Path:
+    """The result folder of this run (same settings, same folder: a rerun resumes and rewrites it)."""
+    settings = run_settings(model, prepared, opts)
+    return layout.run_folder(opts.output_dir, model.mteb_model_meta.name, prepared.task.label, settings)
 
 
 def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, str, str | None]:
@@ -97,8 +131,11 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     )
 
 
-def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
-    from rank1_eval.runs import bm25_run, write_trec
+def _bm25(task: LoadedTask, k: int) -> tuple[Run, str, str]:
+    """bm25s top-k, its TREC text (written into the result folder with the outputs) and that text's sha256."""
+    import hashlib
+
+    from rank1_eval.runs import bm25_run, run_to_lines
     from rank1_eval.tasks import mteb_doc_text
 
     data = task.data
@@ -107,12 +144,16 @@ def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
     docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
     queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
     run = bm25_run(docs, queries, k=k)
-    path = write_trec(run, out / "first_stage.bm25.trec", tag="bm25s")
-    return run, file_sha256(path)
+    text = "".join(line + "\n" for line in run_to_lines(run, "bm25s"))
+    return run, text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def prepare(opts: RunOptions, model_name: str) -> Prepared:
-    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries."""
+def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
+    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries.
+
+    ``model_name`` is not needed (the result folder is named after the run's settings, see :func:`run_folder`);
+    it is accepted for callers that pass it.
+    """
     from rank1_eval.beir import read_qrels
 
     if opts.top_k < 1:
@@ -124,11 +165,10 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     for name, path in opts.qrels.items():
         extra_qrels[name] = read_qrels(path)
     run, source, sha = _first_stage_run(task, opts)
+    files: dict[str, str] = {}
     if source == "bm25":
-        out = run_dir(opts.output_dir, model_name, task)
-        out.mkdir(parents=True, exist_ok=True)
-        run, sha = _bm25(task, opts.top_k, out)
-        source = str(out / "first_stage.bm25.trec")
+        run, files[BM25_FILE], sha = _bm25(task, opts.top_k)
+        source = f"bm25s ({BM25_FILE} in the result folder)"
     report = None
     if run is not None:
         kept = top_k(run, opts.top_k)
@@ -146,7 +186,37 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         if opts.limit_queries < 1:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
         task.limit_queries(opts.limit_queries)
-    return Prepared(task, first_stage, source, sha, report, extra_qrels)
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, files)
+
+
+def reranking_task(
+    task: str,
+    subtask: str | None = None,
+    *,
+    run_file: str | os.PathLike[str] | None = None,
+    first_stage: str | None = None,
+    top_k: int = 100,
+    split: str | None = None,
+    limit_queries: int | None = None,
+    dataset_path: str | None = None,
+) -> Any:
+    """The mteb task exactly as ``rank1-eval run`` reranks it, for ``mteb.evaluate(model, [task])``.
+
+    Its candidates (mteb's ``top_ranked``) are the first stage's top-k: ``run_file``, ``first_stage="bm25"``,
+    or by default the task's own candidates or the paper's rank1 run file (BRIGHT, BEIR, mFollowIR). ``task`` is
+    an mteb/seed task name or a BEIR-style folder; everything is validated as for ``rank1-eval run``.
+    """
+    opts = RunOptions(
+        task=task,
+        subtask=subtask,
+        run_file=None if run_file is None else str(run_file),
+        first_stage=first_stage,
+        top_k=top_k,
+        split=split,
+        limit_queries=limit_queries,
+        dataset_path=dataset_path,
+    )
+    return prepare(opts).task.task
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
@@ -209,8 +279,8 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
-    out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = run_settings(model, prepared, opts)
+    out = layout.run_folder(opts.output_dir, model.mteb_model_meta.name, task.label, settings)
     store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
     traces: list[tuple[dict[str, Any], list[Any]]] = []
     progress = _Progress(prepared.n_pairs, opts.progress)
@@ -245,11 +315,21 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         wall_s=wall,
         store_path=store_path,
     )
+    summary["settings"] = settings
+    summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
     if prepared.first_stage:
         from rank1_eval.compare import against_first_stage
 
         summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
+    meta = _mteb_meta(model, settings)
+    mteb_path = layout.mteb_result_path(opts.output_dir, meta, task_result.task_name)
+    summary["mteb"] = {
+        "result": str(mteb_path),
+        "name": meta.name,
+        "revision": meta.revision,
+        "experiment_kwargs": dict(meta.experiment_kwargs or {}),
+    }
     outputs.write_run_folder(
         out,
         task_result=task_result,
@@ -260,9 +340,33 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         summary=summary,
         model=model,
         qrels=task.qrels,
+        run_tag=layout.run_tag(model.mteb_model_meta.name, _first_stage_label(prepared), opts.top_k, settings),
+        extra_files=prepared.first_stage_files,
     )
+    layout.export_to_mteb(opts.output_dir, task_result, meta)
     summary["output_dir"] = str(out)
     return summary
+
+
+def _mteb_meta(model: Any, settings: dict[str, Any]) -> Any:
+    """The model's ModelMeta with this run's experiment kwargs: where mteb's layout files the result."""
+    kwargs = layout.experiment_kwargs(settings, model.experiment_kwargs())
+    if kwargs.get("first_stage") == "file":  # which file: its checksum, not a path that means nothing elsewhere
+        kwargs["first_stage"] = f"file-{(settings.get('run_sha256') or '')[:12]}"
+    return model.mteb_model_meta.model_copy(update={"experiment_kwargs": kwargs or None})
+
+
+def _first_stage_label(prepared: Prepared) -> str:
+    """A short name of the first stage for run tags: the run file's stem, bm25s, or the task's own."""
+    source = prepared.run_source
+    if source.startswith("bm25s"):
+        return "bm25s"
+    if source == "task top_ranked":
+        return "task-candidates"
+    name = Path(source).name
+    for suffix in (".json", ".trec", ".txt", ".tsv", ".run", ".gz"):
+        name = name.removesuffix(suffix)
+    return name or "first-stage"
 
 
 def _fmt(value: Any) -> str:
@@ -294,3 +398,38 @@ def cost_line(summary: Mapping[str, Any]) -> str:
         f"{_fmt(c['docs_per_s'] or 0.0)} docs/s | output tokens mean {c['output_tokens_mean']}, "
         f"p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']}"
     )
+
+
+def export_results(
+    results_dir: str | Path, root: str | Path | None = None, *, allow_partial: bool = False
+) -> list[tuple[Path, Path]]:
+    """Copy every run under ``results_dir`` into mteb's ResultCache layout at ``root`` (default: the same root).
+
+    Runs do this themselves as they finish; this is for another root (a shared cache, mteb's own
+    ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
+    always). Returns (run folder, mteb result file) pairs.
+    """
+    from mteb.results import TaskResult
+
+    from rank1_eval.model import load_rank1
+    from rank1_eval.registry import model_meta_for
+
+    results = Path(results_dir)
+    if not results.is_dir():
+        raise layout.ResultsError(f"results folder {results} does not exist")
+    target = Path(root) if root is not None else results
+    done: list[tuple[Path, Path]] = []
+    for summary_path in sorted(results.glob(f"*/*/*/{layout.SUMMARY_FILE}")):
+        run = layout.RunFolder.read(summary_path.parent)
+        info = run.summary.get("mteb") if run else None
+        if run is None or not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
+            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", summary_path.parent)
+            continue
+        if run.partial and not allow_partial:
+            log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
+            continue
+        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
+        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
+    return done

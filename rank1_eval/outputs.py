@@ -170,19 +170,27 @@ def write_run_folder(
     summary: Mapping[str, Any],
     model: Any,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
+    run_tag: str = "rank1",
+    extra_files: Mapping[str, str] | None = None,
 ) -> None:
+    """Every output of one run; ``run_tag`` names the run in run.trec (unique per model, first stage, top-k and
+    settings, so runs stay apart in ranx/ir_measures), ``extra_files`` are written as given (a bm25s first stage)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RESULT_FILE + ".tmp")
     task_result.to_disk(tmp)  # mteb's own serialisation (dates, NaN), then an atomic rename
     os.replace(tmp, out / RESULT_FILE)
     sorted_predictions = {q: dict(ranked(predictions[q])) for q in sorted(predictions)}
     write_json(out / "predictions.json", sorted_predictions)
-    write_trec(predictions, out / "run.trec", tag="rank1")
+    write_trec(predictions, out / "run.trec", tag=run_tag)
     with atomic_open(out / "traces.jsonl") as f:
         for line in trace_lines(traces, first_stage, ranks, model):
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
         write_qrels(out / "qrels.tsv", qrels)
+        write_trec_qrels(out / "qrels.trec", qrels)  # the same, for trec_eval, ir_measures and ranx
+    for name, text in (extra_files or {}).items():
+        with atomic_open(out / name) as f:
+            f.write(text)
     write_json(out / "summary.json", dict(summary))
 
 
@@ -193,3 +201,49 @@ def write_qrels(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
         for qid in sorted(qrels):
             for docid in sorted(qrels[qid]):
                 f.write(f"{qid}\t{docid}\t{int(qrels[qid][docid])}\n")
+
+
+def write_trec_qrels(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """TREC qrels (``qid 0 docid relevance``), sorted: what ``ir_measures.read_trec_qrels`` and ranx read."""
+    with atomic_open(path) as f:
+        for qid in sorted(qrels):
+            for docid in sorted(qrels[qid]):
+                f.write(f"{qid} 0 {docid} {int(qrels[qid][docid])}\n")
+
+
+TRACE_ID_COLUMNS = ("qid", "docid")
+
+
+def load_traces(folder: str | os.PathLike[str], *, allow_partial: bool = False) -> Any:
+    """Every judged pair of a result folder as a pandas DataFrame, one row per ``traces.jsonl`` line.
+
+    ``folder`` is a run folder, a task folder holding one complete run, or a ``traces.jsonl`` path. Query and
+    document ids stay strings (``"0012"`` keeps its zeros; pandas' own JSON reader would make it 12); the
+    first-stage rank and the token counts are nullable integers.
+    """
+    import pandas as pd
+
+    from rank1_eval.layout import resolve_run_folder
+
+    path = Path(folder)
+    if not path.is_file():
+        path = resolve_run_folder(path, allow_partial=allow_partial) / "traces.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.parent} has no traces.jsonl")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {lineno} is not JSON ({exc.msg})") from None
+    frame = pd.DataFrame.from_records(rows)
+    for column in TRACE_ID_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].map(str).astype("string")
+    for column in ("first_stage_rank", "prompt_tokens", "output_tokens"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame

@@ -143,11 +143,17 @@ def _move(first: int | None, new: int) -> str:
     return '<span class="same">=</span>'
 
 
-def render_report(folder: str | os.PathLike[str], *, texts: bool = True, max_doc_chars: int = 600) -> str:
-    """The HTML page of one result folder (summary.json + traces.jsonl; qrels.tsv for the labels)."""
-    from rank1_eval.beir import read_qrels
+def render_report(
+    folder: str | os.PathLike[str], *, texts: bool = True, max_doc_chars: int = 600, allow_partial: bool = False
+) -> str:
+    """The HTML page of one result folder (summary.json + traces.jsonl; qrels.tsv for the labels).
 
-    root = Path(folder)
+    ``folder``: a run folder, or a task folder holding one complete run (:func:`rank1_eval.layout.resolve_run_folder`).
+    """
+    from rank1_eval.beir import read_qrels
+    from rank1_eval.layout import resolve_run_folder
+
+    root = resolve_run_folder(folder, allow_partial=allow_partial)
     summary_path, traces_path = root / "summary.json", root / "traces.jsonl"
     if not summary_path.is_file() or not traces_path.is_file():
         raise FileNotFoundError(f"{root} is not a result folder (needs summary.json and traces.jsonl)")
@@ -276,12 +282,14 @@ def _query_section(
 
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
-    """Write the page (default ``DIR/report.html``) and return its path."""
+    """Write the page (default ``<run folder>/report.html``) and return its path."""
+    from rank1_eval.layout import resolve_run_folder
     from rank1_eval.outputs import atomic_open
 
-    path = Path(out) if out else Path(folder) / "report.html"
+    root = resolve_run_folder(folder, allow_partial=kwargs.get("allow_partial", False))
+    path = Path(out) if out else root / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(folder, **kwargs)
+    page = render_report(root, **kwargs)
     with atomic_open(path) as f:
         f.write(page)
     return path

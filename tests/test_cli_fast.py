@@ -120,7 +120,7 @@ def _subcommands() -> dict:
 
 def test_every_subcommand_has_an_example_and_shows_its_defaults():
     helps = {name: p.format_help() for name, p in _subcommands().items()}
-    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge"}
+    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge", "export"}
     for name, text in helps.items():
         assert f"example:\n  rank1-eval {name}" in text, name
     flat = {name: " ".join(text.split()) for name, text in helps.items()}

@@ -46,7 +46,9 @@ T = TypeVar("T")
 TOKEN_ID_PREFIX = "token_id:"
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
-CHECK_TIMEOUT_S = 10.0  # /v1/models and the probe: an unreachable URL fails within seconds
+CHECK_TIMEOUT_S = 10.0  # connecting, and /v1/models: an unreachable URL fails within seconds
+# The logprobs probe is one completion request: on a loaded server it queues behind the requests in flight, so
+# it may take as long as any request (--request-timeout) to be answered, while connecting still fails fast.
 NEUTRAL_SAMPLING = {  # explicit, so the checkpoint's generation_config.json defaults never apply on the server
     "temperature": 0.0,
     "top_p": 1.0,
@@ -332,8 +334,16 @@ class OpenAIEngine:
             "logprobs": len(candidates),
             "allowed_token_ids": candidates,
         }
+        read = max(CHECK_TIMEOUT_S, float(self.config.request_timeout or CHECK_TIMEOUT_S))
+        timeout = self._httpx.Timeout(read, connect=CHECK_TIMEOUT_S)
         try:
-            response = client.post(server.url + "/completions", json=body)
+            response = client.post(server.url + "/completions", json=body, timeout=timeout)
+        except self._httpx.TimeoutException as exc:
+            phase = "connection" if isinstance(exc, self._httpx.ConnectTimeout) else f"answer within {read:g} s"
+            raise EngineError(
+                f"server {server.url} failed the logprobs probe (no {phase}: {type(exc).__name__}); a busy server "
+                "gets --request-timeout seconds to answer it"
+            ) from exc
         except self._httpx.HTTPError as exc:
             raise EngineError(f"server {server.url} failed the logprobs probe ({type(exc).__name__}: {exc})") from exc
         if response.status_code >= 400:
