@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, only_run
 
 from rank1_eval.cli import main
 from rank1_eval.report import render_report, write_report
@@ -36,8 +36,7 @@ def run_folder(tmp_path_factory) -> Path:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
-    return folder
+    return only_run(out)
 
 
 class _Page(HTMLParser):

@@ -28,7 +28,7 @@ _BY_NAME = re.compile(r"^(rank1_eval(?:\.\w+)+):\w+$")
 _LAYERS = (
     ("records", "_data"),
     ("prompts", "engines", "engines.base", "engines.device", "engines.hf_engine", "engines.vllm_engine",
-     "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks"),
+     "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks", "layout"),
     ("model",),
     ("outputs", "compare", "evaluate", "shards", "errors", "report", "paper", "paper.manifests", "paper.results",
      "paper.render", "paper.plots", "paper.files", "paper.reproduction"),
