@@ -565,7 +565,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 Rank1 = rank1
 
 
-def pin_revision(model_name: str, revision: str) -> Any:
+def pin_revision(model_name: str, revision: str | None) -> Any:
     """Let ``mteb.get_model(model_name, revision=revision)`` load that Hub commit (or branch/tag) of a rank1
     checkpoint; mteb's registry accepts only the revision its entry holds. Returns the new ModelMeta."""
     return _pin_revision(model_name, revision, loader=load_rank1)

@@ -213,12 +213,13 @@ def register_with_mteb(loader: Loader) -> None:
         sys.meta_path.insert(0, _RegisterAfterMtebImport(loader))
 
 
-def pin_revision(name: str, revision: str, *, loader: Loader) -> Any:
+def pin_revision(name: str, revision: str | None, *, loader: Loader) -> Any:
     """Make ``mteb.get_model(name, revision=revision)`` load that Hub revision (a commit, branch or tag).
 
     mteb's registry holds one ModelMeta per name and refuses any other revision than the one it holds; the
     rank1 checkpoints are registered without one (any revision, the Hub's newest), so a user who wants a
     pinned commit declares it here first. The results then carry that revision (provenance, mteb's layout).
+    ``None`` unpins.
     """
     if name not in all_checkpoints():
         raise KeyError(f"{name!r} is not a registered rank1 checkpoint; choose one of {', '.join(all_checkpoints())}")
