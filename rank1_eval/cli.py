@@ -386,7 +386,7 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
-    g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a result folder")
+    g.add_argument("--skip-existing", action="store_true", help="keep cells whose run of the same settings exists")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reproduce)
     return p
