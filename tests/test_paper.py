@@ -415,3 +415,5 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     refused = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
     cell = refused.rows[1].cells["a"]
     assert cell.ours is None and cell.note == "only partial runs (--limit-queries 2); pass --allow-partial to use them"
+    md = paper.render_markdown(refused)
+    assert "micro (all cells): only partial runs (--limit-queries 2); pass --allow-partial to use them" in md

@@ -230,8 +230,9 @@ def paper_table(table: Table | str) -> TableResult:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which run of a cell a table shows: ``pinned`` runs first (``reproduce``: the ones it just wrote, by task
-    folder name), else the complete run matching ``where``; partial runs only with ``allow_partial``."""
+    """Which run of a cell a table shows: with ``pinned`` (``reproduce``: task folder name -> the run it just
+    wrote) exactly those runs and no others; else the complete run matching ``where``, partial runs only with
+    ``allow_partial``."""
 
     allow_partial: bool = False
     where: Mapping[str, Any] | None = None
@@ -265,10 +266,10 @@ def _find_folder(
     task_dir, note = _task_folder(column, model_dir, placeholders)
     if task_dir is None:
         return None, note
-    pinned = (select.pinned or {}).get(task_dir.name)
     try:
-        if pinned is not None:
-            run = RunFolder.read(pinned)
+        if select.pinned is not None:  # never another run's folder in place of a cell that failed this time
+            pinned = select.pinned.get(task_dir.name)
+            run = RunFolder.read(pinned) if pinned is not None else None
             note = f"partial run (--limit-queries {run.limit_queries})" if run and run.partial else None
         else:
             runs = list_runs(task_dir)
@@ -333,7 +334,8 @@ def table_from_results(
     the model is not one of the table's checkpoints. First-stage rows are filled from the first stage's
     nDCG@10 that each reranked run records (``vs_first_stage``). Partial runs (``--limit-queries``) fill no
     cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
-    ``pinned`` maps task folder names to the exact run to show (what ``reproduce`` just wrote).
+    ``pinned`` maps task folder names to the exact run to show (what ``reproduce`` just wrote; cells without
+    one stay empty).
     """
     select = Selection(allow_partial=allow_partial, where=where, pinned=pinned)
     table = table if isinstance(table, Table) else load_table(table)
