@@ -293,7 +293,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
     def dtype(self) -> str:
         """``fp_options`` in force: as given, else float16 on CUDA and float32 on CPU (resolves the device)."""
         if self._dtype is None:
+            from dataclasses import replace
+
             self._dtype = default_dtype(self._resolved_device())
+            self.engine_config = replace(self.engine_config, dtype=self._dtype)
         return self._dtype
 
     def _load_engine(self) -> Engine:
