@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DEMO, MICRO_RANK1, demo_pairs
+from conftest import DEMO, MICRO_RANK1, demo_pairs, only_run
 
 from rank1_eval import rank1, servers
 from rank1_eval.engines import EngineConfig, EngineError, resolve_engine_name
@@ -502,7 +502,7 @@ def test_cli_run_counts_pairs_per_server(vllm_servers, api_key, tmp_path, capsys
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "pairs 60: scored 60" in out.out
-    (folder,) = [p for p in (tmp_path / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
+    folder = only_run(tmp_path)
     summary = json.loads((folder / "summary.json").read_text())
     info = summary["provenance"]["engine_info"]
     assert summary["provenance"]["engine"] == "openai" and info["engine"] == "openai"
@@ -589,7 +589,7 @@ def _vllm_servers_running():
 
 
 def _outputs(out: Path):
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
+    folder = only_run(out)
     traces = [json.loads(line) for line in (folder / "traces.jsonl").read_text().splitlines()]
     return traces, json.loads((folder / "summary.json").read_text())
 
