@@ -457,9 +457,14 @@ def add_compare_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``rank1-eval report``: prints the page's path."""
-    from rank1_eval.report import write_report
+    from rank1_eval.report import write_comparison, write_report
 
-    path = write_report(args.dir, args.output, texts=not args.no_texts, allow_partial=args.allow_partial)
+    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric,
+               "allow_partial": args.allow_partial}  # fmt: skip
+    if args.b is None:
+        path = write_report(args.dir, args.output, **options)
+    else:
+        path = write_comparison(args.dir, args.b, args.output, **options)
     print(path)
     return 0
 
@@ -469,16 +474,27 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
     p = sub.add_parser(
         "report",
         parents=parents,
-        help="a self-contained static HTML page for one result folder",
-        description="Write one self-contained static HTML page for a result folder: metrics, cost, the test "
-        "against the first stage, histograms, and every pair's reasoning.",
-        epilog=_examples("rank1-eval report results/jhu-clsp__rank1-7b/BrightRetrieval_biology"),
+        help="a self-contained HTML page for one result folder, or two side by side",
+        description="Write one self-contained HTML page (no server, nothing fetched) for a result folder: metrics, "
+        "per-query gains over the first stage, score distributions by label and calibration, reasoning length vs "
+        "correctness, paths by label, the budget curve when a sweep exists, and every pair's reasoning. With B: "
+        "two runs side by side (B a result folder, a run file, or 'first-stage').",
+        epilog=_examples(
+            "rank1-eval report results/jhu-clsp__rank1-7b/BrightRetrieval_biology",
+            "rank1-eval report results/jhu-clsp__rank1-7b/NevIR_default results/jhu-clsp__rank1-14b/NevIR_default",
+        ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("dir", help="run folder, or a task folder (…/<model>/<Task>_<subtask>) holding one complete run")
+    p.add_argument(
+        "b", nargs="?", default=None, help="second run: a result folder, a run file, or 'first-stage' (A's own)"
+    )
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (default: <run folder>/report.html, <run folder>/report-vs-B.html)")  # fmt: skip
     p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
-    p.add_argument("-o", "--output", default=None, help="output file (default: <run folder>/report.html)")
-    p.add_argument("--no-texts", action="store_true", help="do not read query/passage texts from a local task folder")
+    p.add_argument("--metric", default=None, help="per-query metric (trec_eval or ndcg_at_10 style; default: nDCG@10)")
+    p.add_argument("--max-doc-chars", type=int, default=2000, help="passage text kept per pair in the page")
+    p.add_argument("--no-texts", action="store_true", help="ids only: leave query and passage texts out")
     p.set_defaults(func=cmd_report)
     return p
 

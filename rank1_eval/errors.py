@@ -17,12 +17,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rank1_eval.model import ModelLoadError
     from rank1_eval.paper.manifests import TableError
     from rank1_eval.prompts import PromptError
+    from rank1_eval.report.data import ReportError
     from rank1_eval.runs import RunFileError
     from rank1_eval.scoring import TokenizerError
     from rank1_eval.store import StoreError
     from rank1_eval.tasks import TaskError
+    from rank1_eval.texts import TextsError
 
     return (
         DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ResultsError,
+        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ReportError, TextsError,
+        ResultsError,
     )  # fmt: skip

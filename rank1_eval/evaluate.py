@@ -342,6 +342,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]
         qrels=task.qrels,
         run_tag=layout.run_tag(model.mteb_model_meta.name, _first_stage_label(prepared), opts.top_k, settings),
         extra_files=prepared.first_stage_files,
+        texts=outputs.judged_texts(task, predictions),
     )
     layout.export_to_mteb(opts.output_dir, task_result, meta)
     summary["output_dir"] = str(out)

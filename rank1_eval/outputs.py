@@ -11,11 +11,13 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from rank1_eval.runs import Run, ranked, write_trec
+from rank1_eval.texts import TEXTS_FILE, write_texts
 
 RESULT_FILE = "mteb_result.json"
 
@@ -159,6 +161,32 @@ def trace_lines(
             }
 
 
+@dataclass(frozen=True)
+class JudgedTexts:
+    """The dataset rows a result folder keeps as ``texts.jsonl.gz`` (see :mod:`rank1_eval.texts`)."""
+
+    queries: list[dict[str, Any]]
+    docs: list[dict[str, Any]]
+    meta: dict[str, Any]
+
+
+def judged_texts(task: Any, predictions: Run) -> JudgedTexts:
+    """Texts of the judged queries, of every judged passage, and of the relevant passages the first stage missed."""
+    qids = [q for q in task.query_ids() if q in predictions]
+    qrels = task.qrels or {}
+    docids = {d for q in qids for d in predictions[q]}
+    docids |= {d for q in qids for d, rel in (qrels.get(q) or {}).items() if rel > 0}
+    q_rows, d_rows = task.text_rows(qids, docids)
+    meta = {
+        "task": task.label,
+        "subset": task.subset,
+        "split": task.split,
+        "source": task.source,
+        "dataset_revision": task.dataset_revision,
+    }
+    return JudgedTexts(q_rows, d_rows, meta)
+
+
 def write_run_folder(
     out: Path,
     *,
@@ -172,6 +200,7 @@ def write_run_folder(
     qrels: Mapping[str, Mapping[str, int]] | None = None,
     run_tag: str = "rank1",
     extra_files: Mapping[str, str] | None = None,
+    texts: JudgedTexts | None = None,
 ) -> None:
     """Every output of one run; ``run_tag`` names the run in run.trec (unique per model, first stage, top-k and
     settings, so runs stay apart in ranx/ir_measures), ``extra_files`` are written as given (a bm25s first stage)."""
@@ -188,6 +217,8 @@ def write_run_folder(
     if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
         write_qrels(out / "qrels.tsv", qrels)
         write_trec_qrels(out / "qrels.trec", qrels)  # the same, for trec_eval, ir_measures and ranx
+    if texts is not None:  # the folder is self-contained: report and analysis never need the dataset again
+        write_texts(out / TEXTS_FILE, texts.queries, texts.docs, texts.meta)
     for name, text in (extra_files or {}).items():
         with atomic_open(out / name) as f:
             f.write(text)

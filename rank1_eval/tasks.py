@@ -91,6 +91,26 @@ class LoadedTask:
         data["relevant_docs"] = {q: d for q, d in data["relevant_docs"].items() if q in keep_set}
         data["top_ranked"] = {q: d for q, d in top.items() if q in keep_set}
 
+    def text_rows(self, qids: Sequence[str], docids: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The dataset rows (``id``, ``text``, ``instruction``/``title``) of these queries and documents.
+
+        What the result folder keeps as ``texts.jsonl.gz``: read from the loaded task whatever its source (the
+        Hub through mteb's loader, a ``--dataset-path`` copy, a BEIR folder), so nothing is fetched again later.
+        """
+        data = self.data
+        queries, corpus = data["queries"], data["corpus"]
+        wanted = set(qids)
+        q_cols = [c for c in ("id", "text", "instruction") if c in queries.column_names]
+        by_id = {
+            row["id"]: row for row in queries.select_columns(q_cols).to_list() if row["id"] in wanted
+        }  # task order is kept by the caller's qids
+        q_rows = [by_id[q] for q in qids if q in by_id]
+        d_cols = [c for c in ("id", "title", "text") if c in corpus.column_names]
+        ids = corpus["id"]
+        keep = [i for i, d in enumerate(ids) if d in docids]
+        d_rows = corpus.select(keep).select_columns(d_cols).to_list() if keep else []
+        return q_rows, d_rows
+
     def pairs(self) -> list[Pair]:
         """Every (query, candidate) pair with the texts mteb will hand the model (SPEC §1.1)."""
         data = self.data

@@ -328,7 +328,7 @@ def test_table_cli_writes_every_format(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| Rank1-7B | paper | 65.1 |" in out and "|  | ours | 60.0 |" in out and "|  | Δ | -5.1 |" in out
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == [f"nevir__jhu-clsp__rank1-7b.{e}" for e in ("csv", "json", "md", "png", "tex")]
+    assert files == [f"nevir__jhu-clsp__rank1-7b.{e}" for e in ("csv", "delta.png", "json", "md", "png", "tex")]
     tex = (tmp_path / "out" / "nevir__jhu-clsp__rank1-7b.tex").read_text()
     assert r"\begin{tabular}{llr}" in tex and r"& $\Delta$ & $-5.1$ \\" in tex
     png = (tmp_path / "out" / "nevir__jhu-clsp__rank1-7b.png").read_bytes()
@@ -406,7 +406,7 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     assert micro.averages["avg"].ours == pytest.approx(50 * (a["main_score"] + b["main_score"]))
     assert first.cells["a"].ours == pytest.approx(100 * a["vs_first_stage"]["mean_b"])
     assert a["vs_first_stage"]["mean_a"] == pytest.approx(a["main_score"], abs=5e-6)  # pytrec_eval = mteb
-    assert sorted(p.suffix for p in rep.files.values()) == [".csv", ".json", ".md", ".png", ".tex"]
+    assert sorted(p.suffix for p in rep.files.values()) == [".csv", ".json", ".md", ".png", ".png", ".tex"]
     assert "partial run (--limit-queries 2)" in rep.files["md"].read_text()
     # the same table again from the folders alone: partial runs only when asked for
     again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)},
@@ -417,3 +417,22 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     assert cell.ours is None and cell.note == "only partial runs (--limit-queries 2); pass --allow-partial to use them"
     md = paper.render_markdown(refused)
     assert "micro (all cells): only partial runs (--limit-queries 2); pass --allow-partial to use them" in md
+
+
+def test_table_plots_share_one_axis_per_unit_and_show_deltas(tmp_path):
+    from rank1_eval.paper.plots import axis_groups, delta_cells, plot_delta_png, plot_png
+
+    for m, bio in (("jhu-clsp__rank1-7b", 0.500), ("jhu-clsp__rank1-14b", 0.480)):
+        _folder(tmp_path, m, "BrightRetrieval_biology", split="standard", metrics={"ndcg_at_10": bio})
+        _folder(tmp_path, m, "BrightRetrieval_earth_science", split="standard", metrics={"ndcg_at_10": 0.367})
+    result = table_from_results("bright", tmp_path)
+    assert list(axis_groups(result)) == [100]  # every BRIGHT cell is nDCG@10 x100: one shared axis
+    assert list(axis_groups(paper_table("mfollowir-crosslingual"))) == [1, 100]  # nDCG@20 0-1 beside p-MRR x100
+    rows, columns, values, scales = delta_cells(result)
+    assert rows == ["Rank1-7B", "Rank1-14B"] and columns[:2] == ["Bio", "Earth"] and set(scales) == {100}
+    assert values[0][0] == pytest.approx(50.0 - 48.8) and values[1][0] == pytest.approx(48.0 - 49.3)
+    assert values[0][1] == pytest.approx(36.7 - 36.7, abs=1e-9) and values[1][1] == pytest.approx(36.7 - 37.7)
+    assert values[0][2] is None and values[0][-1] is None  # no folder, and an average over missing cells: no Δ
+    for draw, name in ((plot_png, "bars.png"), (plot_delta_png, "delta.png")):
+        assert draw(result, tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    assert plot_png(paper_table("mfollowir-crosslingual"), tmp_path / "paper.png").is_file()

@@ -22,7 +22,7 @@ from rank1_eval.paper.manifests import (
     tables_dir,
     unresolved,
 )
-from rank1_eval.paper.plots import plot_png
+from rank1_eval.paper.plots import plot_delta_png, plot_png
 from rank1_eval.paper.render import (
     CSV_FIELDS,
     MISSING,
@@ -52,6 +52,6 @@ __all__ = [
     "CSV_FIELDS", "MISSING", "TABLE_NAMES", "Average", "AverageCell", "Cell", "CellRun", "Column", "Folder",
     "Reproduction", "Row", "RowResult", "Table", "TableError", "TableResult", "cell_runs", "first_stage_value",
     "fmt", "latex_escape", "load_table", "metric_value", "model_folder_name", "paper_table", "parse_table",
-    "plot_png", "render_csv", "render_latex", "render_markdown", "render_text", "reproduce", "result_label",
-    "substitute", "table_from_results", "table_names", "tables_dir", "unresolved", "write_table_files",
+    "plot_delta_png", "plot_png", "render_csv", "render_latex", "render_markdown", "render_text", "reproduce",
+    "result_label", "substitute", "table_from_results", "table_names", "tables_dir", "unresolved", "write_table_files",
 ]  # fmt: skip

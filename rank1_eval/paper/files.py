@@ -6,13 +6,14 @@ import json
 import os
 from pathlib import Path
 
-from rank1_eval.paper.plots import plot_png
+from rank1_eval.paper.plots import plot_delta_png, plot_png
 from rank1_eval.paper.render import render_csv, render_latex, render_markdown
 from rank1_eval.paper.results import TableResult
 
 
 def write_table_files(result: TableResult, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, Path]:
-    """``<stem>.md``, ``.csv``, ``.tex``, ``.json`` and ``.png`` under ``out_dir``."""
+    """``<stem>.md``, ``.csv``, ``.tex``, ``.json`` and ``.png`` (grouped bars) under ``out_dir``, and with
+    results ``<stem>.delta.png`` (the ours − paper heatmap)."""
     from rank1_eval.outputs import atomic_open
 
     out = Path(out_dir)
@@ -30,4 +31,6 @@ def write_table_files(result: TableResult, out_dir: str | os.PathLike[str], stem
             f.write(text)
         files[ext] = path
     files["png"] = plot_png(result, out / f"{stem}.png")
+    if result.mode == "results":
+        files["delta_png"] = plot_delta_png(result, out / f"{stem}.delta.png")
     return files
