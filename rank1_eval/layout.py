@@ -286,7 +286,7 @@ def resolve_run_folder(
     if not runs:
         if not p.is_dir():
             raise ResultsError(f"{p} is not a result folder (no such folder)")
-        raise ResultsError(f"{p} holds no finished run (no {SUMMARY_FILE} in it or in a run folder below it)")
+        raise ResultsError(f"{p} is not a result folder (no {SUMMARY_FILE} in it or in a run folder below it)")
     complete = [r for r in runs if not r.partial]
     if not complete and not allow_partial:
         listed = ", ".join(r.describe() for r in runs)

@@ -150,7 +150,7 @@ def test_older_layout_and_malformed_summaries(tmp_path):
     with pytest.raises(ResultsError, match="no such folder"):
         resolve_run_folder(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ResultsError, match="holds no finished run"):
+    with pytest.raises(ResultsError, match="is not a result folder .no summary.json in it or in a run folder"):
         resolve_run_folder(tmp_path / "empty")
 
 
