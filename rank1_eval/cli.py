@@ -48,9 +48,9 @@ def _describe(exc: BaseException) -> str:
 
 def bundled_demo() -> tuple[str, str, str]:
     """(task folder, run file, model folder) of the bundled demo: package data, so a wheel carries it too."""
-    from rank1_eval._data import DEMO_TASK_DIR, MICRO_RANK1_DIR
+    from rank1_eval._data import DEMO_RUN_FILE, DEMO_TASK_DIR, MICRO_RANK1_DIR
 
-    return str(DEMO_TASK_DIR), str(DEMO_TASK_DIR / "bm25s_top20.trec"), str(MICRO_RANK1_DIR)
+    return str(DEMO_TASK_DIR), str(DEMO_RUN_FILE), str(MICRO_RANK1_DIR)
 
 
 def _int_at_least(low: int) -> Any:
@@ -196,21 +196,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_model(args: argparse.Namespace):
+    """The model the flags describe; device and dtype defaults are the API's (float16 on CUDA, float32 on CPU)."""
     from rank1_eval.model import DEFAULT_MODEL, rank1
 
     check_model_args(args)
-    device = args.device
-    if device is None:
-        device = "cuda" if _cuda_visible() else "cpu"
-    dtype = args.dtype or ("float16" if device.startswith("cuda") else "float32")
-    failed = args.failed_score
+    failed = args.failed_score  # a float or 'raise' (checked by the parser)
     return rank1(
         args.model or DEFAULT_MODEL,
         num_gpus=args.num_gpus,
-        device=device,
+        device=args.device,
         context_size=args.context_size,
         max_output_tokens=args.max_output_tokens,
-        fp_options=dtype,
+        fp_options=args.dtype,
         engine=args.engine,
         dataset_prompt=False if args.skip_prompt else None,
         prompt_set=args.prompt_set,
@@ -248,18 +245,6 @@ def check_model_args(args: argparse.Namespace) -> None:
             "--length-rule reserve_output: the prompt gets context_size - max_output_tokens tokens"
         )
 
-
-def _cuda_visible() -> bool:
-    """Whether a CUDA GPU is visible, without importing torch when nvidia-smi says no."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -351,11 +336,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
         if args.dry_run:
-            from rank1_eval.evaluate import run_dir, store_path_of
+            from rank1_eval.evaluate import run_folder, store_path_of
             from rank1_eval.preflight import check_run
 
             display.close()
-            out = None if args.shard else run_dir(opts.output_dir, model.mteb_model_meta.name, prepared.task)
+            out = None if args.shard else run_folder(model, prepared, opts)
             report = dry_run_report(prepared, model)
             report["preflight_warnings"] = check_run(model, prepared, opts, out=out, store_path=store_path_of(opts))
             print(json.dumps(report, indent=2))
@@ -439,7 +424,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     else:
         if args.results is None:
             raise TableError("pass --results DIR (result folders) or --paper (the paper's own table)")
-        result = table_from_results(args.table, args.results, args.model, row=args.row, placeholders=placeholders)
+        result = table_from_results(
+            args.table, args.results, args.model, row=args.row, placeholders=placeholders,
+            allow_partial=args.allow_partial, where=dict(args.where),
+        )  # fmt: skip
     _print(result, args.format)
     if args.out:
         stem = result.table.name
@@ -494,6 +482,13 @@ def _dataset_path_arg(value: str) -> tuple[str, str]:
     return task.strip(), path
 
 
+def _where_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--where takes KEY=VALUE (a setting in the run's summary.json)")
+    key, wanted = value.split("=", 1)
+    return key.strip(), wanted
+
+
 def _cells_arg(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -532,6 +527,10 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
+    p.add_argument("--allow-partial", action="store_true",
+                   help="fill cells from partial runs (--limit-queries) when no complete run exists")  # fmt: skip
+    p.add_argument("--where", action="append", type=_where_arg, default=[], metavar="KEY=VALUE",
+                   help="only runs with this setting: prompt_set=paper, hash=3f2a, … (repeatable)")  # fmt: skip
     p.add_argument("--format", default="md", choices=["md", "csv", "tex", "json", "text"], help="printed format")
     p.add_argument("--out", type=Path, default=None, help="also write .md/.csv/.tex/.json/.png here")
     p.set_defaults(func=cmd_table)
@@ -597,6 +596,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         seed=args.seed,
         allow_different_tasks=args.force,
+        allow_partial=args.allow_partial,
     )
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -630,6 +630,7 @@ def add_compare_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()
     p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS, help="randomization-test draws")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the randomization test")
     p.add_argument("--force", action="store_true", help="compare folders of different tasks")
+    p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     p.add_argument("--no-per-query", action="store_true", help="omit the per-query lines of the table")
     p.set_defaults(func=cmd_compare)
@@ -645,7 +646,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``rank1-eval report``: prints the page's path."""
     from rank1_eval.report import write_comparison, write_report
 
-    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric}
+    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric,
+               "allow_partial": args.allow_partial}  # fmt: skip
     if args.b is None:
         path = write_report(args.dir, args.output, **options)
     else:
@@ -670,15 +672,55 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("dir", help="result folder (…/<model>/<Task>_<subtask>)")
+    p.add_argument("dir", help="run folder, or a task folder (…/<model>/<Task>_<subtask>) holding one complete run")
     p.add_argument(
         "b", nargs="?", default=None, help="second run: a result folder, a run file, or 'first-stage' (A's own)"
     )
-    p.add_argument("-o", "--output", default=None, help="output file (default: DIR/report.html, DIR/report-vs-B.html)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (default: <run folder>/report.html, <run folder>/report-vs-B.html)")  # fmt: skip
+    p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
     p.add_argument("--metric", default=None, help="per-query metric (trec_eval or ndcg_at_10 style; default: nDCG@10)")
     p.add_argument("--max-doc-chars", type=int, default=2000, help="passage text kept per pair in the page")
     p.add_argument("--no-texts", action="store_true", help="ids only: leave query and passage texts out")
     p.set_defaults(func=cmd_report)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# export (rank1_eval.evaluate.export_results)
+# ----------------------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``rank1-eval export --mteb``: every run folder into mteb's ResultCache layout."""
+    from rank1_eval.evaluate import export_results
+
+    _quiet_libraries()
+    done = export_results(args.results, args.to, allow_partial=args.allow_partial)
+    for run, path in done:
+        print(f"{run} -> {path}")
+    root = args.to or args.results
+    print(f"exported {len(done)} run(s); read them with mteb.ResultCache({str(root)!r}).load_results()")
+    return 0
+
+
+def add_export_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``export`` subcommand."""
+    p = sub.add_parser(
+        "export",
+        parents=parents,
+        help="copy result folders into mteb's ResultCache layout",
+        description="Copy every run under RESULTS into mteb's ResultCache layout (<root>/results/<org__model>/"
+        "<revision>/[experiments/<name>/]<Task>.json + model_meta.json). Runs do this themselves as they finish; "
+        "export writes another root, e.g. mteb's own cache.",
+        epilog=_examples("rank1-eval export --mteb results --to ~/.cache/mteb"),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("results", type=Path, help="the --output-dir of earlier runs")
+    p.add_argument("--mteb", action="store_true", required=True, help="mteb's ResultCache layout (the only format)")
+    p.add_argument("--to", type=Path, default=None, help="root of the mteb cache to write (default: RESULTS)")
+    p.add_argument("--allow-partial", action="store_true", help="export partial runs too (as mteb experiments)")
+    p.set_defaults(func=cmd_export)
     return p
 
 
@@ -858,6 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub, parents)
     add_merge_parser(sub, parents)
     add_store_parser(sub, parents)
+    add_export_parser(sub, parents)
     return parser
 
 

@@ -237,17 +237,24 @@ def compare(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
     allow_different_tasks: bool = False,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
     """Compare result folder ``dir_a`` with ``dir_b`` (a result folder or a run file; None: A's first stage).
 
-    Deltas are a - b per query; ``metric`` is a trec_eval measure or an mteb-style name (``ndcg_at_10``).
+    A folder is a run folder or a task folder holding one complete run (:func:`rank1_eval.layout.resolve_run_folder`;
+    partial runs only with ``allow_partial``). Deltas are a - b per query; ``metric`` is a trec_eval measure or an
+    mteb-style name (``ndcg_at_10``).
     """
     from rank1_eval.beir import read_qrels
+    from rank1_eval.layout import ResultsError, resolve_run_folder
     from rank1_eval.runs import RunFileError, read_run
 
-    a = Path(dir_a)
-    if not a.is_dir():
-        raise CompareError(f"{a} is not a result folder")
+    try:
+        a = resolve_run_folder(dir_a, allow_partial=allow_partial)
+        if dir_b is not None and Path(dir_b).is_dir():
+            dir_b = resolve_run_folder(dir_b, allow_partial=allow_partial)
+    except ResultsError as exc:
+        raise CompareError(str(exc)) from None
     measure = trec_measure(metric)
     summary_a = _summary(a)  # checked whole first: a truncated or mixed folder is refused before it is read
     run_a = folder_run(a)

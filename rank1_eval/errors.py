@@ -17,6 +17,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rank1_eval.compare import CompareError
     from rank1_eval.engines import EngineError
     from rank1_eval.engines.device import DeviceError
+    from rank1_eval.layout import ResultsError
     from rank1_eval.model import ModelLoadError
     from rank1_eval.outputs import ResultFolderError
     from rank1_eval.paper.manifests import TableError
@@ -32,5 +33,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (
         DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
         StoreError, TaskError, FileNotFoundError, TableError, CompareError, ReportError, TextsError,
-        ResultFolderError, OutputError, PromptBudgetError, PromptTooLongError, ScoringError, UsageError,
+        ResultsError, ResultFolderError, OutputError, PromptBudgetError, PromptTooLongError, ScoringError,
+        UsageError,
     )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rank1_eval import outputs
+from rank1_eval import layout, outputs
+from rank1_eval.layout import safe_name
 from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
 from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
 
@@ -71,13 +72,45 @@ class Prepared:
         return sum(len(v) for v in (self.task.top_ranked or {}).values())
 
 
-def safe_name(name: str) -> str:
-    """A model id as one folder name: never nested folders from the ``/`` in an id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name.strip("/")) or "model"
+__all__ = [
+    "Prepared", "RunOptions", "evaluate", "export_results", "prepare", "reranking_task", "run_folder", "run_settings",
+    "safe_name",
+]  # fmt: skip
+
+BM25_FILE = "first_stage.bm25.trec"
 
 
-def run_dir(output_dir: Path, model_name: str, task: LoadedTask) -> Path:
-    return Path(output_dir) / safe_name(model_name) / task.label
+def _first_stage_kind(opts: RunOptions) -> str:
+    """``default`` (the task's own candidates or its rank1 run file), ``bm25``, or ``file`` (--run-file)."""
+    if opts.run_file:
+        return "file"
+    return opts.first_stage or "default"
+
+
+def run_settings(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
+    """Everything that determines what a run's folder holds: the model's settings and the run's (hashed into
+    the folder name by :func:`rank1_eval.layout.run_folder`)."""
+    task = prepared.task
+    return {
+        **model.outcome_settings(),
+        "task": task.name,
+        "subtask": task.subtask,
+        "subset": task.subset,
+        "split": task.split,
+        "dataset_revision": task.dataset_revision,
+        "first_stage": _first_stage_kind(opts),
+        "run_sha256": prepared.run_sha256,
+        "top_k": opts.top_k,
+        "limit_queries": opts.limit_queries,
+        "main_metric": opts.main_metric,
+        "extra_qrels": {name: file_sha256(path) for name, path in sorted(opts.qrels.items())},
+    }
+
+
+def run_folder(model: Any, prepared: Prepared, opts: RunOptions) -> Path:
+    """The result folder of this run (same settings, same folder: a rerun resumes and rewrites it)."""
+    settings = run_settings(model, prepared, opts)
+    return layout.run_folder(opts.output_dir, model.mteb_model_meta.name, prepared.task.label, settings)
 
 
 def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, str, str | None]:
@@ -151,11 +184,13 @@ def _trec_text(run: Run, tag: str) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def prepare(opts: RunOptions, model_name: str) -> Prepared:
+def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
     """Load the task and its first stage, validate, drop excluded docs, keep the top-k, apply --limit-queries.
 
     Everything that can be wrong with the input is found here, before a model loads: unknown ids, judged
     queries without candidates, and groups of queries (NevIR pairs, mFollowIR og/changed) left incomplete.
+    ``model_name`` is not needed (the result folder is named after the run's settings, see :func:`run_folder`);
+    it is accepted for callers that pass it.
     """
     from rank1_eval.beir import read_qrels
     from rank1_eval.runs import drop_excluded
@@ -192,7 +227,7 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         kept = top_k(run, opts.top_k)
         if source == "bm25":  # the exact candidates reranked, written beside the results with the outputs
             files[BM25_FILE], sha = _trec_text(kept, "bm25s")
-            source = str(run_dir(opts.output_dir, model_name, task) / BM25_FILE)
+            source = f"bm25s ({BM25_FILE} in the result folder)"
         corpus_ids = set(task.corpus_ids())
         report = validate_run(kept, task.query_ids(), corpus_ids, task.qrels, k=opts.top_k)
         below = unknown_below_cut(run, kept, corpus_ids)
@@ -219,11 +254,11 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
     return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
 
 
-def mteb_task(
+def reranking_task(
     task: str,
     subtask: str | None = None,
     *,
-    run_file: str | None = None,
+    run_file: str | os.PathLike[str] | None = None,
     first_stage: str | None = None,
     top_k: int = 100,
     split: str | None = None,
@@ -232,7 +267,7 @@ def mteb_task(
     limit_queries: int | None = None,
     output_dir: str | Path = "results",
 ) -> Any:
-    """An mteb task object with its first stage in place, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
+    """The mteb task exactly as ``rank1-eval run`` reranks it, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
 
     mteb cannot rerank ``BrightRetrieval`` with a cross-encoder on its own (no candidates, and its
     ``convert_to_reranking`` fails on a v1 task); this does what ``rank1-eval run`` does before judging: mteb's
@@ -242,7 +277,7 @@ def mteb_task(
     opts = RunOptions(
         task=task,
         subtask=subtask,
-        run_file=run_file,
+        run_file=None if run_file is None else str(run_file),
         first_stage=first_stage,
         top_k=top_k,
         split=split,
@@ -251,7 +286,7 @@ def mteb_task(
         limit_queries=limit_queries,
         output_dir=Path(output_dir),
     )
-    return prepare(opts, "rank1_eval").task.task
+    return prepare(opts).task.task
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
@@ -318,7 +353,8 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
-    out = run_dir(opts.output_dir, model.mteb_model_meta.name, task)
+    settings = run_settings(model, prepared, opts)
+    out = layout.run_folder(opts.output_dir, model.mteb_model_meta.name, task.label, settings)
     store_path = store_path_of(opts)
     # everything the run will write is checked now, before a weight loads (fail fast, one line)
     preflight = check_run(model, prepared, opts, out=out, store_path=store_path)
@@ -367,6 +403,8 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     )
     summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
     summary["preflight_warnings"] = preflight
+    summary["settings"] = settings
+    summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(
         predictions, judged, prepared.extra_qrels, rules=task.eval_rules, query_ids=list(judged)
     )
@@ -376,6 +414,14 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         summary["vs_first_stage"] = against_first_stage(
             predictions, prepared.first_stage, judged, rules=task.eval_rules
         )
+    meta = _mteb_meta(model, settings)
+    mteb_path = layout.mteb_result_path(opts.output_dir, meta, task_result.task_name)
+    summary["mteb"] = {
+        "result": str(mteb_path),
+        "name": meta.name,
+        "revision": meta.revision,
+        "experiment_kwargs": dict(meta.experiment_kwargs or {}),
+    }
     summary = outputs.write_run_folder(
         out,
         task_result=task_result,
@@ -386,9 +432,11 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         summary=summary,
         model=model,
         qrels=judged,
+        run_tag=layout.run_tag(model.mteb_model_meta.name, _first_stage_label(prepared), opts.top_k, settings),
         extra_files=prepared.first_stage_files,
         texts=outputs.judged_texts(task, predictions),
     )
+    layout.export_to_mteb(opts.output_dir, task_result, meta)
     summary["output_dir"] = str(out)
     return summary
 
@@ -396,6 +444,27 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
 def store_path_of(opts: RunOptions) -> Path:
     """The judgement store of a run: ``--store``, else ``OUTPUT_DIR/store.sqlite``."""
     return Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+
+
+def _mteb_meta(model: Any, settings: dict[str, Any]) -> Any:
+    """The model's ModelMeta with this run's experiment kwargs: where mteb's layout files the result."""
+    kwargs = layout.experiment_kwargs(settings, model.experiment_kwargs())
+    if kwargs.get("first_stage") == "file":  # which file: its checksum, not a path that means nothing elsewhere
+        kwargs["first_stage"] = f"file-{(settings.get('run_sha256') or '')[:12]}"
+    return model.mteb_model_meta.model_copy(update={"experiment_kwargs": kwargs or None})
+
+
+def _first_stage_label(prepared: Prepared) -> str:
+    """A short name of the first stage for run tags: the run file's stem, bm25s, or the task's own."""
+    source = prepared.run_source
+    if source.startswith("bm25s"):
+        return "bm25s"
+    if source == "task top_ranked":
+        return "task-candidates"
+    name = Path(source).name
+    for suffix in (".json", ".trec", ".txt", ".tsv", ".run", ".gz"):
+        name = name.removesuffix(suffix)
+    return name or "first-stage"
 
 
 def _fmt(value: Any) -> str:
@@ -431,3 +500,38 @@ def cost_line(summary: Mapping[str, Any]) -> str:
         f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
         f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"
     )
+
+
+def export_results(
+    results_dir: str | Path, root: str | Path | None = None, *, allow_partial: bool = False
+) -> list[tuple[Path, Path]]:
+    """Copy every run under ``results_dir`` into mteb's ResultCache layout at ``root`` (default: the same root).
+
+    Runs do this themselves as they finish; this is for another root (a shared cache, mteb's own
+    ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
+    always). Returns (run folder, mteb result file) pairs.
+    """
+    from mteb.results import TaskResult
+
+    from rank1_eval.model import load_rank1
+    from rank1_eval.registry import model_meta_for
+
+    results = Path(results_dir)
+    if not results.is_dir():
+        raise layout.ResultsError(f"results folder {results} does not exist")
+    target = Path(root) if root is not None else results
+    done: list[tuple[Path, Path]] = []
+    for summary_path in sorted(results.glob(f"*/*/*/{layout.SUMMARY_FILE}")):
+        run = layout.RunFolder.read(summary_path.parent)
+        info = run.summary.get("mteb") if run else None
+        if run is None or not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
+            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", summary_path.parent)
+            continue
+        if run.partial and not allow_partial:
+            log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
+            continue
+        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
+        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
+    return done

@@ -23,6 +23,7 @@ from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
 from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.registry import model_meta_for
+from rank1_eval.registry import pin_revision as _pin_revision
 from rank1_eval.scheduler import Scheduler
 from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig, rule_budget
 from rank1_eval.store import AsyncWriter
@@ -40,6 +41,23 @@ SCHEDULING = {
     "chunked": "synchronous chunks of chunk_size pairs: a chunk's pass 1, then its forced answers, then the next",
 }
 COMMIT_INTERVAL_S = 0.5  # judgements become durable in the store at most this long after they are final
+
+# Constructor settings that change judgements, with their defaults: a model built with other values is an mteb
+# "experiment" (``ModelMeta.experiment_kwargs``), as ``mteb.get_model(name, **kwargs)`` would make it.
+OUTCOME_DEFAULTS: dict[str, Any] = {
+    "context_size": 16000,
+    "max_output_tokens": 8192,
+    "dataset_prompt": None,
+    "prompt_set": "code",
+    "prompt_key": None,
+    "failed_score": 0.5,
+    "length_rule": "reference",
+}
+
+
+def default_dtype(device: str) -> str:
+    """``fp_options`` when none is given: float16 on CUDA (the paper's), float32 on CPU (no fast float16 there)."""
+    return "float16" if device.startswith("cuda") else "float32"
 
 
 class ModelLoadError(RuntimeError):
@@ -222,7 +240,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         device: str | None = "cuda",
         context_size: int = 16000,
         max_output_tokens: int = 8192,
-        fp_options: str = "float16",
+        fp_options: str | None = None,
         engine: str = "auto",
         dataset_prompt: str | bool | None = None,
         prompt_set: str = "code",
@@ -284,13 +302,18 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {scheduling!r}")
         self.scheduling = scheduling
         self.keep_token_ids = keep_token_ids
+        device = device or "auto"
+        # None: float16 on CUDA, float32 on CPU; with device "auto" decided when the device is (at first use)
+        self._dtype: str | None = fp_options or (default_dtype(device) if device != "auto" else None)
+        self._requested_engine = engine
+        self._prompt_file = prompt_file
         self.engine_config = EngineConfig(
             model=self.model_name_or_path,
             revision=revision,
             num_gpus=num_gpus,
-            device=device or "auto",
+            device=device,
             context_size=context_size,
-            dtype=fp_options,
+            dtype=self._dtype or "float16",  # placeholder until the device is known; see `dtype`
             gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager,
             max_num_seqs=max_num_seqs,
@@ -319,7 +342,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self._prompt_rule: Rule | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
         self._settings_key: str | None = None
-        self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
+        meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
+        kwargs = self.experiment_kwargs(resolve=False)
+        # mteb's own cache then keeps runs of other settings apart, as for mteb.get_model(name, **kwargs)
+        self.mteb_model_meta = meta.model_copy(update={"experiment_kwargs": kwargs}) if kwargs else meta
 
     # ----------------------------------------------------------------- loading
     @property
@@ -341,12 +367,22 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    @property
+    def dtype(self) -> str:
+        """``fp_options`` in force: as given, else float16 on CUDA and float32 on CPU (resolves the device)."""
+        if self._dtype is None:
+            from dataclasses import replace
+
+            self._dtype = default_dtype(self._resolved_device())
+            self.engine_config = replace(self.engine_config, dtype=self._dtype)
+        return self._dtype
+
     def _load_engine(self) -> Engine:
         from dataclasses import replace
 
         from rank1_eval.engines.device import DeviceError
 
-        config = replace(self.engine_config, device=self._resolved_device())
+        config = replace(self.engine_config, device=self._resolved_device(), dtype=self.dtype)
         started = time.perf_counter()
         try:
             engine = load_engine(self.engine_name, config, **self.engine_kwargs)
@@ -410,7 +446,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 weights=self._weights_id(),
                 sampling=self.scoring.sampling(),
                 engine=self.engine_name,
-                dtype=self.engine_config.dtype,
+                dtype=self.dtype,
             )
         return judgement_key(settings=self._settings_key, prompt=prompt)
 
@@ -633,6 +669,65 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                                      "transformers": "static batches of batch_size"}.get(self.engine_name)  # fmt: skip
         return policy
 
+    def outcome_settings(self) -> dict[str, Any]:
+        """Every model-side setting that determines a judgement (the result folder's hash covers these)."""
+        return {
+            "model": self.model_name_or_path if not _is_local(self.model_name_or_path) else "local",
+            "revision": self.revision,
+            "weights_fingerprint": self._weights_id(),
+            "engine": self.engine_name,
+            "dtype": self.dtype,
+            "prompt_set": self.prompt_set,
+            "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "dataset_prompt": self.dataset_prompt,
+            "prompt_key": self.prompt_key,
+            **self.scoring.sampling(),
+            "length_rule": self.scoring.length_rule,
+        }
+
+    def experiment_kwargs(self, *, resolve: bool = True) -> dict[str, Any]:
+        """The settings that differ from rank1's defaults, as mteb's ``experiment_kwargs``.
+
+        A dtype other than the device's default and an explicitly chosen Transformers engine count too; with
+        ``resolve=False`` (construction) an undecided ``device="auto"`` leaves the dtype out.
+        """
+        values = {
+            "context_size": self.scoring.context_size,
+            "max_output_tokens": self.scoring.max_output_tokens,
+            "dataset_prompt": self.dataset_prompt,
+            "prompt_set": self.prompt_set,
+            "prompt_key": self.prompt_key,
+            "failed_score": self.scoring.failed_score,
+            "length_rule": self.scoring.length_rule,
+        }
+        out = {k: v for k, v in values.items() if v != OUTCOME_DEFAULTS[k]}
+        if self._prompt_file is not None:  # the file's path says nothing portable; its content hash does
+            out["prompt_file"] = P.prompt_set_sha256(self.templates)[:12]
+        device = self.engine_config.device
+        if resolve or device != "auto" or self._dtype is not None:
+            dtype = self.dtype if resolve else (self._dtype or "")
+            known = device if device != "auto" else (self._resolved_device() if resolve else None)
+            if known is not None and dtype and dtype != default_dtype(known):
+                out["fp_options"] = dtype
+        if self._requested_engine == "transformers":
+            out["engine"] = "transformers"
+        return out
+
+    def resolved_revision(self) -> str | None:
+        """The Hub commit the weights come from, when the local Hub cache knows it (no network call)."""
+        if _is_local(self.model_name_or_path):
+            return None
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(self.model_name_or_path, "config.json", revision=self.revision)
+        except Exception:  # noqa: BLE001 -- provenance extra: an odd cache must not fail a run
+            return None
+        if not isinstance(found, str):
+            return None
+        parts = Path(found).parts
+        return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
     def provenance(self) -> dict[str, Any]:
         """Model, engine and sampling settings in force (loads nothing that is not loaded yet)."""
         info: dict[str, Any] = {
@@ -640,7 +735,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "revision": self.revision,
             "weights_fingerprint": self._weights_id(),
             "engine": self.engine_name,
-            "dtype": self.engine_config.dtype,
+            "dtype": self.dtype,
+            "resolved_revision": self.resolved_revision(),
             "num_gpus": self.engine_config.num_gpus,
             "sampling": self.scoring.sampling(),
             "length_rule": self.scoring.length_rule,
@@ -657,6 +753,12 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
 
 Rank1 = rank1
+
+
+def pin_revision(model_name: str, revision: str | None) -> Any:
+    """Let ``mteb.get_model(model_name, revision=revision)`` load that Hub commit (or branch/tag) of a rank1
+    checkpoint; mteb's registry accepts only the revision its entry holds. Returns the new ModelMeta."""
+    return _pin_revision(model_name, revision, loader=load_rank1)
 
 
 def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:

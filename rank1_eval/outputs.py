@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from rank1_eval.layout import ResultsError
 from rank1_eval.runs import Run, ranked, write_trec
 from rank1_eval.texts import TEXTS_FILE, write_texts
 
@@ -40,7 +41,7 @@ CARRIED_FILES = ("engine.log",)  # files a run writes into its folder before the
 _HASH_LIMIT = 64 * 2**20  # readers hash files up to this size; larger ones are checked by size (table scans)
 
 
-class ResultFolderError(RuntimeError):
+class ResultFolderError(ResultsError):
     """A result folder that is not whole (missing, truncated or mixed files): the message says how to rebuild it."""
 
 
@@ -252,10 +253,14 @@ def write_run_folder(
     summary: Mapping[str, Any],
     model: Any,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
+    run_tag: str = "rank1",
     extra_files: Mapping[str, str] | None = None,
     texts: JudgedTexts | None = None,
 ) -> dict[str, Any]:
     """Write the whole result folder into a private temporary folder, then swap it in (see the module doc).
+
+    ``run_tag`` names the run in run.trec (unique per model, first stage, top-k and settings, so runs stay apart
+    in ranx/ir_measures); ``extra_files`` are written as given (a bm25s first stage).
 
     Returns the summary as written (with ``run_id`` and the ``files`` manifest). On any error the temporary
     folder is removed and an existing folder at ``out`` is left exactly as it was.
@@ -270,12 +275,13 @@ def write_run_folder(
         task_result.to_disk(tmp / RESULT_FILE)  # mteb's own serialisation (dates, NaN)
         sorted_predictions = {q: dict(ranked(predictions[q])) for q in sorted(predictions)}
         _write_json_plain(tmp / "predictions.json", sorted_predictions)
-        write_trec(predictions, tmp / "run.trec", tag="rank1", escape_whitespace=True)
+        write_trec(predictions, tmp / "run.trec", tag=run_tag, escape_whitespace=True)
         with (tmp / "traces.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for line in trace_lines(traces, first_stage, ranks, model):
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
         if qrels is not None:  # the judgements the metrics used: `rank1-eval compare` and `report` read them here
             _write_qrels_plain(tmp / "qrels.tsv", qrels)
+            _write_trec_qrels_plain(tmp / "qrels.trec", qrels)  # the same, for trec_eval, ir_measures and ranx
         if texts is not None:  # the folder is self-contained: report and analysis never need the dataset again
             write_texts(tmp / TEXTS_FILE, texts.queries, texts.docs, texts.meta)
         for name, text in (extra_files or {}).items():
@@ -502,3 +508,42 @@ def _qrels_lines(f: IO[str], qrels: Mapping[str, Mapping[str, int]]) -> None:
     for qid in sorted(qrels):
         for docid in sorted(qrels[qid]):
             f.write(f"{qid}\t{docid}\t{int(qrels[qid][docid])}\n")
+
+
+def _write_trec_qrels_plain(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """TREC qrels (``qid 0 docid relevance``), sorted: what ``ir_measures.read_trec_qrels`` and ranx read."""
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for qid in sorted(qrels):
+            for docid in sorted(qrels[qid]):
+                f.write(f"{qid} 0 {docid} {int(qrels[qid][docid])}\n")
+
+
+TRACE_ID_COLUMNS = ("qid", "docid")
+
+
+def load_traces(folder: str | os.PathLike[str], *, allow_partial: bool = False) -> Any:
+    """Every judged pair of a result folder as a pandas DataFrame, one row per ``traces.jsonl`` line.
+
+    ``folder`` is a run folder, a task folder holding one complete run, or a ``traces.jsonl`` path. Query and
+    document ids stay strings (``"0012"`` keeps its zeros; pandas' own JSON reader would make it 12); the
+    first-stage rank and the token counts are nullable integers.
+    """
+    import pandas as pd
+
+    from rank1_eval.layout import resolve_run_folder
+
+    path = Path(folder)
+    if not path.is_file():
+        path = resolve_run_folder(path, allow_partial=allow_partial) / "traces.jsonl"
+    if (path.parent / SUMMARY_FILE).is_file():
+        check_result_folder(path.parent)  # whole, or one line saying how to rebuild it
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.parent} has no traces.jsonl")
+    frame = pd.DataFrame.from_records(list(read_jsonl(path)))
+    for column in TRACE_ID_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].map(str).astype("string")
+    for column in ("first_stage_rank", "prompt_tokens", "output_tokens"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame

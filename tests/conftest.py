@@ -139,3 +139,12 @@ def one_torch_thread():
 def single_thread():
     with one_torch_thread():
         yield
+
+
+def only_run(out: Path, model_folder: str = f"local__{MICRO_RANK1.name}") -> Path:
+    """The one run folder under ``out/<model>/<Task>_<subtask>/`` (fails when there are more)."""
+    from rank1_eval.layout import list_runs
+
+    (task,) = [p for p in (out / model_folder).iterdir() if p.is_dir()]
+    (run,) = list_runs(task)
+    return run.path

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, only_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,7 @@ def _base(out, engine="transformers", limit=3, *extra):
 
 
 def _folder(out: Path) -> Path:
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
-    return folder
+    return only_run(out)
 
 
 def _trec_ndcg10(run_trec: Path, qrels_tsv: Path) -> float:

@@ -142,9 +142,9 @@ def test_bright_through_mteb_evaluate_and_deprecated_run(
 ):
     from mteb import MTEB
 
-    from rank1_eval.evaluate import mteb_task
+    from rank1_eval import reranking_task
 
-    task = mteb_task(name, subtask, data_root=run_files_env["hub"], top_k=2, output_dir=tmp_path)
+    task = reranking_task(name, subtask, data_root=run_files_env["hub"], top_k=2, output_dir=tmp_path)
     result = mteb.evaluate(micro_model, [task], cache=None, show_progress_bar=False)
     scores = result.task_results[0].scores["standard"][0]
     assert 0.0 <= scores["ndcg_at_10"] <= 1.0 and micro_model.stats.pairs_total == 6

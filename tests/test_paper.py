@@ -395,7 +395,8 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     finally:
         model.close()
     assert rep.failures == {} and len(rep.summaries) == 2 and len(loads) == 1
-    summaries = {Path(s["output_dir"]).name: s for s in rep.summaries.values()}
+    summaries = {Path(s["output_dir"]).parent.name: s for s in rep.summaries.values()}
+    assert all(Path(s["output_dir"]).name.startswith("top20-first2-") for s in rep.summaries.values())
     assert set(summaries) == {"MiniaLocal_default", "MinibLocal_default"}
     first, micro = rep.result.rows
     a, b = summaries["MiniaLocal_default"], summaries["MinibLocal_default"]
@@ -407,9 +408,15 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     assert a["vs_first_stage"]["mean_a"] == pytest.approx(a["main_score"], abs=5e-6)  # pytrec_eval = mteb
     assert sorted(p.suffix for p in rep.files.values()) == [".csv", ".json", ".md", ".png", ".png", ".tex"]
     assert "partial run (--limit-queries 2)" in rep.files["md"].read_text()
-    # the same table again from the folders alone
-    again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
+    # the same table again from the folders alone: partial runs only when asked for
+    again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)},
+                               allow_partial=True)  # fmt: skip
     assert [_cells(r) for r in again.rows] == [_cells(r) for r in rep.result.rows]
+    refused = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
+    cell = refused.rows[1].cells["a"]
+    assert cell.ours is None and cell.note == "only partial runs (--limit-queries 2); pass --allow-partial to use them"
+    md = paper.render_markdown(refused)
+    assert "micro (all cells): only partial runs (--limit-queries 2); pass --allow-partial to use them" in md
 
 
 def test_table_plots_share_one_axis_per_unit_and_show_deltas(tmp_path):

@@ -29,7 +29,7 @@ _LAYERS = (
     ("records", "_data"),
     ("prompts", "engines", "engines.base", "engines.device", "engines.hf_engine", "engines.vllm_engine",
      "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks", "texts",
-     "progress", "logs"),
+     "progress", "logs", "layout"),
     ("scheduler",),
     ("model",),
     ("outputs", "preflight", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg",

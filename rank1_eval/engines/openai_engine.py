@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 TOKEN_ID_PREFIX = "token_id:"
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
-CHECK_TIMEOUT_S = 10.0  # /v1/models and the probe: an unreachable URL fails within seconds
+CHECK_TIMEOUT_S = 10.0  # connecting, and /v1/models: an unreachable URL fails within seconds
+# The logprobs probe is one completion request: on a loaded server it queues behind the requests in flight, so
+# it may take as long as any request (--request-timeout) to be answered, while connecting still fails fast.
 # Per-request timeout when none is given: a base (queueing, prefill of a long prompt) plus a floor of 5 output
 # tokens/s per sequence, so an 8192-token reasoning request may take ~28 min and a forced answer ~30 s.
 TIMEOUT_BASE_S = 30.0
@@ -367,8 +369,16 @@ class OpenAIEngine(BatchCalls):
             "logprobs": len(candidates),
             "allowed_token_ids": candidates,
         }
+        read = max(CHECK_TIMEOUT_S, self.request_timeout(1))  # a one-token request's own timeout
+        timeout = self._httpx.Timeout(read, connect=CHECK_TIMEOUT_S)
         try:
-            response = client.post(server.url + "/completions", json=body)
+            response = client.post(server.url + "/completions", json=body, timeout=timeout)
+        except self._httpx.TimeoutException as exc:
+            phase = "connection" if isinstance(exc, self._httpx.ConnectTimeout) else f"answer within {read:g} s"
+            raise EngineError(
+                f"server {server.url} failed the logprobs probe (no {phase}: {type(exc).__name__}); a busy server "
+                f"gets a one-token request's timeout to answer it ({self._timeout_rule()})"
+            ) from exc
         except self._httpx.HTTPError as exc:
             raise EngineError(f"server {server.url} failed the logprobs probe ({type(exc).__name__}: {exc})") from exc
         if response.status_code >= 400:

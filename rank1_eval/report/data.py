@@ -144,17 +144,24 @@ def _local_texts(source: str | None, qids: set[str], docids: set[str]) -> Texts:
     return out
 
 
-def load_run(folder: str | os.PathLike[str], *, measure: str | None = None, texts: bool = True) -> RunView:
+def load_run(
+    folder: str | os.PathLike[str], *, measure: str | None = None, texts: bool = True, allow_partial: bool = False
+) -> RunView:
     """Read a result folder: summary, traces (grouped by query, ranked as the evaluator ranks), qrels, texts.
 
-    ``measure`` is the per-query metric (trec_eval name or ``ndcg_at_10`` style; default: the one the run's
-    test against its first stage used, else ``ndcg_cut_10``).
+    ``folder`` is a run folder or a task folder holding one complete run (:func:`rank1_eval.layout.resolve_run_folder`;
+    its partial runs only with ``allow_partial``). ``measure`` is the per-query metric (trec_eval name or
+    ``ndcg_at_10`` style; default: the one the run's test against its first stage used, else ``ndcg_cut_10``).
     """
     from rank1_eval.beir import read_qrels
     from rank1_eval.compare import per_query, trec_measure
+    from rank1_eval.layout import ResultsError, resolve_run_folder
     from rank1_eval.outputs import ResultFolderError, check_result_folder
 
-    root = Path(folder)
+    try:
+        root = resolve_run_folder(folder, allow_partial=allow_partial)
+    except ResultsError as exc:
+        raise ReportError(str(exc)) from None
     summary_path, traces_path = root / "summary.json", root / "traces.jsonl"
     if not summary_path.is_file() or not traces_path.is_file():
         raise ReportError(f"{root} is not a result folder (needs summary.json and traces.jsonl)")
