@@ -134,15 +134,21 @@ def run_tag(model_name: str, first_stage: str, top_k: int | None, settings: Mapp
 # ----------------------------------------------------------------------------------------------------
 
 
+REBUILD_HINT = (
+    "rebuild it by running the `rank1-eval run` command that wrote it again: every judgement is in the store, "
+    "so nothing is scored again"
+)
+
+
 def _read_summary(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+        raise ResultsError(f"{path} is truncated or not JSON ({exc.msg}, line {exc.lineno}); {REBUILD_HINT}") from None
     except UnicodeDecodeError:
-        raise ResultsError(f"{path}: not UTF-8 text") from None
+        raise ResultsError(f"{path} is not UTF-8 text; {REBUILD_HINT}") from None
     if not isinstance(data, dict):
-        raise ResultsError(f"{path}: not a rank1_eval summary (a JSON object)")
+        raise ResultsError(f"{path} is not a rank1_eval summary (a JSON object); {REBUILD_HINT}")
     return data
 
 

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from rank1_eval.layout import ResultsError
+from rank1_eval.layout import REBUILD_HINT, ResultsError
 from rank1_eval.runs import Run, ranked, write_trec
 from rank1_eval.texts import TEXTS_FILE, write_texts
 
@@ -423,10 +423,7 @@ def _rebuild_hint(summary: Mapping[str, Any] | None) -> str:
             f"rebuild it with the command that wrote it: {' '.join(map(str, command))} — every judgement is in "
             f"the store{where}, so nothing is scored again"
         )
-    return (
-        "rebuild it by running the `rank1-eval run` command that wrote it again: every judgement is in the "
-        "store, so nothing is scored again"
-    )
+    return REBUILD_HINT
 
 
 def check_result_folder(folder: str | os.PathLike[str], *, hash_limit: int = _HASH_LIMIT) -> dict[str, Any]:

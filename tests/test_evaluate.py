@@ -40,7 +40,10 @@ FAMILIES = {
 
 
 def _folder(out: Path, label: str) -> Path:
-    return out / f"local__{MICRO_RANK1.name}" / label
+    """The one run folder of a task (``--limit-queries`` runs included) under rank1_eval's layout."""
+    from rank1_eval.layout import resolve_run_folder
+
+    return resolve_run_folder(out / f"local__{MICRO_RANK1.name}" / label, allow_partial=True)
 
 
 @pytest.fixture(scope="session")
@@ -244,6 +247,10 @@ def test_bm25_first_stage_drops_bright_exclusions(run_files_env, tmp_path, capsy
     info = json.loads(capsys.readouterr().out)
     assert info["excluded_ids"]["queries_with_exclusions"] == 3 and info["excluded_ids"]["pairs_removed"] >= 1
     assert info["pairs"] == 6  # still k = 2 candidates per query after the removal
-    (trec,) = tmp_path.rglob("first_stage.bm25.trec")
-    pairs = [line.split()[:3:2] for line in trec.read_text().splitlines()]
+    assert not list(tmp_path.rglob("first_stage.bm25.trec"))  # a dry run writes nothing (a run: with its results)
+    from rank1_eval.evaluate import BM25_FILE, RunOptions, prepare
+
+    prepared = prepare(RunOptions(task="BrightAopsRetrieval", dataset_path=str(hub / "mteb/BRIGHT"), first_stage="bm25",
+                                  top_k=2, output_dir=tmp_path))  # fmt: skip
+    pairs = [line.split()[:3:2] for line in prepared.first_stage_files[BM25_FILE].splitlines()]
     assert len(pairs) == 6 and all(doc != f"aops_self_{qid}.txt" for qid, doc in pairs)  # its own problem: excluded

@@ -32,6 +32,7 @@ from fake_vllm_server import FakeVLLMServer
 
 from rank1_eval import outputs
 from rank1_eval.cli import EXIT_ERROR, EXIT_FAILED_PAIRS, main
+from rank1_eval.layout import resolve_run_folder
 from rank1_eval.outputs import ResultFolderError, check_result_folder, write_run_folder
 from rank1_eval.preflight import OutputError, check_outputs, check_store_file, check_writable
 from rank1_eval.records import Judgement
@@ -604,7 +605,8 @@ def test_nan_server_fails_loudly_and_the_count_survives_reruns(tmp_path, capsys)
         err = capsys.readouterr().err
         banner = [ln for ln in err.splitlines() if "FAILED PAIRS" in ln]
         assert len(banner) == 1 and "8 of 8 pairs (100.0%)" in banner[0] and "drop-failed" in banner[0]
-        (folder,) = (tmp_path / "out" / f"local__{MICRO_RANK1.name}").iterdir()
+        (task_folder,) = (tmp_path / "out" / f"local__{MICRO_RANK1.name}").iterdir()
+        folder = resolve_run_folder(task_folder, allow_partial=True)
         assert check_result_folder(folder)["failed"] == 8  # the results are written, and say so
 
         assert main(args) == EXIT_FAILED_PAIRS  # rerun: every pair from the store, still 8 failed
@@ -624,7 +626,8 @@ def test_whitespace_ids_are_escaped_in_run_trec_and_announced(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert main(_run_args(task, tmp_path / "out", "--first-stage", "bm25", "--top-k", "3")) == 0
     assert any("contain whitespace" in r.getMessage() and "percent-encoded" in r.getMessage() for r in caplog.records)
-    (folder,) = (tmp_path / "out" / f"local__{MICRO_RANK1.name}").iterdir()
+    (task_folder,) = (tmp_path / "out" / f"local__{MICRO_RANK1.name}").iterdir()
+    folder = resolve_run_folder(task_folder)
     summary = check_result_folder(folder)
     assert summary["pairs_total"] == 3
     assert any("whitespace" in w for w in summary["preflight_warnings"])

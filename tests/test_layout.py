@@ -142,7 +142,7 @@ def test_older_layout_and_malformed_summaries(tmp_path):
     broken = tmp_path / "x" / "T_default" / "run-1"
     broken.mkdir(parents=True)
     (broken / "summary.json").write_text('{"settings": ')
-    with pytest.raises(ResultsError, match=r"run-1/summary.json: invalid JSON"):
+    with pytest.raises(ResultsError, match=r"run-1/summary.json is truncated or not JSON.*rebuild it"):
         list_runs(broken.parent)
     (broken / "summary.json").write_text("[1, 2]")
     with pytest.raises(ResultsError, match="not a rank1_eval summary"):
