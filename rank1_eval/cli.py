@@ -19,12 +19,103 @@ from typing import Any
 
 DEMO_TASK = "demo"
 
+EXIT_ERROR = 2  # bad input, an unusable resource, a fault: one line on stderr
+EXIT_FAILED_PAIRS = 3  # the run finished, but more pairs failed than --allow-failed accepts (results written)
+EXIT_INTERRUPTED = 130
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error that reached the top: the file and the fix for OS errors, the message otherwise."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = {
+            errno.ENOSPC: "the disk is full: free space (or use another --output-dir/--store) and rerun; every "
+            "judgement already in the store is kept and not scored again",
+            errno.EROFS: "the file system is read-only: use a writable --output-dir/--store",
+            errno.EACCES: "no permission: fix the permissions or use another path",
+            errno.EPERM: "not permitted (immutable or protected): use another path",
+            errno.EDQUOT: "disk quota exceeded: free space and rerun; the store keeps every judgement",
+        }.get(exc.errno or 0, "")
+        return f"{where}{exc.strerror}" + (f" ({hint})" if hint else "")
+    if isinstance(exc, sqlite3.Error):
+        return f"SQLite error: {exc}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
 
 def bundled_demo() -> tuple[str, str, str]:
     """(task folder, run file, model folder) of the bundled demo: package data, so a wheel carries it too."""
-    from rank1_eval._data import DEMO_TASK_DIR, MICRO_RANK1_DIR
+    from rank1_eval._data import DEMO_RUN_FILE, DEMO_TASK_DIR, MICRO_RANK1_DIR
 
-    return str(DEMO_TASK_DIR), str(DEMO_TASK_DIR / "bm25s_top20.trec"), str(MICRO_RANK1_DIR)
+    return str(DEMO_TASK_DIR), str(DEMO_RUN_FILE), str(MICRO_RANK1_DIR)
+
+
+def _int_at_least(low: int) -> Any:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        return number
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = _positive_float(value)
+    if number > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return number
+
+
+def _failed_score(value: str) -> float | str:
+    """``raise`` or a finite float: NaN would make every failed pair's rank undefined."""
+    import math
+
+    if value == "raise":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'raise', got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number or 'raise', got {value!r}")
+    return number
+
+
+def _allow_failed(value: str) -> str:
+    """``N`` pairs, ``P%`` of the pairs, or ``all`` (the bare flag)."""
+    import math
+
+    text = value.strip()
+    if text == "all":
+        return text
+    number_text = text[:-1] if text.endswith("%") else text
+    try:
+        number = float(number_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N, P% or nothing (= all), got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (text.endswith("%") and number > 100):
+        raise argparse.ArgumentTypeError(f"expected N >= 0 or 0-100%, got {value!r}")
+    return text
 
 
 def _qrels_arg(value: str) -> tuple[str, str]:
@@ -38,21 +129,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (mirrors rank1(...))")
     g.add_argument("--model", default=None, help="model id or local folder (default: jhu-clsp/rank1-7b)")
     g.add_argument("--revision", default=None, help="Hub revision (commit, branch or tag) of the model")
-    g.add_argument("--num-gpus", type=int, default=1, help="tensor parallel size")
+    g.add_argument("--num-gpus", type=_int_at_least(1), default=1, help="tensor parallel size")
     g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers", "openai"],
                    help="openai: vLLM servers at --server-url (auto picks it when URLs are given)")  # fmt: skip
     g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when visible, else cpu)")
     g.add_argument("--dtype", default=None, help="fp_options: float16 (GPU default), bfloat16, float32 (CPU default)")
-    g.add_argument("--context-size", type=int, default=16000, help="prompt + output tokens per pair")
-    g.add_argument("--max-output-tokens", type=int, default=8192, help="reasoning budget per pair")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory")
+    g.add_argument("--context-size", type=_int_at_least(2), default=16000,
+                   help="prompt + output tokens per pair (> --max-output-tokens)")  # fmt: skip
+    g.add_argument("--max-output-tokens", type=_int_at_least(1), default=8192, help="reasoning budget per pair")
+    g.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9,
+                   help="vLLM's share of GPU memory, in (0, 1]")  # fmt: skip
     g.add_argument("--enforce-eager", action="store_true", help="vLLM without CUDA graphs (faster start)")
-    g.add_argument("--max-num-seqs", type=int, default=None, help="vLLM sequences in flight (default: vLLM's)")
+    g.add_argument("--max-num-seqs", type=_int_at_least(1), default=None,
+                   help="vLLM sequences in flight (default: vLLM's)")  # fmt: skip
     g.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own model code")
     g.add_argument("--scheduling", default="stream", choices=["stream", "chunked"],
                    help="stream (default): requests stream into the engine, each judgement stored when final; "
                    "chunked: the former synchronous chunks of --chunk-size pairs")  # fmt: skip
-    g.add_argument("--chunk-size", type=int, default=None,
+    g.add_argument("--chunk-size", type=_int_at_least(1), default=None,
                    help="--scheduling chunked: pairs per engine call (default 1024; with servers 4 per request "
                    "slot, at least 256)")  # fmt: skip
     g.add_argument("--length-rule", default="reference", choices=["reference", "reserve_output"],
@@ -60,21 +154,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "leaves no room for the forced answer, each pair generates min(max_output_tokens, "
                    "context_size - prompt tokens); reserve_output: prompts cut to context_size - "
                    "max_output_tokens")  # fmt: skip
-    g.add_argument("--ngram-speculation", type=int, default=0, metavar="K",
+    g.add_argument("--ngram-speculation", type=_int_at_least(0), default=0, metavar="K",
                    help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
-    g.add_argument("--force-rethink", type=int, default=0, metavar="N",
+    g.add_argument("--force-rethink", type=_int_at_least(0), default=0, metavar="N",
                    help="s1-style budget forcing (paper §3.6): N times, the model's closing </think> is replaced "
                    "by '\\nWait' and decoding continues within the same budget; then scored as usual")  # fmt: skip
     g.add_argument("--keep-token-ids", action="store_true",
                    help="keep pass 1's generated token ids in each judgement (what `rank1-eval sweep` cuts)")
-    g.add_argument("--failed-score", default="0.5", help="score of a pair no pass could score, or 'raise'")
+    g.add_argument("--failed-score", type=_failed_score, default=0.5,
+                   help="score of a pair no pass could score (finite), or 'raise' to stop the run")  # fmt: skip
     g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
     g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
     g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
+    g.add_argument("--prompt-key", default=None, metavar="KEY",
+                   help="use this dataset template for every task, e.g. SciFact for a local BEIR copy of SciFact "
+                   "(a key of the prompt set)")  # fmt: skip
     s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
     s.add_argument(
         "--data-parallel",
-        type=int,
+        type=_int_at_least(1),
         default=1,
         metavar="N",
         help="start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them",
@@ -93,30 +191,33 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         metavar="VAR",
         help="environment variable holding the servers' API key (sent as Bearer, never logged)",
     )
-    s.add_argument("--max-concurrency", type=int, default=8, help="requests in flight per server")
-    s.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request")
-    s.add_argument("--max-retries", type=int, default=5, help="failed backoff rounds before a server is dropped")
+    s.add_argument("--max-concurrency", type=_int_at_least(1), default=8, help="requests in flight per server")
+    s.add_argument("--request-timeout", type=_positive_float, default=None,
+                   help="seconds per request (default: 30 s + 0.2 s per output token of the request)")  # fmt: skip
+    s.add_argument("--max-retries", type=_int_at_least(0), default=5,
+                   help="failed backoff rounds before a server is dropped")  # fmt: skip
+    s.add_argument("--stall-warning", type=_int_at_least(0), default=300, metavar="S",
+                   help="warn when no request has finished for S seconds (0: never)")  # fmt: skip
 
 
 def build_model(args: argparse.Namespace):
+    """The model the flags describe; device and dtype defaults are the API's (float16 on CUDA, float32 on CPU)."""
     from rank1_eval.model import DEFAULT_MODEL, rank1
 
-    device = args.device
-    if device is None:
-        device = "cuda" if _cuda_visible() else "cpu"
-    dtype = args.dtype or ("float16" if device.startswith("cuda") else "float32")
-    failed = args.failed_score if args.failed_score == "raise" else float(args.failed_score)
+    check_model_args(args)
+    failed = args.failed_score  # a float or 'raise' (checked by the parser)
     return rank1(
         args.model or DEFAULT_MODEL,
         num_gpus=args.num_gpus,
-        device=device,
+        device=args.device,
         context_size=args.context_size,
         max_output_tokens=args.max_output_tokens,
-        fp_options=dtype,
+        fp_options=args.dtype,
         engine=args.engine,
         dataset_prompt=False if args.skip_prompt else None,
         prompt_set=args.prompt_set,
         prompt_file=args.prompt_file,
+        prompt_key=args.prompt_key,
         revision=args.revision,
         failed_score=failed,
         gpu_memory_utilization=args.gpu_memory_utilization,
@@ -134,21 +235,23 @@ def build_model(args: argparse.Namespace):
         max_concurrency=args.max_concurrency,
         request_timeout=args.request_timeout,
         max_retries=args.max_retries,
+        stall_warning_s=float(args.stall_warning),
         data_parallel=args.data_parallel,
     )
 
 
-def _cuda_visible() -> bool:
-    """Whether a CUDA GPU is visible, without importing torch when nvidia-smi says no."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    import importlib.util
+def check_model_args(args: argparse.Namespace) -> None:
+    """Flags that must fit together (after the demo's defaults are applied)."""
+    # under the reference rule a pair generates min(max_output_tokens, context_size - prompt tokens): any pair of
+    # values works, and a query that cannot fit is found by the pre-flight
+    if getattr(args, "length_rule", "reference") == "reserve_output" and args.context_size <= args.max_output_tokens:
+        from rank1_eval.errors import UsageError
 
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
+        raise UsageError(
+            f"--context-size ({args.context_size}) must exceed --max-output-tokens ({args.max_output_tokens}) under "
+            "--length-rule reserve_output: the prompt gets context_size - max_output_tokens tokens"
+        )
 
-    return bool(torch.cuda.is_available())
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -157,22 +260,29 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
     g.add_argument("--split", default=None, help="evaluation split (default: the task's)")
     g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
-    g.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
-    g.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
-    g.add_argument("--top-k", type=int, default=100, help="first-stage candidates reranked per query")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
+    first = g.add_mutually_exclusive_group()
+    first.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
+    first.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
+    g.add_argument("--top-k", type=_int_at_least(1), default=100, help="first-stage candidates reranked per query")
     g.add_argument("--main-metric", default=None, help="metric reported first (default: the task's)")
     g.add_argument("--qrels", action="append", type=_qrels_arg, default=[], metavar="NAME=PATH",
                    help="extra judgements to score the run with (repeatable)")  # fmt: skip
-    g.add_argument("--limit-queries", type=int, default=None, help="first N queries only (smoke runs)")
+    g.add_argument("--limit-queries", type=_int_at_least(1), default=None, help="first N queries only (smoke runs)")
     o = p.add_argument_group("outputs")
     o.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders go")
     o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
     o.add_argument("--budgets", default=None, metavar="B1,B2,...",
                    help="after the run (at --max-output-tokens, the largest budget), derive every smaller budget "
                    "from it as `rank1-eval sweep` does (keeps token ids)")  # fmt: skip
-    o.add_argument("--verify", type=int, default=0, metavar="N",
+    o.add_argument("--verify", type=_int_at_least(0), default=0, metavar="N",
                    help="with --budgets: re-run N sampled pairs per budget for real and report the differences")
     o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
+    o.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
+                   help="accept failed pairs (all, or up to N pairs or P%% of them); by default any failed pair "
+                   f"ends the run with exit code {EXIT_FAILED_PAIRS} after the results are written")  # fmt: skip
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
                    help="judge only shard I of N (0-based) into its own store, write no outputs; then "
@@ -193,7 +303,7 @@ def _demo_defaults(args: argparse.Namespace) -> None:
     if args.task is None or args.task == DEMO_TASK:
         task, run_file, model = bundled_demo()
         args.task = task
-        args.run_file = args.run_file or run_file
+        args.run_file = args.run_file or (None if args.first_stage else run_file)
         args.model = args.model or model
         # the micro rank1 writes ~12 tokens of reasoning; small budgets keep the CPU demo under a minute
         if args.max_output_tokens == 8192:
@@ -217,6 +327,7 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
         top_k=args.top_k,
         split=args.split,
         dataset_path=args.dataset_path,
+        data_root=args.data_root,
         main_metric=args.main_metric,
         qrels=dict(args.qrels),
         output_dir=args.output_dir,
@@ -246,6 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         budgets = parse_budgets(args.budgets)
         if max(budgets) > args.max_output_tokens:  # the run is made at the largest budget
             args.max_output_tokens = max(budgets)
+    check_model_args(args)
     from rank1_eval.progress import ProgressDisplay
 
     # one display for the whole run: status lines (with the elapsed time) while things load, silent under -q;
@@ -261,8 +373,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
         if args.dry_run:
+            from rank1_eval.evaluate import run_folder, store_path_of
+            from rank1_eval.preflight import check_run
+
             display.close()
-            print(json.dumps(dry_run_report(prepared, model), indent=2))
+            out = None if args.shard else run_folder(model, prepared, opts)
+            report = dry_run_report(prepared, model)
+            report["preflight_warnings"] = check_run(model, prepared, opts, out=out, store_path=store_path_of(opts))
+            print(json.dumps(report, indent=2))
             return 0
         display.status(f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
                        "engine); the model loads at the first pair the store does not hold")  # fmt: skip
@@ -289,6 +407,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sweep_result is not None:
         _print_sweep(sweep_result)
     print(f"results: {summary['output_dir']}")
+    return failed_pairs_exit(summary, args.allow_failed)
+
+
+def failed_pairs_exit(summary: dict[str, Any], allow_failed: str | None) -> int:
+    """0, or the banner and :data:`EXIT_FAILED_PAIRS` when more pairs failed than ``--allow-failed`` accepts."""
+    from rank1_eval.preflight import failure_banner, failure_limit
+
+    allowed = failure_limit(allow_failed, summary["pairs_total"])
+    if summary["failed"] > allowed:
+        print(failure_banner(summary, summary["provenance"]["store"], allowed), file=sys.stderr)
+        return EXIT_FAILED_PAIRS
     return 0
 
 
@@ -369,7 +498,8 @@ def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         description="Derive the judgements at each budget from a result folder's run (made at the largest "
         "budget; greedy decoding makes the first b tokens of that run the run at b): pairs that finished within "
         "b are kept, the others cut to b tokens and answered by one prefill-only forced answer. Each budget is "
-        "stored under its own key (a later real run at b is a store hit), gets its own folder DIR/budgets/<b>/, "
+        "stored under its own key (a later real run at b is a store hit), gets the result folder a real run at b "
+        "would have (beside DIR), "
         "and a row of DIR/sweep.json, sweep.csv and sweep.png. Loads the model (for the prefills) unless the "
         "store holds every budget already.",
         epilog=_examples(
@@ -382,7 +512,7 @@ def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     p.add_argument("result_dirs", type=Path, nargs="+", metavar="RESULT_DIR", help="result folder(s) of `run`")
     p.add_argument("--budgets", required=True, metavar="B1,B2,...",
                    help="max_output_tokens values, each at most the run's")  # fmt: skip
-    p.add_argument("--verify", type=int, default=0, metavar="N",
+    p.add_argument("--verify", type=_int_at_least(0), default=0, metavar="N",
                    help="re-run N sampled pairs per budget for real (cut pairs first) and report the differences")
     p.add_argument("--store", type=Path, default=None, help="the run's judgement store (default: as recorded)")
     p.add_argument("--plot", type=Path, default=None, help="also one plot of all RESULT_DIRs' tasks here")
@@ -439,7 +569,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     else:
         if args.results is None:
             raise TableError("pass --results DIR (result folders) or --paper (the paper's own table)")
-        result = table_from_results(args.table, args.results, args.model, row=args.row, placeholders=placeholders)
+        result = table_from_results(
+            args.table, args.results, args.model, row=args.row, placeholders=placeholders,
+            allow_partial=args.allow_partial, where=dict(args.where),
+        )  # fmt: skip
     _print(result, args.format)
     if args.out:
         stem = result.table.name
@@ -474,6 +607,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             progress=not (args.no_progress or args.quiet),
             verbose=bool(args.verbose),
             command_line=["rank1-eval", *sys.argv[1:]],
+            data_root=args.data_root,
+            dataset_paths=dict(args.dataset_path),
         )
     finally:
         model.close()
@@ -481,7 +616,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(p) for p in rep.files.values()))
     for label, reason in rep.failures.items():
         print(f"rank1-eval: cell {label} failed: {reason}", file=sys.stderr)
-    return 1 if rep.failures else 0
+    failed_pairs = [failed_pairs_exit(s, args.allow_failed) for s in rep.summaries.values()]  # a line per cell
+    return 1 if rep.failures else EXIT_FAILED_PAIRS if any(failed_pairs) else 0
+
+
+def _dataset_path_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--dataset-path takes TASK=PATH (e.g. SciFact=/data/scifact)")
+    task, path = value.split("=", 1)
+    return task.strip(), path
+
+
+def _where_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError("--where takes KEY=VALUE (a setting in the run's summary.json)")
+    key, wanted = value.split("=", 1)
+    return key.strip(), wanted
 
 
 def _cells_arg(value: str) -> list[str]:
@@ -522,6 +672,10 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
+    p.add_argument("--allow-partial", action="store_true",
+                   help="fill cells from partial runs (--limit-queries) when no complete run exists")  # fmt: skip
+    p.add_argument("--where", action="append", type=_where_arg, default=[], metavar="KEY=VALUE",
+                   help="only runs with this setting: prompt_set=paper, hash=3f2a, … (repeatable)")  # fmt: skip
     p.add_argument("--format", default="md", choices=["md", "csv", "tex", "json", "text"], help="printed format")
     p.add_argument("--out", type=Path, default=None, help="also write .md/.csv/.tex/.json/.png here")
     p.set_defaults(func=cmd_table)
@@ -545,8 +699,8 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
     g = p.add_argument_group("table run")
     g.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders and tables go")
     g.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
-    g.add_argument("--top-k", type=int, default=None, help="override the manifest's top-k (100)")
-    g.add_argument("--limit-queries", type=int, default=None, help="smoke runs only: results are partial")
+    g.add_argument("--top-k", type=_int_at_least(1), default=None, help="override the manifest's top-k (100)")
+    g.add_argument("--limit-queries", type=_int_at_least(1), default=None, help="smoke runs only: results are partial")
     g.add_argument("--cells", type=_cells_arg, default=None, help="comma-separated column keys to run")
     g.add_argument(
         "--set",
@@ -556,9 +710,16 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder of local Hub copies by repo id, e.g. DIR/xlangai/BRIGHT, DIR/mteb/scifact "
+                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
+    g.add_argument("--dataset-path", action="append", type=_dataset_path_arg, default=[], metavar="TASK=PATH",
+                   help="local Hub copy of one task's dataset (repeatable; wins over --data-root)")  # fmt: skip
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
-    g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a result folder")
+    g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a whole result folder")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
+                   help=f"accept failed pairs per cell (all, N, P%%); else exit code {EXIT_FAILED_PAIRS}")  # fmt: skip
     p.set_defaults(func=cmd_reproduce)
     return p
 
@@ -580,6 +741,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         seed=args.seed,
         allow_different_tasks=args.force,
+        allow_partial=args.allow_partial,
     )
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -613,6 +775,7 @@ def add_compare_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()
     p.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS, help="randomization-test draws")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the randomization test")
     p.add_argument("--force", action="store_true", help="compare folders of different tasks")
+    p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     p.add_argument("--no-per-query", action="store_true", help="omit the per-query lines of the table")
     p.set_defaults(func=cmd_compare)
@@ -628,7 +791,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``rank1-eval report``: prints the page's path."""
     from rank1_eval.report import write_comparison, write_report
 
-    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric}
+    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric,
+               "allow_partial": args.allow_partial}  # fmt: skip
     if args.b is None:
         path = write_report(args.dir, args.output, **options)
     else:
@@ -653,15 +817,55 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("dir", help="result folder (…/<model>/<Task>_<subtask>)")
+    p.add_argument("dir", help="run folder, or a task folder (…/<model>/<Task>_<subtask>) holding one complete run")
     p.add_argument(
         "b", nargs="?", default=None, help="second run: a result folder, a run file, or 'first-stage' (A's own)"
     )
-    p.add_argument("-o", "--output", default=None, help="output file (default: DIR/report.html, DIR/report-vs-B.html)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (default: <run folder>/report.html, <run folder>/report-vs-B.html)")  # fmt: skip
+    p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
     p.add_argument("--metric", default=None, help="per-query metric (trec_eval or ndcg_at_10 style; default: nDCG@10)")
     p.add_argument("--max-doc-chars", type=int, default=2000, help="passage text kept per pair in the page")
     p.add_argument("--no-texts", action="store_true", help="ids only: leave query and passage texts out")
     p.set_defaults(func=cmd_report)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# export (rank1_eval.evaluate.export_results)
+# ----------------------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``rank1-eval export --mteb``: every run folder into mteb's ResultCache layout."""
+    from rank1_eval.evaluate import export_results
+
+    _quiet_libraries()
+    done = export_results(args.results, args.to, allow_partial=args.allow_partial)
+    for run, path in done:
+        print(f"{run} -> {path}")
+    root = args.to or args.results
+    print(f"exported {len(done)} run(s); read them with mteb.ResultCache({str(root)!r}).load_results()")
+    return 0
+
+
+def add_export_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``export`` subcommand."""
+    p = sub.add_parser(
+        "export",
+        parents=parents,
+        help="copy result folders into mteb's ResultCache layout",
+        description="Copy every run under RESULTS into mteb's ResultCache layout (<root>/results/<org__model>/"
+        "<revision>/[experiments/<name>/]<Task>.json + model_meta.json). Runs do this themselves as they finish; "
+        "export writes another root, e.g. mteb's own cache.",
+        epilog=_examples("rank1-eval export --mteb results --to ~/.cache/mteb"),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("results", type=Path, help="the --output-dir of earlier runs")
+    p.add_argument("--mteb", action="store_true", required=True, help="mteb's ResultCache layout (the only format)")
+    p.add_argument("--to", type=Path, default=None, help="root of the mteb cache to write (default: RESULTS)")
+    p.add_argument("--allow-partial", action="store_true", help="export partial runs too (as mteb experiments)")
+    p.set_defaults(func=cmd_export)
     return p
 
 
@@ -699,6 +903,63 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"{src.path}: read {src.read}, added {src.added}, duplicates {src.duplicates}")
     print(f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
           f"duplicates {report.duplicates}")  # fmt: skip
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# store (rank1_eval.store): check, salvage, drop-failed
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_store_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """The ``store`` subcommand: check, salvage or clean a judgement store."""
+    p = sub.add_parser(
+        "store",
+        parents=parents,
+        help="check, salvage or clean a judgement store",
+        description="Check a judgement store (SQLite's own consistency check), copy every readable judgement of "
+        "a damaged one into a new store, or delete failed judgements so that a rerun scores them again.",
+        epilog=_examples(
+            "rank1-eval store check results/store.sqlite",
+            "rank1-eval store salvage results/store.sqlite --into results/store.salvaged.sqlite",
+        ),
+        formatter_class=HelpFormatter,
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = actions.add_parser("check", parents=parents, help="SQLite's consistency check and the counts (read-only)")
+    c.add_argument("path", type=Path, help="the store")
+    c.add_argument("--full", action="store_true", help="integrity_check instead of the faster quick_check")
+    c.set_defaults(func=cmd_store_check)
+    s = actions.add_parser("salvage", parents=parents, help="copy every readable judgement into a new store")
+    s.add_argument("path", type=Path, help="the damaged store (only read)")
+    s.add_argument("--into", type=Path, required=True, help="the new store (or an existing one to add to)")
+    s.set_defaults(func=cmd_store_salvage)
+    d = actions.add_parser("drop-failed", parents=parents, help="delete failed judgements: a rerun scores them")
+    d.add_argument("path", type=Path, help="the store")
+    d.set_defaults(func=cmd_store_drop_failed)
+    return p
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    from rank1_eval.store import check_store
+
+    result = check_store(args.path, full=args.full)
+    print(result.message(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else EXIT_ERROR
+
+
+def cmd_store_salvage(args: argparse.Namespace) -> int:
+    from rank1_eval.store import salvage_store
+
+    print(salvage_store(args.path, args.into).message())
+    return 0
+
+
+def cmd_store_drop_failed(args: argparse.Namespace) -> int:
+    from rank1_eval.store import drop_failed
+
+    n = drop_failed(args.path)
+    print(f"{args.path}: deleted {n} failed judgements; a rerun scores those pairs again")
     return 0
 
 
@@ -783,6 +1044,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub, parents)
     add_report_parser(sub, parents)
     add_merge_parser(sub, parents)
+    add_store_parser(sub, parents)
+    add_export_parser(sub, parents)
     add_sweep_parser(sub, parents)
     return parser
 
@@ -797,16 +1060,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
+    import sqlite3
+
     from rank1_eval.errors import user_errors
 
     try:
         return int(args.func(args) or 0)
     except user_errors() as exc:
-        print(f"rank1-eval: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"rank1-eval: error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error, json.JSONDecodeError) as exc:  # a disk, a permission, a file: still one line
+        if args.verbose:
+            raise
+        print(f"rank1-eval: error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
+        from rank1_eval.store import take_writer_failure
+
+        failure = take_writer_failure()  # the store writer stopped the run: say why, not "interrupted"
+        if failure is not None:
+            print(f"rank1-eval: error: {_describe(failure)}", file=sys.stderr)
+            return EXIT_ERROR
         print("rank1-eval: interrupted; finished judgements are in the store, rerun to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ always give the same p-value.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.metrics import EvalRules
 from rank1_eval.runs import Run
 
 DEFAULT_MEASURE = "ndcg_cut_10"
@@ -42,34 +42,21 @@ def trec_measure(metric: str) -> str:
     return {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}[name] + f"_{k}"
 
 
-def _pytrec_request(measure: str) -> str:
-    """``ndcg_cut_10`` -> ``ndcg_cut.10`` (what RelevanceEvaluator takes)."""
-    m = re.fullmatch(r"(.+)_(\d+)", measure)
-    return (
-        f"{m.group(1)}.{m.group(2)}"
-        if m and m.group(1) in {"ndcg_cut", "map_cut", "recall", "P", "success"}
-        else measure
-    )
-
-
 def per_query(
-    run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], measure: str
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    measure: str,
+    *,
+    rules: EvalRules | None = None,
 ) -> dict[str, float]:
-    """One value per query that is both judged and ranked (trec_eval semantics)."""
-    import pytrec_eval
+    """One value per judged query, mteb's rules (:mod:`rank1_eval.metrics`): unranked judged queries count 0."""
+    from rank1_eval.metrics import MetricError
+    from rank1_eval.metrics import per_query as _per_query
 
-    q = {str(qid): {str(d): int(r) for d, r in docs.items()} for qid, docs in qrels.items() if docs}
-    r = {str(qid): {str(d): float(s) for d, s in docs.items()} for qid, docs in run.items() if docs}
     try:
-        evaluator = pytrec_eval.RelevanceEvaluator(q, {_pytrec_request(measure)})
-    except Exception as exc:  # pytrec_eval raises plain exceptions for unknown measures
-        raise CompareError(f"unknown trec_eval measure {measure!r}: {exc}") from exc
-    out = {}
-    for qid, values in evaluator.evaluate(r).items():
-        if measure not in values:
-            raise CompareError(f"pytrec_eval returned no {measure!r} (has {sorted(values)[:5]}...)")
-        out[qid] = float(values[measure])
-    return out
+        return _per_query(run, qrels, measure, rules=rules)
+    except MetricError as exc:
+        raise CompareError(str(exc)) from exc
 
 
 def t_test(deltas: Sequence[float]) -> dict[str, float | None]:
@@ -164,14 +151,20 @@ def against_first_stage(
     qrels: Mapping[str, Mapping[str, int]],
     *,
     measure: str = DEFAULT_MEASURE,
+    rules: EvalRules | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
-    """The reranked run (a) against its first stage (b) on the reranked queries: what ``summary.json`` keeps."""
-    reranked = per_query(predictions, qrels, measure)
-    fs = per_query({q: first_stage[q] for q in predictions if q in first_stage}, qrels, measure)
+    """The reranked run (a) against the first stage it reranked (b): what ``summary.json`` keeps.
+
+    ``qrels`` are the judgements of the evaluated queries (the driver passes exactly those), so both sides are
+    scored on the same queries as mteb scores the reranked run, judged queries without candidates included.
+    ``mean_b`` is the first stage's value of ``measure``: the first-stage rows of the paper tables.
+    """
+    reranked = per_query(predictions, qrels, measure, rules=rules)
+    fs = per_query(first_stage, qrels, measure, rules=rules)
     out = paired(reranked, fs, measure=measure, n_permutations=n_permutations, seed=seed, with_per_query=False)
-    return {"a": "reranked", "b": "first stage", **out}
+    return {"a": "reranked", "b": "first stage", "eval_rules": (rules or EvalRules()).to_dict(), **out}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -180,15 +173,17 @@ def against_first_stage(
 
 
 def _summary(folder: Path) -> dict[str, Any]:
-    path = folder / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The folder's summary once the folder is checked whole (not truncated, not mixed with another run)."""
+    from rank1_eval.outputs import check_result_folder
+
+    return check_result_folder(folder) if (folder / "summary.json").is_file() else {}
 
 
 def folder_run(folder: Path) -> Run:
-    """The reranked run of a result folder (``run.trec``, else ``predictions.json``)."""
+    """The reranked run of a result folder (``predictions.json``: exact ids; else ``run.trec``)."""
     from rank1_eval.runs import read_run
 
-    for name in ("run.trec", "predictions.json"):
+    for name in ("predictions.json", "run.trec"):
         if (folder / name).is_file():
             return read_run(folder / name)
     raise CompareError(f"{folder} has neither run.trec nor predictions.json: not a result folder")
@@ -199,19 +194,17 @@ def folder_first_stage(folder: Path) -> Run:
     path = folder / "traces.jsonl"
     if not path.is_file():
         raise CompareError(f"{folder} has no traces.jsonl to read its first stage from")
+    from rank1_eval.outputs import read_jsonl
+
     run: Run = {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            t = json.loads(line)
-            score = t.get("first_stage_score")
-            if score is None:
-                rank = t.get("first_stage_rank")
-                if rank is None:
-                    raise CompareError(f"{path}: pair {t.get('qid')}/{t.get('docid')} has no first-stage rank")
-                score = -float(rank)
-            run.setdefault(str(t["qid"]), {})[str(t["docid"])] = float(score)
+    for t in read_jsonl(path):  # a truncated line is one clear error, not a JSONDecodeError
+        score = t.get("first_stage_score")
+        if score is None:
+            rank = t.get("first_stage_rank")
+            if rank is None:
+                raise CompareError(f"{path}: pair {t.get('qid')}/{t.get('docid')} has no first-stage rank")
+            score = -float(rank)
+        run.setdefault(str(t["qid"]), {})[str(t["docid"])] = float(score)
     return run
 
 
@@ -244,19 +237,26 @@ def compare(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = DEFAULT_SEED,
     allow_different_tasks: bool = False,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
     """Compare result folder ``dir_a`` with ``dir_b`` (a result folder or a run file; None: A's first stage).
 
-    Deltas are a - b per query; ``metric`` is a trec_eval measure or an mteb-style name (``ndcg_at_10``).
+    A folder is a run folder or a task folder holding one complete run (:func:`rank1_eval.layout.resolve_run_folder`;
+    partial runs only with ``allow_partial``). Deltas are a - b per query; ``metric`` is a trec_eval measure or an
+    mteb-style name (``ndcg_at_10``).
     """
     from rank1_eval.beir import read_qrels
+    from rank1_eval.layout import ResultsError, resolve_run_folder
     from rank1_eval.runs import RunFileError, read_run
 
-    a = Path(dir_a)
-    if not a.is_dir():
-        raise CompareError(f"{a} is not a result folder")
+    try:
+        a = resolve_run_folder(dir_a, allow_partial=allow_partial)
+        if dir_b is not None and Path(dir_b).is_dir():
+            dir_b = resolve_run_folder(dir_b, allow_partial=allow_partial)
+    except ResultsError as exc:
+        raise CompareError(str(exc)) from None
     measure = trec_measure(metric)
-    summary_a = _summary(a)
+    summary_a = _summary(a)  # checked whole first: a truncated or mixed folder is refused before it is read
     run_a = folder_run(a)
     if dir_b is None:
         b_label, run_b, summary_b = f"{a} (first stage)", folder_first_stage(a), {}
@@ -275,17 +275,25 @@ def compare(
         ta, tb = _task_id(summary_a), _task_id(summary_b)
         if ta and tb and ta != tb and not allow_different_tasks:
             raise CompareError(f"different tasks: {a} is {ta}, {b} is {tb} (pass --force to compare anyway)")
+    # Each side is scored on the queries its own run evaluated (its qrels.tsv), as mteb scored it: a judged query
+    # the run left unranked counts 0. The paired test then uses the queries both sides evaluated.
     if qrels is not None:
-        judged = read_qrels(qrels)
+        judged_a = judged_b = read_qrels(qrels)
     else:
-        judged = folder_qrels(a) or (folder_qrels(Path(dir_b)) if dir_b and Path(dir_b).is_dir() else None)
-        if judged is None:
+        own_b = folder_qrels(Path(dir_b)) if dir_b is not None and Path(dir_b).is_dir() else None
+        judged_a = folder_qrels(a) or own_b
+        if judged_a is None:
             raise CompareError(f"no qrels.tsv in {a} (older result folder?): pass --qrels PATH")
-    values_a, values_b = per_query(run_a, judged, measure), per_query(run_b, judged, measure)
+        judged_b = own_b or judged_a
+    rules = EvalRules.from_summary(summary_a)
+    if summary_b and EvalRules.from_summary(summary_b) != rules and not allow_different_tasks:
+        raise CompareError(f"{a} and {dir_b} were scored with different rules (ignore_identical_ids)")
+    values_a = per_query(run_a, judged_a, measure, rules=rules)
+    values_b = per_query(run_b, judged_b, measure, rules=rules)
     if not set(values_a) & set(values_b):
         raise CompareError("the two runs share no judged query")
     out = paired(values_a, values_b, measure=measure, n_permutations=n_permutations, seed=seed)
-    return {"a": str(a), "b": b_label, "task": summary_a.get("task"), **out}
+    return {"a": str(a), "b": b_label, "task": summary_a.get("task"), "eval_rules": rules.to_dict(), **out}
 
 
 def _f(value: float | None, digits: int = 4) -> str:

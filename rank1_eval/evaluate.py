@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rank1_eval import outputs
+from rank1_eval import layout, outputs
+from rank1_eval.layout import safe_name
 from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
 from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
 
@@ -35,6 +36,7 @@ class RunOptions:
     top_k: int = 100
     split: str | None = None
     dataset_path: str | None = None
+    data_root: str | None = None  # local Hub copies by repo id (<root>/mteb/scifact); else $RANK1_DATA_ROOT
     main_metric: str | None = None
     qrels: Mapping[str, str] = field(default_factory=dict)
     output_dir: Path = Path("results")
@@ -56,25 +58,67 @@ class Prepared:
     run_sha256: str | None
     report: RunReport | None
     extra_qrels: dict[str, dict[str, dict[str, int]]]
+    notes: list[str] = field(default_factory=list)  # warnings about the first stage beyond the run report
+    first_stage_files: dict[str, str] = field(default_factory=dict)  # built first stages, written with the outputs
+    excluded: dict[str, Any] | None = None  # BRIGHT v1.1 excluded_ids removed from the first stage (counts)
+    limited_to: int | None = None  # queries kept by --limit-queries (groups whole)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*(self.report.warnings if self.report else ()), *self.notes]
 
     @property
     def n_pairs(self) -> int:
         return sum(len(v) for v in (self.task.top_ranked or {}).values())
 
 
-def safe_name(name: str) -> str:
-    """A model id as one folder name: never nested folders from the ``/`` in an id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name.strip("/")) or "model"
+__all__ = [
+    "Prepared", "RunOptions", "evaluate", "export_results", "prepare", "reranking_task", "run_folder", "run_settings",
+    "safe_name",
+]  # fmt: skip
+
+BM25_FILE = "first_stage.bm25.trec"
 
 
-def run_dir(output_dir: Path, model_name: str, task: LoadedTask) -> Path:
-    return Path(output_dir) / safe_name(model_name) / task.label
+def _first_stage_kind(opts: RunOptions) -> str:
+    """``default`` (the task's own candidates or its rank1 run file), ``bm25``, or ``file`` (--run-file)."""
+    if opts.run_file:
+        return "file"
+    return opts.first_stage or "default"
+
+
+def run_settings(model: Any, prepared: Prepared, opts: RunOptions) -> dict[str, Any]:
+    """Everything that determines what a run's folder holds: the model's settings and the run's (hashed into
+    the folder name by :func:`rank1_eval.layout.run_folder`)."""
+    task = prepared.task
+    return {
+        **model.outcome_settings(),
+        "task": task.name,
+        "subtask": task.subtask,
+        "subset": task.subset,
+        "split": task.split,
+        "dataset_revision": task.dataset_revision,
+        "first_stage": _first_stage_kind(opts),
+        "run_sha256": prepared.run_sha256,
+        "top_k": opts.top_k,
+        "limit_queries": opts.limit_queries,
+        "main_metric": opts.main_metric,
+        "extra_qrels": {name: file_sha256(path) for name, path in sorted(opts.qrels.items())},
+    }
+
+
+def run_folder(model: Any, prepared: Prepared, opts: RunOptions) -> Path:
+    """The result folder of this run (same settings, same folder: a rerun resumes and rewrites it)."""
+    settings = run_settings(model, prepared, opts)
+    return layout.run_folder(opts.output_dir, model.mteb_model_meta.name, prepared.task.label, settings)
 
 
 def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, str, str | None]:
     """The run to rerank: an explicit file, the rank1 run-file dataset, bm25s, or the task's own candidates."""
     from rank1_eval.runs import fetch_run_file, read_run
 
+    if opts.run_file and opts.first_stage:
+        raise RunFileError(f"--run-file and --first-stage {opts.first_stage} both name a first stage: pass one")
     if opts.run_file:
         path = Path(opts.run_file)
         if not path.exists():
@@ -98,8 +142,11 @@ def _first_stage_run(task: LoadedTask, opts: RunOptions) -> tuple[Run | None, st
     )
 
 
-def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
-    from rank1_eval.runs import bm25_run, write_trec
+BM25_FILE = "first_stage.bm25.trec"
+
+
+def _bm25(task: LoadedTask, k: int) -> Run:
+    from rank1_eval.runs import bm25_run
     from rank1_eval.tasks import mteb_doc_text
 
     data = task.data
@@ -107,34 +154,86 @@ def _bm25(task: LoadedTask, k: int, out: Path) -> tuple[Run, str]:
     titles = corpus["title"] if "title" in corpus.column_names else [None] * len(corpus)
     docs = {i: mteb_doc_text(t, x) for i, t, x in zip(corpus["id"], titles, corpus["text"], strict=True)}
     queries = dict(zip(data["queries"]["id"], data["queries"]["text"], strict=True))
-    run = bm25_run(docs, queries, k=k)
-    path = write_trec(run, out / "first_stage.bm25.trec", tag="bm25s")
-    return run, file_sha256(path)
+    return bm25_run(docs, queries, k=k)
 
 
-def prepare(opts: RunOptions, model_name: str) -> Prepared:
-    """Load the task and its first stage, validate, keep the top-k, apply --limit-queries."""
+def _read_with_notes(reader: Any, notes: list[str]) -> Any:
+    """Call a run reader, collecting its :class:`RunFileWarning` messages into ``notes``."""
+    import warnings
+
+    from rank1_eval.runs import RunFileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        result = reader()
+    for w in caught:
+        if issubclass(w.category, RunFileWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _trec_text(run: Run, tag: str) -> tuple[str, str]:
+    """A built first stage as TREC text (ids with whitespace escaped) and its sha256, written with the outputs."""
+    import hashlib
+
+    from rank1_eval.runs import run_to_lines
+
+    text = "".join(line + "\n" for line in run_to_lines(run, tag, escape_whitespace=True))
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
+    """Load the task and its first stage, validate, drop excluded docs, keep the top-k, apply --limit-queries.
+
+    Everything that can be wrong with the input is found here, before a model loads: unknown ids, judged
+    queries without candidates, and groups of queries (NevIR pairs, mFollowIR og/changed) left incomplete.
+    ``model_name`` is not needed (the result folder is named after the run's settings, see :func:`run_folder`);
+    it is accepted for callers that pass it.
+    """
     from rank1_eval.beir import read_qrels
+    from rank1_eval.runs import drop_excluded
 
     if opts.top_k < 1:
         raise RunFileError(f"--top-k must be >= 1, got {opts.top_k}")
     task = load_task(
-        opts.task, opts.subtask, split=opts.split, dataset_path=opts.dataset_path, main_metric=opts.main_metric
+        opts.task,
+        opts.subtask,
+        split=opts.split,
+        dataset_path=opts.dataset_path,
+        data_root=opts.data_root,
+        main_metric=opts.main_metric,
     )
     extra_qrels = {}
     for name, path in opts.qrels.items():
         extra_qrels[name] = read_qrels(path)
-    run, source, sha = _first_stage_run(task, opts)
-    if source == "bm25":
-        out = run_dir(opts.output_dir, model_name, task)
-        out.mkdir(parents=True, exist_ok=True)
-        run, sha = _bm25(task, opts.top_k, out)
-        source = str(out / "first_stage.bm25.trec")
+    notes: list[str] = []
+    run, source, sha = _read_with_notes(lambda: _first_stage_run(task, opts), notes)
+    files: dict[str, str] = {}
+    if source == "bm25":  # enough candidates that k remain after the task's exclusions
+        run = _bm25(task, opts.top_k + max((len(v) for v in task.excluded.values()), default=0))
     report = None
+    excluded = None
     if run is not None:
+        from rank1_eval.runs import unknown_below_cut
+
+        if task.excluded:
+            run, n_pairs, n_queries = drop_excluded(run, task.excluded)
+            excluded = {"queries_with_exclusions": len(task.excluded), "pairs_removed": n_pairs,
+                        "queries_affected": n_queries}  # fmt: skip
+            if n_pairs:
+                log.info("%s: removed %d excluded (query, doc) entries of %d queries", source, n_pairs, n_queries)
         kept = top_k(run, opts.top_k)
-        report = validate_run(kept, task.query_ids(), task.corpus_ids(), task.qrels, k=opts.top_k)
-        for warning in report.warnings:
+        if source == "bm25":  # the exact candidates reranked, written beside the results with the outputs
+            files[BM25_FILE], sha = _trec_text(kept, "bm25s")
+            source = f"bm25s ({BM25_FILE} in the result folder)"
+        corpus_ids = set(task.corpus_ids())
+        report = validate_run(kept, task.query_ids(), corpus_ids, task.qrels, k=opts.top_k)
+        below = unknown_below_cut(run, kept, corpus_ids)
+        if below:
+            notes.append(below)
+        for warning in [*report.warnings, *notes]:
             log.warning("%s: %s", source, warning)
         task.set_candidates({qid: [d for d, _ in ranked(docs)] for qid, docs in kept.items() if docs})
         first_stage = kept
@@ -143,26 +242,71 @@ def prepare(opts: RunOptions, model_name: str) -> Prepared:
         first_stage = {}
         if opts.top_k:
             task.set_candidates({q: docs[: opts.top_k] for q, docs in (task.top_ranked or {}).items()})
+    limited_to = None
     if opts.limit_queries is not None:
         if opts.limit_queries < 1:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
-        task.limit_queries(opts.limit_queries)
-    return Prepared(task, first_stage, source, sha, report, extra_qrels)
+        limited_to = task.limit_queries(opts.limit_queries)
+        if limited_to != opts.limit_queries:
+            log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
+                        opts.limit_queries, limited_to)  # fmt: skip
+    task.check_groups()
+    return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
+
+
+def reranking_task(
+    task: str,
+    subtask: str | None = None,
+    *,
+    run_file: str | os.PathLike[str] | None = None,
+    first_stage: str | None = None,
+    top_k: int = 100,
+    split: str | None = None,
+    dataset_path: str | None = None,
+    data_root: str | None = None,
+    limit_queries: int | None = None,
+    output_dir: str | Path = "results",
+) -> Any:
+    """The mteb task exactly as ``rank1-eval run`` reranks it, for ``mteb.evaluate(model, [task])`` or ``MTEB().run``.
+
+    mteb cannot rerank ``BrightRetrieval`` with a cross-encoder on its own (no candidates, and its
+    ``convert_to_reranking`` fails on a v1 task); this does what ``rank1-eval run`` does before judging: mteb's
+    loader (v1 data converted), the paper's first stage (or ``run_file`` / ``first_stage="bm25"``), BRIGHT v1.1's
+    excluded ids removed, the top-k kept, ``limit_queries`` with groups whole, everything validated.
+    """
+    opts = RunOptions(
+        task=task,
+        subtask=subtask,
+        run_file=None if run_file is None else str(run_file),
+        first_stage=first_stage,
+        top_k=top_k,
+        split=split,
+        dataset_path=dataset_path,
+        data_root=data_root,
+        limit_queries=limit_queries,
+        output_dir=Path(output_dir),
+    )
+    return prepare(opts).task.task
 
 
 def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     """Pairs and prompt tokens, and the passages each length rule would cut, with only the tokenizer."""
     from rank1_eval.prompts import doc_text, format_prompt
-    from rank1_eval.scoring import LENGTH_RULES, ScoringConfig, forced_reserve
+    from rank1_eval.scoring import LENGTH_RULES, forced_reserve, rule_budget
 
     pairs = prepared.task.pairs()
     info: dict[str, Any] = {
         "task": prepared.task.label,
         "queries": len({p.qid for p in pairs}),
+        "queries_evaluated": len(prepared.task.eval_qrels()),
         "pairs": len(pairs),
         "run_file": prepared.run_source,
         "run_sha256": prepared.run_sha256,
+        "eval_rules": prepared.task.eval_rules.to_dict(),
     }
+    if prepared.excluded is not None:
+        info["excluded_ids"] = prepared.excluded
+    info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
     try:
         from transformers import AutoTokenizer
 
@@ -184,9 +328,7 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     info["length_rule"] = scoring.length_rule
     cut = {}
     for rule in LENGTH_RULES:
-        config = ScoringConfig(max_output_tokens=scoring.max_output_tokens, context_size=scoring.context_size,
-                               length_rule=rule)  # fmt: skip
-        budget = config.prompt_budget(reserve)
+        budget = rule_budget(rule, scoring.context_size, scoring.max_output_tokens, reserve)
         cut[rule] = {"prompt_budget": budget, "passages_cut": sum(n > budget for n in lengths)}
     info["passages_cut_by_rule"] = cut
     info["prompts_over_budget"] = cut[scoring.length_rule]["passages_cut"]
@@ -196,26 +338,30 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     return info
 
 
-def evaluate(
-    model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None, out: Path | None = None
-) -> dict[str, Any]:
+def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None) -> dict[str, Any]:
     """Judge every pair (resuming through the store), let mteb score, write the result folder.
 
     ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
-    task's loading); without one a display is made here when ``opts.progress``. ``out`` overrides the result
-    folder (a budget sweep writes each budget's folder inside the run's own).
+    task's loading); without one a display is made here when ``opts.progress``.
     """
     import mteb
 
     from rank1_eval.logs import library_logs
     from rank1_eval.model import RunStats
+    from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     task = prepared.task
-    out = Path(out) if out is not None else run_dir(opts.output_dir, model.mteb_model_meta.name, task)
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    settings = run_settings(model, prepared, opts)
+    out = layout.run_folder(opts.output_dir, model.mteb_model_meta.name, task.label, settings)
+    store_path = store_path_of(opts)
+    # everything the run will write is checked now, before a weight loads (fail fast, one line)
+    preflight = check_run(model, prepared, opts, out=out, store_path=store_path)
+    for warning in preflight:
+        log.warning("%s", warning)
+    out.mkdir(parents=True, exist_ok=True)  # engine.log is written during the run; the results atomically after
+    judged = task.eval_qrels()  # the queries mteb evaluates, judged queries without candidates included
     traces: list[tuple[dict[str, Any], list[Any]]] = []
     if progress is None:
         progress = ProgressDisplay(prepared.n_pairs, enabled=opts.progress)
@@ -224,7 +370,7 @@ def evaluate(
     engine_log = None if opts.verbose else out / "engine.log"
     store = SQLiteStore(store_path)
     model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
-    model.trace_sink = lambda context, judged: traces.append((context, judged))
+    model.trace_sink = lambda context, judgements: traces.append((context, judgements))
     started = time.perf_counter()
     try:
         progress.status(f"mteb: evaluating {task.label}")
@@ -255,12 +401,28 @@ def evaluate(
         wall_s=wall,
         store_path=store_path,
     )
-    summary["extra_qrels"] = outputs.extra_metrics(predictions, task.qrels, prepared.extra_qrels)
+    summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
+    summary["preflight_warnings"] = preflight
+    summary["settings"] = settings
+    summary["settings_hash"] = layout.settings_hash(settings)
+    summary["extra_qrels"] = outputs.extra_metrics(
+        predictions, judged, prepared.extra_qrels, rules=task.eval_rules, query_ids=list(judged)
+    )
     if prepared.first_stage:
         from rank1_eval.compare import against_first_stage
 
-        summary["vs_first_stage"] = against_first_stage(predictions, prepared.first_stage, task.qrels)
-    outputs.write_run_folder(
+        summary["vs_first_stage"] = against_first_stage(
+            predictions, prepared.first_stage, judged, rules=task.eval_rules
+        )
+    meta = _mteb_meta(model, settings)
+    mteb_path = layout.mteb_result_path(opts.output_dir, meta, task_result.task_name)
+    summary["mteb"] = {
+        "result": str(mteb_path),
+        "name": meta.name,
+        "revision": meta.revision,
+        "experiment_kwargs": dict(meta.experiment_kwargs or {}),
+    }
+    summary = outputs.write_run_folder(
         out,
         task_result=task_result,
         predictions=predictions,
@@ -269,11 +431,40 @@ def evaluate(
         ranks=task.top_ranked or {},
         summary=summary,
         model=model,
-        qrels=task.qrels,
+        qrels=judged,
+        run_tag=layout.run_tag(model.mteb_model_meta.name, _first_stage_label(prepared), opts.top_k, settings),
+        extra_files=prepared.first_stage_files,
         texts=outputs.judged_texts(task, predictions),
     )
+    layout.export_to_mteb(opts.output_dir, task_result, meta)
     summary["output_dir"] = str(out)
     return summary
+
+
+def store_path_of(opts: RunOptions) -> Path:
+    """The judgement store of a run: ``--store``, else ``OUTPUT_DIR/store.sqlite``."""
+    return Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+
+
+def _mteb_meta(model: Any, settings: dict[str, Any]) -> Any:
+    """The model's ModelMeta with this run's experiment kwargs: where mteb's layout files the result."""
+    kwargs = layout.experiment_kwargs(settings, model.experiment_kwargs())
+    if kwargs.get("first_stage") == "file":  # which file: its checksum, not a path that means nothing elsewhere
+        kwargs["first_stage"] = f"file-{(settings.get('run_sha256') or '')[:12]}"
+    return model.mteb_model_meta.model_copy(update={"experiment_kwargs": kwargs or None})
+
+
+def _first_stage_label(prepared: Prepared) -> str:
+    """A short name of the first stage for run tags: the run file's stem, bm25s, or the task's own."""
+    source = prepared.run_source
+    if source.startswith("bm25s"):
+        return "bm25s"
+    if source == "task top_ranked":
+        return "task-candidates"
+    name = Path(source).name
+    for suffix in (".json", ".trec", ".txt", ".tsv", ".run", ".gz"):
+        name = name.removesuffix(suffix)
+    return name or "first-stage"
 
 
 def _fmt(value: Any) -> str:
@@ -309,3 +500,38 @@ def cost_line(summary: Mapping[str, Any]) -> str:
         f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
         f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"
     )
+
+
+def export_results(
+    results_dir: str | Path, root: str | Path | None = None, *, allow_partial: bool = False
+) -> list[tuple[Path, Path]]:
+    """Copy every run under ``results_dir`` into mteb's ResultCache layout at ``root`` (default: the same root).
+
+    Runs do this themselves as they finish; this is for another root (a shared cache, mteb's own
+    ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
+    always). Returns (run folder, mteb result file) pairs.
+    """
+    from mteb.results import TaskResult
+
+    from rank1_eval.model import load_rank1
+    from rank1_eval.registry import model_meta_for
+
+    results = Path(results_dir)
+    if not results.is_dir():
+        raise layout.ResultsError(f"results folder {results} does not exist")
+    target = Path(root) if root is not None else results
+    done: list[tuple[Path, Path]] = []
+    for summary_path in sorted(results.glob(f"*/*/*/{layout.SUMMARY_FILE}")):
+        run = layout.RunFolder.read(summary_path.parent)
+        info = run.summary.get("mteb") if run else None
+        if run is None or not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
+            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", summary_path.parent)
+            continue
+        if run.partial and not allow_partial:
+            log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
+            continue
+        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
+        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
+    return done

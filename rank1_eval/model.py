@@ -24,8 +24,9 @@ from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
 from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.registry import model_meta_for
+from rank1_eval.registry import pin_revision as _pin_revision
 from rank1_eval.scheduler import Scheduler
-from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig
+from rank1_eval.scoring import LENGTH_RULES, PreparedPrompt, Rule, Scorer, ScoringConfig, rule_budget
 from rank1_eval.store import AsyncWriter
 
 if TYPE_CHECKING:
@@ -41,6 +42,24 @@ SCHEDULING = {
     "chunked": "synchronous chunks of chunk_size pairs: a chunk's pass 1, then its forced answers, then the next",
 }
 COMMIT_INTERVAL_S = 0.5  # judgements become durable in the store at most this long after they are final
+
+# Constructor settings that change judgements, with their defaults: a model built with other values is an mteb
+# "experiment" (``ModelMeta.experiment_kwargs``), as ``mteb.get_model(name, **kwargs)`` would make it.
+OUTCOME_DEFAULTS: dict[str, Any] = {
+    "context_size": 16000,
+    "max_output_tokens": 8192,
+    "dataset_prompt": None,
+    "prompt_set": "code",
+    "prompt_key": None,
+    "failed_score": 0.5,
+    "length_rule": "reference",
+    "force_rethink": 0,
+}
+
+
+def default_dtype(device: str) -> str:
+    """``fp_options`` when none is given: float16 on CUDA (the paper's), float32 on CPU (no fast float16 there)."""
+    return "float16" if device.startswith("cuda") else "float32"
 
 
 class ModelLoadError(RuntimeError):
@@ -223,12 +242,13 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         device: str | None = "cuda",
         context_size: int = 16000,
         max_output_tokens: int = 8192,
-        fp_options: str = "float16",
+        fp_options: str | None = None,
         engine: str = "auto",
         dataset_prompt: str | bool | None = None,
         prompt_set: str = "code",
         prompt_file: str | Path | None = None,
         *,
+        prompt_key: str | None = None,
         revision: str | None = None,
         failed_score: float | str = 0.5,
         gpu_memory_utilization: float = 0.9,
@@ -247,8 +267,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         server_urls: Sequence[str] = (),
         api_key_env: str = "RANK1_API_KEY",
         max_concurrency: int = 8,
-        request_timeout: float = 600.0,
+        request_timeout: float | None = None,
         max_retries: int = 5,
+        stall_warning_s: float = 300.0,
         data_parallel: int = 1,
         engine_kwargs: Mapping[str, Any] | None = None,
         model_name: str | None = None,
@@ -270,6 +291,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self.dataset_prompt = dataset_prompt
         self.prompt_set = prompt_set
         self.templates = P.load_prompt_set(prompt_set, prompt_file)
+        if prompt_key is not None and prompt_key not in self.templates:
+            keys = ", ".join(sorted(self.templates))
+            raise P.PromptError(f"unknown prompt key {prompt_key!r}; keys of prompt set {prompt_set!r}: {keys}")
+        self.prompt_key = prompt_key  # a named template for every task (e.g. a local BEIR copy of SciFact)
         self.scoring = ScoringConfig(
             max_output_tokens=max_output_tokens,
             context_size=context_size,
@@ -281,13 +306,18 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {scheduling!r}")
         self.scheduling = scheduling
         self.keep_token_ids = keep_token_ids
+        device = device or "auto"
+        # None: float16 on CUDA, float32 on CPU; with device "auto" decided when the device is (at first use)
+        self._dtype: str | None = fp_options or (default_dtype(device) if device != "auto" else None)
+        self._requested_engine = engine
+        self._prompt_file = prompt_file
         self.engine_config = EngineConfig(
             model=self.model_name_or_path,
             revision=revision,
             num_gpus=num_gpus,
-            device=device or "auto",
+            device=device,
             context_size=context_size,
-            dtype=fp_options,
+            dtype=self._dtype or "float16",  # placeholder until the device is known; see `dtype`
             gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager,
             max_num_seqs=max_num_seqs,
@@ -299,6 +329,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             max_concurrency=max_concurrency,
             request_timeout=request_timeout,
             max_retries=max_retries,
+            stall_warning_s=stall_warning_s,
             data_parallel=data_parallel,
             ngram_speculation=ngram_speculation,
         )
@@ -318,7 +349,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         self._prompt_rule: Rule | None = None  # tokenizer only: prompts without loading the weights
         self._fingerprint: str | None = None
         self._settings_key: str | None = None
-        self.mteb_model_meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
+        meta = model_meta_for(self.model_name_or_path, revision, loader=load_rank1)
+        kwargs = self.experiment_kwargs(resolve=False)
+        # mteb's own cache then keeps runs of other settings apart, as for mteb.get_model(name, **kwargs)
+        self.mteb_model_meta = meta.model_copy(update={"experiment_kwargs": kwargs}) if kwargs else meta
 
     # ----------------------------------------------------------------- loading
     @property
@@ -340,12 +374,22 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    @property
+    def dtype(self) -> str:
+        """``fp_options`` in force: as given, else float16 on CUDA and float32 on CPU (resolves the device)."""
+        if self._dtype is None:
+            from dataclasses import replace
+
+            self._dtype = default_dtype(self._resolved_device())
+            self.engine_config = replace(self.engine_config, dtype=self._dtype)
+        return self._dtype
+
     def _load_engine(self) -> Engine:
         from dataclasses import replace
 
         from rank1_eval.engines.device import DeviceError
 
-        config = replace(self.engine_config, device=self._resolved_device())
+        config = replace(self.engine_config, device=self._resolved_device(), dtype=self.dtype)
         started = time.perf_counter()
         try:
             engine = load_engine(self.engine_name, config, **self.engine_kwargs)
@@ -353,7 +397,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(
-                f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
+                _missing_folder(self.model_name_or_path)
+                or f"could not load model {self.model_name_or_path!r} with the {self.engine_name} "
                 f"engine: {_short_reason(exc)}"
             ) from exc
         log.info("loaded %s on %s in %.1fs", self.model_name_or_path, engine.kind, time.perf_counter() - started)
@@ -380,12 +425,28 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
     # ----------------------------------------------------------------- prompts
     def template_for(self, task: str | None, subset: str | None) -> str | None:
-        """The dataset template in force for (task, subset), honouring ``dataset_prompt``."""
+        """The dataset template in force for (task, subset), honouring ``dataset_prompt`` and ``prompt_key``."""
+        return self.template_info(task, subset)["template"]
+
+    def template_info(self, task: str | None, subset: str | None) -> dict[str, Any]:
+        """Which dataset template (task, subset) gets and why: the record ``summary.json`` keeps."""
         if self.dataset_prompt is False:
-            return None
-        if isinstance(self.dataset_prompt, str):
-            return self.dataset_prompt
-        return P.select_template(self.templates, task, subset)
+            key, source, template = None, "disabled (skip_prompt)", None
+        elif isinstance(self.dataset_prompt, str):
+            key, source, template = None, "dataset_prompt", self.dataset_prompt
+        elif self.prompt_key is not None:
+            key, source, template = self.prompt_key, "prompt_key", self.templates[self.prompt_key]
+        else:
+            key = P.selected_key(self.templates, task, subset)
+            template = self.templates[key] if key is not None else None
+            source = "task" if template is not None else "none (raw query)"
+        return {
+            "key": key,
+            "source": source,
+            "prompt_set": self.prompt_set,
+            "template": template,
+            "sha256": P.template_sha256(template),
+        }
 
     def final_queries(
         self, queries: Sequence[str], instructions: Sequence[str | None], task: str | None, subset: str | None
@@ -405,7 +466,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                 weights=self._weights_id(),
                 sampling=self.scoring.sampling(),
                 engine=self.engine_name,
-                dtype=self.engine_config.dtype,
+                dtype=self.dtype,
             )
         return judgement_key(settings=self._settings_key, prompt=prompt)
 
@@ -441,7 +502,16 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             )
         except (OSError, ValueError) as exc:
             reason = _short_reason(exc)
-            raise ModelLoadError(f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}") from exc
+            raise ModelLoadError(
+                _missing_folder(self.model_name_or_path)
+                or f"could not load the tokenizer of {self.model_name_or_path!r}: {reason}"
+            ) from exc
+
+    def tokenizer_only(self) -> Any:
+        """The model's tokenizer without its weights (the engine's when it is loaded): for pre-flight checks."""
+        if self._engine is not None:
+            return self._engine.tokenizer
+        return self._tokenizer_rule().tokenizer
 
     def judge_prompts(
         self, prepared: Sequence[PreparedPrompt], progress: Progress | None = None
@@ -487,7 +557,9 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             # Prompts of one query (and instruction) run together so the engine's prefix cache serves their shared
             # opening; longest first within a query so the stragglers start early. Results keep input order.
             items = sorted(todo.items(), key=lambda kv: (_query_part(kv[1].prompt), -kv[1].prompt_tokens))
-            writer = AsyncWriter(self.store, commit_interval=COMMIT_INTERVAL_S) if self.store is not None else None
+            writer = None
+            if self.store is not None:  # a failed commit (full disk...) interrupts the run at once
+                writer = AsyncWriter(self.store, commit_interval=COMMIT_INTERVAL_S, interrupt_main=True)
 
             def final(i: int, judgement: Judgement) -> None:
                 key = items[i][0]
@@ -539,16 +611,10 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             return
         reserve = self._forced_reserve()
         for rule in LENGTH_RULES:
-            budget = ScoringConfig(**{**self._scoring_args(), "length_rule": rule}).prompt_budget(reserve)
+            budget = rule_budget(rule, self.scoring.context_size, self.scoring.max_output_tokens, reserve)
             self.stats.cut_by_rule[rule] = self.stats.cut_by_rule.get(rule, 0) + sum(
                 p.source_tokens > budget for p in prepared  # type: ignore[operator]
             )
-
-    def _scoring_args(self) -> dict[str, Any]:
-        c = self.scoring
-        return {"max_output_tokens": c.max_output_tokens, "context_size": c.context_size,
-                "top_logprobs": c.top_logprobs, "failed_score": c.failed_score,
-                "force_rethink": c.force_rethink}  # fmt: skip
 
     def _forced_reserve(self) -> int:
         if self._engine is not None:
@@ -626,6 +692,66 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
                                      "transformers": "static batches of batch_size"}.get(self.engine_name)  # fmt: skip
         return policy
 
+    def outcome_settings(self) -> dict[str, Any]:
+        """Every model-side setting that determines a judgement (the result folder's hash covers these)."""
+        return {
+            "model": self.model_name_or_path if not _is_local(self.model_name_or_path) else "local",
+            "revision": self.revision,
+            "weights_fingerprint": self._weights_id(),
+            "engine": self.engine_name,
+            "dtype": self.dtype,
+            "prompt_set": self.prompt_set,
+            "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "dataset_prompt": self.dataset_prompt,
+            "prompt_key": self.prompt_key,
+            **self.scoring.sampling(),
+            "length_rule": self.scoring.length_rule,
+        }
+
+    def experiment_kwargs(self, *, resolve: bool = True) -> dict[str, Any]:
+        """The settings that differ from rank1's defaults, as mteb's ``experiment_kwargs``.
+
+        A dtype other than the device's default and an explicitly chosen Transformers engine count too; with
+        ``resolve=False`` (construction) an undecided ``device="auto"`` leaves the dtype out.
+        """
+        values = {
+            "context_size": self.scoring.context_size,
+            "max_output_tokens": self.scoring.max_output_tokens,
+            "dataset_prompt": self.dataset_prompt,
+            "prompt_set": self.prompt_set,
+            "prompt_key": self.prompt_key,
+            "failed_score": self.scoring.failed_score,
+            "length_rule": self.scoring.length_rule,
+            "force_rethink": self.scoring.force_rethink,
+        }
+        out = {k: v for k, v in values.items() if v != OUTCOME_DEFAULTS[k]}
+        if self._prompt_file is not None:  # the file's path says nothing portable; its content hash does
+            out["prompt_file"] = P.prompt_set_sha256(self.templates)[:12]
+        device = self.engine_config.device
+        if resolve or device != "auto" or self._dtype is not None:
+            dtype = self.dtype if resolve else (self._dtype or "")
+            known = device if device != "auto" else (self._resolved_device() if resolve else None)
+            if known is not None and dtype and dtype != default_dtype(known):
+                out["fp_options"] = dtype
+        if self._requested_engine == "transformers":
+            out["engine"] = "transformers"
+        return out
+
+    def resolved_revision(self) -> str | None:
+        """The Hub commit the weights come from, when the local Hub cache knows it (no network call)."""
+        if _is_local(self.model_name_or_path):
+            return None
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(self.model_name_or_path, "config.json", revision=self.revision)
+        except Exception:  # noqa: BLE001 -- provenance extra: an odd cache must not fail a run
+            return None
+        if not isinstance(found, str):
+            return None
+        parts = Path(found).parts
+        return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
     def provenance(self) -> dict[str, Any]:
         """Model, engine and sampling settings in force (loads nothing that is not loaded yet)."""
         info: dict[str, Any] = {
@@ -633,7 +759,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "revision": self.revision,
             "weights_fingerprint": self._weights_id(),
             "engine": self.engine_name,
-            "dtype": self.engine_config.dtype,
+            "dtype": self.dtype,
+            "resolved_revision": self.resolved_revision(),
             "num_gpus": self.engine_config.num_gpus,
             "sampling": self.scoring.sampling(),
             "length_rule": self.scoring.length_rule,
@@ -641,6 +768,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "force_rethink": self.scoring.force_rethink,
             "prompt_set": self.prompt_set,
             "prompt_set_sha256": P.prompt_set_sha256(self.templates),
+            "prompt_key": self.prompt_key,
             "dataset_prompt": self.dataset_prompt,
             "batch_policy": self.batch_policy(),
         }
@@ -652,9 +780,31 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 Rank1 = rank1
 
 
+def pin_revision(model_name: str, revision: str | None) -> Any:
+    """Let ``mteb.get_model(model_name, revision=revision)`` load that Hub commit (or branch/tag) of a rank1
+    checkpoint; mteb's registry accepts only the revision its entry holds. Returns the new ModelMeta."""
+    return _pin_revision(model_name, revision, loader=load_rank1)
+
+
 def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:
     """mteb's loader of the registered checkpoints: ``mteb.get_model(name, **kw)`` -> ``rank1(name, ...)``."""
     return rank1(model_name, revision=revision, **kwargs)
+
+
+def _missing_folder(name: str) -> str | None:
+    """A clear line when ``name`` is meant as a local folder that does not exist (not a Hub id error)."""
+    if os.path.isdir(name):
+        return None
+    if os.path.exists(name):
+        return f"model path {name!r} is a file, not a model folder (config.json, tokenizer and weights)"
+    path = Path(os.path.expanduser(name))
+    local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or path.parent.is_dir() and "/" in name
+    if not local:
+        return None
+    return (
+        f"model folder {name!r} does not exist ({path.resolve()}); pass an existing local folder, or a Hub "
+        "model id such as jhu-clsp/rank1-7b"
+    )
 
 
 def _short_reason(exc: BaseException) -> str:

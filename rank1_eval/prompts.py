@@ -71,18 +71,32 @@ def load_prompt_set(prompt_set: str = "code", prompt_file: str | Path | None = N
 
 
 def template_key(task: str | None, subset: str | None) -> tuple[str, str | None]:
-    """Normalise (task, subset) to the prompt-table naming: per-domain BRIGHT tasks -> BrightRetrieval."""
-    if task in BRIGHT_DOMAIN_TASKS:
-        return "BrightRetrieval", BRIGHT_DOMAIN_TASKS[task]
+    """Normalise (task, subset) to the prompt-table naming: per-domain BRIGHT tasks -> BrightRetrieval.
+
+    The long-document variants (``BrightPonyLongRetrieval``, ...) share their domain's template.
+    """
+    short = task.replace("LongRetrieval", "Retrieval") if task else task
+    if short in BRIGHT_DOMAIN_TASKS:
+        return "BrightRetrieval", BRIGHT_DOMAIN_TASKS[short]
     return task or "", subset
+
+
+def selected_key(templates: Mapping[str, str | None], task: str | None, subset: str | None) -> str | None:
+    """The key of the template (task, subset) gets: ``f"{task}_{subset}"`` if present, else ``task``, else None."""
+    name, sub = template_key(task, subset)
+    if sub and sub != "default" and f"{name}_{sub}" in templates:
+        return f"{name}_{sub}"
+    return name if name in templates else None
 
 
 def select_template(templates: Mapping[str, str | None], task: str | None, subset: str | None) -> str | None:
     """``f"{task}_{subset}"`` if present, else ``task``, else none (SPEC §2)."""
-    name, sub = template_key(task, subset)
-    if sub and sub != "default" and f"{name}_{sub}" in templates:
-        return templates[f"{name}_{sub}"]
-    return templates.get(name)
+    key = selected_key(templates, task, subset)
+    return templates[key] if key is not None else None
+
+
+def template_sha256(template: str | None) -> str | None:
+    return hashlib.sha256(template.encode("utf-8")).hexdigest() if template is not None else None
 
 
 def merge_instruction(query: str, instruction: str | None) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rank1_eval._data import RUN_FILES_DIR
 
@@ -44,6 +45,10 @@ _MTEB_META_KEY = "mteb_model_meta"
 
 class RunFileError(ValueError):
     """A run file (or a run) is unusable; the message says which file/line/query and why."""
+
+
+class RunFileWarning(UserWarning):
+    """Something in a run file was read in a way worth saying (e.g. a rank-only TREC run ranked by its ranks)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,6 +182,7 @@ def _read_mteb(obj: dict[str, Any], path: Path, subset: str | None, split: str |
 
 def _read_trec(text: str, path: Path) -> Run:
     run: Run = {}
+    ranks: dict[str, dict[str, int]] = {}
     first_line: dict[tuple[str, str], int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -194,7 +200,7 @@ def _read_trec(text: str, path: Path) -> Run:
             )
         qid, _q0, docid, rank, score_text, _tag = fields
         try:
-            int(rank)
+            ranks.setdefault(qid, {})[docid] = int(rank)
         except ValueError:
             raise RunFileError(f"{path}: line {lineno}: rank {rank!r} is not an integer") from None
         try:
@@ -213,6 +219,33 @@ def _read_trec(text: str, path: Path) -> Run:
         run.setdefault(qid, {})[docid] = score
     if not run:
         raise RunFileError(f"{path}: the run file is empty")
+    return _rank_only(run, ranks, path)
+
+
+def _rank_only(run: Run, ranks: Mapping[str, Mapping[str, int]], path: Path) -> Run:
+    """Queries whose candidates all share one score are ordered by the rank column (score = -rank).
+
+    A rank-only TREC run (a constant score, the order in the rank column) would otherwise be cut at top-k by
+    trec_eval's tie order — doc id descending — which has nothing to do with the run.
+    """
+    fixed = [
+        qid
+        for qid, docs in run.items()
+        if len(docs) > 1 and len(set(docs.values())) == 1 and len(set(ranks[qid].values())) == len(docs)
+    ]
+    if not fixed:
+        return run
+    import warnings
+
+    for qid in fixed:
+        run[qid] = {docid: -float(ranks[qid][docid]) for docid in run[qid]}
+    warnings.warn(
+        RunFileWarning(
+            f"{_plural(len(fixed), 'query gives', 'queries give')} every candidate the same score (a rank-only "
+            f"run, e.g. {fixed[0]!r}): ranked by the rank column instead (score = -rank)"
+        ),
+        stacklevel=3,
+    )
     return run
 
 
@@ -377,6 +410,47 @@ def validate_run(
     )
 
 
+def unknown_below_cut(
+    run: Mapping[str, Mapping[str, float]], kept: Mapping[str, Mapping[str, float]], corpus_ids: AbcSet[str]
+) -> str | None:
+    """A warning when ids below the top-k cut are not in the corpus (the kept ones are checked by
+    :func:`validate_run`): harmless for this run, but a sign the run file belongs to another corpus version."""
+    missing = [
+        f"{qid}/{docid}"
+        for qid, docs in run.items()
+        for docid in docs
+        if docid not in kept.get(qid, {}) and docid not in corpus_ids
+    ]
+    if not missing:
+        return None
+    return (
+        f"{_plural(len(missing), 'doc id')} below the top-k cut {'is' if len(missing) == 1 else 'are'} not in the "
+        f"corpus, e.g. {_examples(missing, 3)}: the reranked candidates are all known, but the run file may "
+        "belong to another version of the corpus"
+    )
+
+
+def drop_excluded(run: Mapping[str, Mapping[str, float]], excluded: Mapping[str, AbcSet[str]]) -> tuple[Run, int, int]:
+    """The run without the documents a task excludes per query (BRIGHT's ``excluded_ids``).
+
+    Returns the new run, the number of (query, doc) entries removed and the number of queries that lost any.
+    Run this before :func:`top_k`, so a query still gets ``k`` candidates when the file has more.
+    """
+    out: Run = {}
+    n_pairs = n_queries = 0
+    for qid, docs in run.items():
+        drop = excluded.get(qid)
+        if not drop:
+            out[qid] = dict(docs)
+            continue
+        kept = {d: s for d, s in docs.items() if d not in drop}
+        removed = len(docs) - len(kept)
+        n_pairs += removed
+        n_queries += removed > 0
+        out[qid] = kept
+    return out, n_pairs, n_queries
+
+
 # ----------------------------------------------------------------------------------------------------
 # Writing and hashing
 # ----------------------------------------------------------------------------------------------------
@@ -387,28 +461,40 @@ def _check_token(value: str, what: str) -> None:
         raise RunFileError(f"cannot write a TREC run: {what} {value!r} is empty or contains whitespace")
 
 
-def run_to_lines(run: Mapping[str, Mapping[str, float]], tag: str) -> Iterator[str]:
+def trec_token(value: str) -> str:
+    """An id as one TREC column: each whitespace character percent-encoded (``"d 1"`` -> ``"d%201"``)."""
+    if not any(ch.isspace() for ch in value):
+        return value
+    return "".join(quote(ch, safe="") if ch.isspace() else ch for ch in value)
+
+
+def run_to_lines(run: Mapping[str, Mapping[str, float]], tag: str, *, escape_whitespace: bool = False) -> Iterator[str]:
     """Yield TREC lines ``qid Q0 docid rank score tag`` (no newline), queries in sorted qid order.
 
     Ranks go 1..n per query in the module's ranking order (score desc, ties doc id desc); scores are written
-    with ``repr`` so they round-trip exactly.
+    with ``repr`` so they round-trip exactly. Ids with whitespace cannot be TREC columns: they raise
+    :class:`RunFileError`, or with ``escape_whitespace`` are written through :func:`trec_token`.
     """
     _check_token(tag, "tag")
     for qid in sorted(run):
-        _check_token(qid, "query id")
+        q = trec_token(qid) if escape_whitespace else qid
+        _check_token(q, "query id")
         for rank, (docid, score) in enumerate(ranked(run[qid]), start=1):
-            _check_token(docid, "doc id")
-            yield f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}"
+            d = trec_token(docid) if escape_whitespace else docid
+            _check_token(d, "doc id")
+            yield f"{q} Q0 {d} {rank} {float(score)!r} {tag}"
 
 
-def write_trec(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str], tag: str) -> Path:
+def write_trec(
+    run: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str], tag: str, *, escape_whitespace: bool = False
+) -> Path:
     """Write ``run`` as a TREC run file (atomically: a half-written file never replaces a good one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")  # private to this writer
     try:
         with tmp.open("w", encoding="utf-8", newline="\n") as handle:
-            for line in run_to_lines(run, tag):
+            for line in run_to_lines(run, tag, escape_whitespace=escape_whitespace):
                 handle.write(line + "\n")
         os.replace(tmp, path)
     finally:

@@ -65,6 +65,17 @@ class TokenizerError(ValueError):
     """The tokenizer cannot express rank1's answer tokens."""
 
 
+class PromptTooLongError(ValueError):
+    """A query that does not fit the prompt budget even with an empty passage."""
+
+
+def rule_budget(rule: str, context_size: int, max_output_tokens: int, forced_reserve: int) -> int:
+    """Most prompt tokens a pair may have under length rule ``rule`` (<= 0: the rule cannot run these sizes)."""
+    if rule == "reserve_output":
+        return min(context_size - max_output_tokens, context_size - forced_reserve)
+    return context_size - forced_reserve
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Settings of the rule; ``sampling()`` (everything but the length rule) enters the judgement key."""
@@ -97,9 +108,7 @@ class ScoringConfig:
 
     def prompt_budget(self, forced_reserve: int) -> int:
         """Most prompt tokens a pair may have before its passage is cut, under the length rule in force."""
-        if self.length_rule == "reserve_output":
-            return min(self.context_size - self.max_output_tokens, self.context_size - forced_reserve)
-        return self.context_size - forced_reserve
+        return rule_budget(self.length_rule, self.context_size, self.max_output_tokens, forced_reserve)
 
     def generation_budget(self, prompt_tokens: int) -> int:
         """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context."""
@@ -216,7 +225,7 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int, rule: str 
             return PreparedPrompt(prompt, n, True)
         if keep == 0:
             what = "context_size - max_output_tokens" if rule == "reserve_output" else "context_size - forced answer"
-            raise ValueError(
+            raise PromptTooLongError(
                 f"the query alone needs {n} prompt tokens, more than the budget of {budget} ({what}); "
                 "raise context_size" + (" or lower max_output_tokens" if rule == "reserve_output" else "")
             )
@@ -282,7 +291,7 @@ class Rule:
 
     def failure(self, error: str, **fields: Any) -> Judgement:
         if self.config.failed_score == "raise":
-            raise ScoringError(error)
+            raise ScoringError(f"a pair could not be scored and failed_score='raise' stops the run: {error}")
         log.warning("pair failed: %s; scored %s by policy", error, self.config.failed_score)
         return Judgement(score=float(self.config.failed_score), path="failed", error=error, **fields)
 

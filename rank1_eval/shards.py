@@ -54,10 +54,12 @@ def task_prompts(model: Any, task: Any) -> list[PreparedPrompt]:
 def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> dict[str, Any]:
     """Judge shard ``shard`` of a prepared task into its own store; no mteb, no outputs."""
     from rank1_eval.model import RunStats
+    from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
 
     store_path = Path(opts.store) if opts.store else shard_store_path(opts.output_dir, shard)
+    check_run(model, prepared, opts, out=None, store_path=store_path)  # store sound, prompts fit: before weights
     store_path.parent.mkdir(parents=True, exist_ok=True)
     prompts = task_prompts(model, prepared.task)
     store = SQLiteStore(store_path)

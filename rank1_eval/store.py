@@ -41,22 +41,34 @@ from typing import Any, Protocol, Self, runtime_checkable
 from rank1_eval.records import Judgement
 
 __all__ = [
+    "APPLICATION_ID",
     "SCHEMA_VERSION",
     "AsyncWriter",
     "MemoryStore",
     "MergeReport",
     "SQLiteStore",
+    "SalvageReport",
     "SourceMergeCounts",
     "Store",
+    "StoreCheck",
     "StoreConflictError",
+    "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreSchemaError",
+    "check_store",
+    "drop_failed",
     "judgement_key",
     "merge_stores",
+    "salvage_store",
+    "take_writer_failure",
 ]
 
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this code; a store with a newer version is refused."""
+
+APPLICATION_ID = int.from_bytes(b"rk1e", "big")
+"""SQLite ``application_id`` stamped into every store this code creates (older stores carry 0)."""
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _CHUNK = 500  # keys per ``IN (...)`` query, well below SQLite's host-parameter limit
@@ -69,6 +81,55 @@ class StoreError(RuntimeError):
 
 class StoreSchemaError(StoreError):
     """The store was written with a schema this code does not understand."""
+
+
+class StoreFullError(StoreError):
+    """The disk under the store is full: committed judgements are kept, a rerun resumes once there is room."""
+
+
+class StoreCorruptError(StoreError):
+    """SQLite reports the store's pages as damaged; ``rank1-eval store salvage`` copies what is readable."""
+
+
+def salvage_hint(path: Path) -> str:
+    return (
+        f"`rank1-eval store salvage {path} --into NEW.sqlite` copies every readable judgement into a new store; "
+        "then rerun with --store NEW.sqlite (only the lost pairs are scored again)"
+    )
+
+
+def store_error(path: Path, exc: sqlite3.Error, action: str) -> StoreError:
+    """One line naming the store, what failed and the fix, for any SQLite error (full, corrupt, read-only...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    if base == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return StoreFullError(
+            f"no space left for judgement store {path} while {action} ({text}): free disk space or move the store "
+            "(--store), then rerun: every judgement committed so far is kept and is not scored again"
+        )
+    if base in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in text:
+        return StoreCorruptError(f"judgement store {path} is corrupted ({text}) while {action}: {salvage_hint(path)}")
+    if base == sqlite3.SQLITE_READONLY or "readonly" in text:
+        return StoreError(
+            f"judgement store {path} is read-only ({text}) while {action}: make it and its folder writable, "
+            "or pass another --store"
+        )
+    if base == sqlite3.SQLITE_CANTOPEN or "unable to open" in text:
+        return StoreError(
+            f"cannot open judgement store {path} ({text}): its folder must exist and be writable (SQLite adds "
+            "-wal and -shm files beside it)"
+        )
+    if base == sqlite3.SQLITE_IOERR or "disk I/O" in text:
+        return StoreError(f"disk I/O error on judgement store {path} while {action} ({text}): check the disk")
+    return StoreError(f"judgement store {path}: {action} failed ({text})")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite already rolled back after SQLITE_FULL or IOERR)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 class StoreConflictError(StoreError):
@@ -112,9 +173,7 @@ def judgement_key(**parts: Any) -> str:
     if not parts:
         raise ValueError("judgement_key() needs at least one part")
     try:
-        canonical = json.dumps(
-            parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:  # NaN / Infinity
         raise ValueError(f"judgement_key() parts must be finite JSON values: {exc}") from exc
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -258,19 +317,14 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._check_path(create)
         try:
-            conn = sqlite3.connect(
-                str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open judgement store {self.path}: {exc}") from exc
+            raise store_error(self.path, exc, "opening") from exc
         try:
             self._setup(conn)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot open judgement store {self.path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
-            conn.close()
-            raise StoreError(f"{self.path} is not a SQLite database ({exc})") from exc
+            raise store_error(self.path, exc, "opening") from exc
         except BaseException:
             conn.close()
             raise
@@ -300,12 +354,15 @@ class SQLiteStore:
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and "meta" not in tables:
-            raise StoreError(
-                f"{self.path} is a SQLite database but not a rank1_eval judgement store "
-                f"(tables: {', '.join(sorted(tables))})"
-            )
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc):
+                msg = f"judgement store {self.path} is corrupted ({exc}): {salvage_hint(self.path)}"
+                raise StoreCorruptError(msg) from exc
+            raise StoreError(f"{self.path} is not a SQLite database ({exc})") from exc
+        if tables:  # an existing database: prove it is ours before anything is written (WAL switch included)
+            self._check_ours(conn, tables)
         self._enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         version = self._read_version(conn) if tables else None
@@ -314,17 +371,17 @@ class SQLiteStore:
             try:
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS judgements "
-                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at REAL)"
+                    "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at REAL)"
                 )
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 version = self._read_version(conn)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         if version is None or version > SCHEMA_VERSION:
             raise StoreSchemaError(
@@ -334,6 +391,29 @@ class SQLiteStore:
         if version < SCHEMA_VERSION:  # no older layouts exist yet; kept for when one does
             raise StoreSchemaError(
                 f"judgement store {self.path} has old schema version {version} (current {SCHEMA_VERSION})"
+            )
+
+    def _check_ours(self, conn: sqlite3.Connection, tables: set[str]) -> None:
+        """Refuse, without writing a byte, a SQLite file of another application (even one with a ``meta`` table)."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        problem = None
+        if app_id not in (0, APPLICATION_ID):
+            problem = f"application_id {app_id:#x}"
+        elif not {"meta", "judgements"} <= tables:
+            problem = f"tables: {', '.join(sorted(tables))}"
+        else:
+            try:
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(judgements)")}
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.OperationalError as exc:
+                problem = str(exc)
+            else:
+                if not {"key", "value"} <= columns or row is None:
+                    problem = "no rank1_eval schema version"
+        if problem:
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a rank1_eval judgement store ({problem}); left untouched "
+                "— pass another --store path"
             )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
@@ -381,10 +461,10 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
-            conn.execute("COMMIT")
 
     @staticmethod
     def _select(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Judgement]:
@@ -392,9 +472,7 @@ class SQLiteStore:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, value in conn.execute(
-                f"SELECT key, value FROM judgements WHERE key IN ({marks})", chunk
-            ):
+            for key, value in conn.execute(f"SELECT key, value FROM judgements WHERE key IN ({marks})", chunk):
                 found[key] = _decode(key, value)
         return found
 
@@ -414,11 +492,14 @@ class SQLiteStore:
             conn = self._connection()
             if not wanted:
                 return {}
-            conn.execute("BEGIN")  # one read snapshot across all chunks
             try:
-                return self._select(conn, wanted)
-            finally:
-                conn.execute("COMMIT")
+                conn.execute("BEGIN")  # one read snapshot across all chunks
+                try:
+                    return self._select(conn, wanted)
+                finally:
+                    _rollback(conn)  # a read-only transaction: ending it is all a COMMIT would do
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc, "reading judgements") from exc
 
     def put_many(self, items: Sequence[tuple[str, Judgement]]) -> None:
         checked = _check_items(items)
@@ -426,20 +507,24 @@ class SQLiteStore:
             with self._lock:
                 self._connection()
             return
-        with self._write_txn() as conn:
-            self._insert(conn, checked)
+        try:
+            with self._write_txn() as conn:
+                self._insert(conn, checked)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, f"writing {len(checked)} judgements") from exc
 
     def _pages(self, columns: str) -> Iterator[tuple[Any, ...]]:
         last = ""
         while True:
             with self._lock:
-                rows = (
-                    self._connection()
-                    .execute(
-                        f"SELECT {columns} FROM judgements WHERE key > ? ORDER BY key LIMIT ?", (last, _PAGE)
+                try:
+                    rows = (
+                        self._connection()
+                        .execute(f"SELECT {columns} FROM judgements WHERE key > ? ORDER BY key LIMIT ?", (last, _PAGE))
+                        .fetchall()
                     )
-                    .fetchall()
-                )
+                except sqlite3.Error as exc:
+                    raise store_error(self.path, exc, "reading judgements") from exc
             yield from rows
             if len(rows) < _PAGE:
                 return
@@ -531,6 +616,17 @@ def merge_stores(
             raise StoreError(f"merge source {src} does not exist")
         if into_path.exists() and src.resolve() == into_path.resolve():
             raise ValueError(f"cannot merge store {src} into itself")
+    for src in source_paths:  # a damaged source is named before anything is written
+        check = check_store(src)
+        if not check.ok:
+            raise StoreCorruptError(f"merge source {src} is corrupted ({check.problems[0]}): {salvage_hint(src)}")
+    try:
+        return _merge(into_path, source_paths, atol)
+    except sqlite3.Error as exc:
+        raise store_error(into_path, exc, "merging") from exc
+
+
+def _merge(into_path: Path, source_paths: list[Path], atol: float) -> MergeReport:
     counts: list[SourceMergeCounts] = []
     with SQLiteStore(into_path) as target, target._write_txn() as conn:
         for src in source_paths:
@@ -568,10 +664,296 @@ def merge_stores(
     )
 
 
+# --------------------------------------------------------------------------------------------------- repair
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that writes nothing into ``path`` (a WAL store's committed pages included)."""
+    from urllib.parse import quote
+
+    if not path.is_file():
+        raise StoreError(f"judgement store {path} does not exist")
+    with path.open("rb") as fh:
+        if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
+    uri = f"file:{quote(str(path.resolve()))}"
+    try:
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    except sqlite3.Error:  # e.g. a read-only folder without the -shm file: read the main file as it is
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What :func:`check_store` found; ``ok`` means SQLite sees no damage and the layout is a rank1_eval store."""
+
+    path: Path
+    ok: bool
+    problems: tuple[str, ...]
+    judgements: int | None
+    failed: int | None
+
+    def message(self) -> str:
+        if self.ok:
+            return f"{self.path}: ok, {self.judgements} judgements ({self.failed} failed)"
+        shown = "; ".join(self.problems[:3]) + (
+            f"; ... ({len(self.problems)} problems)" if len(self.problems) > 3 else ""
+        )
+        return f"{self.path}: damaged ({shown}): {salvage_hint(self.path)}"
+
+
+_FAILED_LIKE = '%"path":"failed"%'  # _encode: sorted keys, compact separators; quotes in text are escaped
+
+
+def check_store(path: str | os.PathLike[str], *, full: bool = False) -> StoreCheck:
+    """SQLite's own consistency check (``quick_check``, or ``integrity_check`` with ``full``), read-only.
+
+    Cheap enough to run before a model loads (it reads every page once), so a damaged store is reported with
+    the way to salvage it before any compute is spent, not hours later in the middle of a run.
+    """
+    path = Path(path)
+    conn = _open_readonly(path)
+    try:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and not {"meta", "judgements"} <= tables:
+                raise StoreError(
+                    f"{path} is a SQLite database but not a rank1_eval judgement store (tables: "
+                    f"{', '.join(sorted(tables))}); left untouched — pass another --store path"
+                )
+            rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return StoreCheck(path, False, (str(exc),), None, None)
+        problems = tuple(
+            line.strip()
+            for r in rows
+            for line in str(r[0]).splitlines()
+            if line.strip() not in ("ok", "") and not line.startswith("***")
+        )
+        if problems or not tables:
+            return StoreCheck(path, not problems, problems, 0 if not tables else None, 0 if not tables else None)
+        try:
+            total = conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+            failed = conn.execute("SELECT COUNT(*) FROM judgements WHERE value LIKE ?", (_FAILED_LIKE,)).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            return StoreCheck(path, False, (str(exc),), None, None)
+        return StoreCheck(path, True, (), int(total), int(failed))
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What :func:`salvage_store` copied into ``into``; ``lost`` estimates the rows it could not read back."""
+
+    source: Path
+    into: Path
+    copied: int
+    duplicates: int
+    from_pages: int  # found only by reading leaf pages directly (their b-tree path was damaged)
+    lost: int  # rowids up to the highest one seen that were not recovered (insert-only stores have no gaps)
+    max_rowid: int
+
+    def message(self) -> str:
+        total = self.copied + self.duplicates + self.lost
+        return (
+            f"salvaged {self.copied + self.duplicates} of ~{total} judgements from {self.source} into {self.into} "
+            f"({self.from_pages} read directly from damaged pages, {self.lost} lost, {self.duplicates} already "
+            f"there); rerun with --store {self.into}: only the lost pairs are scored again"
+        )
+
+
+def _max_rowid(conn: sqlite3.Connection) -> int:
+    for sql in (
+        "SELECT max(rowid) FROM judgements",
+        "SELECT max(rowid) FROM judgements INDEXED BY sqlite_autoindex_judgements_1",
+    ):
+        with contextlib.suppress(sqlite3.DatabaseError):
+            value = conn.execute(sql).fetchone()[0]
+            if value is not None:
+                return int(value)
+    return 0
+
+
+def _btree_rows(conn: sqlite3.Connection, lo: int, hi: int, out: dict[str, tuple[int, str]]) -> None:
+    """Rows with rowid in [lo, hi] through SQLite; a range it cannot read is halved down to single rows."""
+    try:
+        rows = conn.execute("SELECT rowid, key, value FROM judgements WHERE rowid BETWEEN ? AND ?", (lo, hi)).fetchall()
+    except sqlite3.DatabaseError:
+        if lo < hi:
+            mid = (lo + hi) // 2
+            _btree_rows(conn, lo, mid, out)
+            _btree_rows(conn, mid + 1, hi, out)
+        return
+    for rowid, key, value in rows:
+        if isinstance(key, str) and isinstance(value, str):
+            out.setdefault(key, (int(rowid), value))
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    for n in range(9):
+        b = buf[i + n]
+        if n == 8:
+            return (value << 8) | b, i + 9
+        value = (value << 7) | (b & 0x7F)
+        if b < 0x80:
+            return value, i + n + 1
+    raise ValueError("bad varint")  # pragma: no cover
+
+
+def _page_rows(data: bytes) -> Iterator[tuple[int, str, str]]:
+    """``(rowid, key, value)`` of every judgements row on an intact table-leaf page of a SQLite file.
+
+    Reads the file format directly (pages, cells, overflow chains, records), so rows stay reachable when a
+    damaged interior page cuts them off from the b-tree. Anything that does not parse as a 3-column
+    (key, value, created_at) row with a 64-hex key is skipped.
+    """
+    if len(data) < 100:
+        return
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    usable = page_size - data[20]
+    n_pages = len(data) // page_size
+    for number in range(1, n_pages + 1):
+        start = (number - 1) * page_size
+        head = start + (100 if number == 1 else 0)
+        if data[head] != 0x0D:  # not a table leaf page
+            continue
+        cells = int.from_bytes(data[head + 3 : head + 5], "big")
+        for c in range(cells):
+            try:
+                ptr = start + int.from_bytes(data[head + 8 + 2 * c : head + 10 + 2 * c], "big")
+                size, i = _varint(data, ptr)
+                rowid, i = _varint(data, i)
+                payload = _payload(data, i, size, usable, page_size, start)
+                row = _record(payload)
+            except (IndexError, ValueError, UnicodeDecodeError):
+                continue
+            if len(row) == 3 and isinstance(row[0], str) and len(row[0]) == 64 and isinstance(row[1], str):
+                yield rowid, row[0], row[1]
+
+
+def _payload(data: bytes, i: int, size: int, usable: int, page_size: int, page_start: int) -> bytes:
+    max_local = usable - 35
+    if size <= max_local:
+        return data[i : i + size]
+    min_local = (usable - 12) * 32 // 255 - 23
+    local = min_local + (size - min_local) % (usable - 4)
+    local = local if local <= max_local else min_local
+    parts = [data[i : i + local]]
+    if i + local + 4 > page_start + page_size:
+        raise ValueError("cell runs off its page")
+    nxt = int.from_bytes(data[i + local : i + local + 4], "big")
+    have, seen = local, set()
+    while have < size:
+        if nxt < 1 or nxt in seen or nxt * page_size > len(data):
+            raise ValueError("broken overflow chain")
+        seen.add(nxt)
+        off = (nxt - 1) * page_size
+        chunk = data[off + 4 : off + usable][: size - have]
+        parts.append(chunk)
+        have += len(chunk)
+        nxt = int.from_bytes(data[off : off + 4], "big")
+    return b"".join(parts)
+
+
+def _record(payload: bytes) -> list[Any]:
+    header_size, i = _varint(payload, 0)
+    types = []
+    while i < header_size:
+        t, i = _varint(payload, i)
+        types.append(t)
+    values: list[Any] = []
+    pos = header_size
+    widths = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 8, 7: 8}
+    for t in types:
+        if t in (0, 8, 9):
+            values.append(None if t == 0 else t - 8)
+        elif t in widths:
+            raw = payload[pos : pos + widths[t]]
+            pos += widths[t]
+            values.append(raw if t == 7 else int.from_bytes(raw, "big", signed=True))
+        elif t >= 12:
+            n = (t - 12) // 2
+            raw = payload[pos : pos + n]
+            if len(raw) != n:
+                raise ValueError("record runs off its payload")
+            pos += n
+            values.append(raw.decode("utf-8") if t % 2 else raw)
+        else:
+            raise ValueError(f"serial type {t}")
+    return values
+
+
+def salvage_store(source: str | os.PathLike[str], into: str | os.PathLike[str], *, chunk: int = 256) -> SalvageReport:
+    """Copy every readable judgement of a damaged store into ``into`` (a new store, or an existing one).
+
+    The source is only read (opened read-only; never modified). Two passes: through SQLite by rowid ranges
+    (a range that hits a damaged page is halved down to single rows; this pass also sees committed pages
+    still in the WAL), then straight from the file's table-leaf pages for rows whose b-tree path is broken.
+    Every value is decoded before it is copied; a row that does not decode is not copied.
+    """
+    src, dst = Path(source), Path(into)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise StoreError(f"salvage needs a new store: --into {dst} is the damaged store itself")
+    found: dict[str, tuple[int, str]] = {}
+    conn = _open_readonly(src)
+    try:
+        top = _max_rowid(conn)
+        for lo in range(1, top + 1, chunk):
+            _btree_rows(conn, lo, lo + chunk - 1, found)
+    finally:
+        conn.close()
+    n_btree = len(found)
+    for rowid, key, value in _page_rows(src.read_bytes()):
+        found.setdefault(key, (rowid, value))
+    top = max([top, *(r for r, _ in found.values())])
+    good: list[tuple[str, Judgement]] = []
+    for key, (_, value) in found.items():
+        with contextlib.suppress(StoreError):
+            good.append((key, _decode(key, value)))
+    copied = duplicates = 0
+    with SQLiteStore(dst) as target:
+        for start in range(0, len(good), _CHUNK):
+            page = good[start : start + _CHUNK]
+            present = target.get_many([k for k, _ in page])
+            target.put_many([(k, j) for k, j in page if k not in present])
+            copied += sum(k not in present for k, _ in page)
+            duplicates += len(present)
+    lost = max(0, top - len(good))
+    return SalvageReport(src, dst, copied, duplicates, len(found) - n_btree, lost, top)
+
+
+def drop_failed(path: str | os.PathLike[str]) -> int:
+    """Delete the ``failed`` judgements of a store so that a rerun scores those pairs again; returns how many.
+
+    The store is otherwise insert-only (first writer wins); this is the one deliberate exception, for failures
+    whose cause was outside the model (a server answering NaN, an engine bug) and has been fixed.
+    """
+    with SQLiteStore(path, create=False) as store:
+        try:
+            store._connection().execute(
+                "PRAGMA secure_delete = ON"
+            )  # deleted rows are zeroed: salvage never revives them
+            with store._write_txn() as conn:
+                return int(conn.execute("DELETE FROM judgements WHERE value LIKE ?", (_FAILED_LIKE,)).rowcount)
+        except sqlite3.Error as exc:
+            raise store_error(store.path, exc, "deleting failed judgements") from exc
+
+
 # --------------------------------------------------------------------------------------------------- writer
 
 
 _STOP = object()
+_writer_failures: list[BaseException] = []  # failures that interrupted the main thread (see AsyncWriter)
+_failures_lock = threading.Lock()
+
+
+def take_writer_failure() -> BaseException | None:
+    """The store failure that interrupted the main thread, if any (the CLI reports it instead of a Ctrl-C)."""
+    with _failures_lock:
+        return _writer_failures.pop() if _writer_failures else None
 
 
 class AsyncWriter:
@@ -585,10 +967,21 @@ class AsyncWriter:
     thread. If a write fails, the writer stops writing and the original exception is re-raised by the next
     ``submit``/``flush``/``close`` (and by every later one): nothing is swallowed. The wrapped store is not
     closed — its owner closes it.
+
+    With ``interrupt_main=True`` (and the writer made on the main thread) a failure also interrupts the main
+    thread at once (``_thread.interrupt_main``), so a run whose judgements can no longer be stored stops now,
+    not after the engine call in flight; ``close()`` then raises the store error in place of the interrupt.
+    Judgements committed before the failure stay committed.
     """
 
     def __init__(
-        self, store: Store, *, max_pending: int = 10_000, max_batch: int = 5000, commit_interval: float = 0.0
+        self,
+        store: Store,
+        *,
+        max_pending: int = 10_000,
+        max_batch: int = 5000,
+        commit_interval: float = 0.0,
+        interrupt_main: bool = False,
     ):
         self.store = store
         self.max_batch = max_batch
@@ -598,6 +991,8 @@ class AsyncWriter:
         self._error: BaseException | None = None
         self._closed = False
         self._submit_lock = threading.Lock()
+        self._interrupt = interrupt_main and threading.current_thread() is threading.main_thread()
+        self._interrupted = False
         self._thread = threading.Thread(target=self._run, name="rank1-store-writer", daemon=True)
         self._thread.start()
 
@@ -628,14 +1023,29 @@ class AsyncWriter:
             except BaseException as exc:  # re-raised in the caller's thread
                 exc.add_note("raised in AsyncWriter's background thread while writing to the store")
                 self._error = exc
+                self._interrupt_main(exc)
             finally:
                 for _ in batches:
                     self._queue.task_done()
             if stop:
                 return
 
+    def _interrupt_main(self, exc: BaseException) -> None:
+        import _thread
+
+        with self._submit_lock:
+            if not self._interrupt or self._closed or self._interrupted:
+                return
+            self._interrupted = True
+            with _failures_lock:
+                _writer_failures.append(exc)
+        _thread.interrupt_main()
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
+            with _failures_lock:  # reported here, in the caller's thread: the CLI need not report it again
+                if self._error in _writer_failures:
+                    _writer_failures.remove(self._error)
             raise self._error
 
     def submit(self, items: Sequence[tuple[str, Judgement]]) -> None:
@@ -655,11 +1065,16 @@ class AsyncWriter:
 
     def close(self) -> None:
         """Flush, stop the thread and re-raise a writer failure. Idempotent (a failure is raised again)."""
-        with self._submit_lock:
-            if not self._closed:
-                self._closed = True
-                self._queue.put(_STOP)
-        self._thread.join()
+        try:
+            with self._submit_lock:
+                if not self._closed:
+                    self._closed = True
+                    self._queue.put(_STOP)
+            self._thread.join()
+        except KeyboardInterrupt:  # the writer's own interrupt may land here: report the failure instead
+            if self._error is None:
+                raise
+            self._thread.join()
         self._raise_if_failed()
 
     def __enter__(self) -> Self:

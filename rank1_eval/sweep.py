@@ -14,8 +14,9 @@ judgement of a run at ``B >= b`` (same prompt, same settings otherwise):
 
 Each budget's judgements are stored under the key a real run at that budget has (the key holds
 ``max_output_tokens``), so a later real run at ``b`` is a store hit, and a budget already run for real is not
-derived again. Every budget gets its own result folder (``<run>/budgets/<b>/``: metrics through mteb, traces,
-summary) and one row of ``sweep.json`` / ``sweep.csv`` / ``sweep.png`` in the run's folder.
+derived again. Every budget gets the result folder a real run at that budget would have
+(:func:`rank1_eval.layout.run_folder`: metrics through mteb, traces, a summary that says it was derived) and one
+row of ``sweep.json`` / ``sweep.csv`` / ``sweep.png`` in the run's own folder.
 
 Exactness needs batch-invariant numerics: the derivation assumes the run at ``b`` would have generated the
 same tokens as the first ``g_b`` of the run at ``B``. On CPU in float32 (the tests, both engines) it does. On
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"  # read by `rank1-eval report` (rank1_eval.report.data.read_sweep)
 SWEEP_CSV = "sweep.csv"
 SWEEP_PLOT = "sweep.png"
-BUDGETS_DIR = "budgets"  # <run folder>/budgets/<b>/: each derived budget's own result folder
 _TREC_NAMES = {"ndcg_at_10": "ndcg_cut_10", "map_at_100": "map_cut_100", "recall_at_100": "recall_100"}
 TABLE_METRICS = ("ndcg_at_10", "ndcg_at_20", "map_at_100", "mrr_at_10", "recall_at_100")
 
@@ -267,10 +267,11 @@ def sweep(
     """Every budget of ``budgets`` derived from the run of ``model`` (its ``max_output_tokens`` is the maximum).
 
     ``folder`` is that run's result folder; ``base_summary`` its ``summary.json`` (read from ``folder`` when
-    None). Writes ``budgets/<b>/`` per budget, then ``sweep.json``, ``sweep.csv`` and ``sweep.png`` in ``folder``
-    and the budgets' cost into its ``summary.json``. Returns what ``sweep.json`` holds.
+    None). Writes each budget's result folder where a real run at that budget would (the layout's settings
+    hash), then ``sweep.json``, ``sweep.csv`` and ``sweep.png`` in ``folder`` and the budgets' cost into its
+    ``summary.json``. Returns what ``sweep.json`` holds.
     """
-    from rank1_eval.evaluate import evaluate
+    from rank1_eval.evaluate import evaluate, store_path_of
     from rank1_eval.outputs import write_json
     from rank1_eval.store import SQLiteStore
 
@@ -282,7 +283,7 @@ def sweep(
         if not summary_path.is_file():
             raise SweepError(f"{folder} has no summary.json: not a result folder")
         base_summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    store_path = Path(opts.store) if opts.store else Path(opts.output_dir) / "store.sqlite"
+    store_path = store_path_of(opts)
     rows = [_row(top, base_summary, "run")]
     checks = []
     started = time.perf_counter()
@@ -293,7 +294,7 @@ def sweep(
         deriver = Deriver(model, store)
         variant.judge_missing = deriver
         try:
-            summary = evaluate(variant, prepared, opts, progress=progress, out=folder / BUDGETS_DIR / str(b))
+            summary = evaluate(variant, prepared, opts, progress=progress)
             if model._engine is None:  # the first budget that needed the engine loaded it: share it from now on
                 model._engine = variant._engine
         finally:
@@ -305,11 +306,12 @@ def sweep(
         if this_run.get("engine_s"):
             this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / this_run["engine_s"], 1)
         summary["derived_from"] = {"max_output_tokens": top, "folder": str(folder), **deriver.cost.to_dict()}
-        write_json(folder / BUDGETS_DIR / str(b) / "summary.json", {k: v for k, v in summary.items()
-                                                                      if k != "output_dir"})  # fmt: skip
+        budget_folder = Path(summary["output_dir"])
+        write_json(budget_folder / "summary.json", {k: v for k, v in summary.items() if k != "output_dir"})
         row = _row(b, summary, "derived")
         row.update(deriver.cost.to_dict())
         row["sweep_from_store"] = summary.get("pairs_from_store")
+        row["folder"] = budget_folder.name  # beside the run's folder, in its task folder
         row["sweep_wall_s"] = round(time.perf_counter() - t0, 3)
         if verify_pairs:
             check = {"budget": b, **verify(variant, deriver, verify_pairs)}

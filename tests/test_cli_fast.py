@@ -120,7 +120,7 @@ def _subcommands() -> dict:
 
 def test_every_subcommand_has_an_example_and_shows_its_defaults():
     helps = {name: p.format_help() for name, p in _subcommands().items()}
-    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge", "sweep"}
+    assert set(helps) == {"run", "reproduce", "table", "compare", "report", "merge", "store", "export", "sweep"}
     for name, text in helps.items():
         assert f"example:\n  rank1-eval {name}" in text, name
     flat = {name: " ".join(text.split()) for name, text in helps.items()}
@@ -174,3 +174,38 @@ def test_verbose_logs_at_info(capsys, tmp_path):
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def test_table_picks_the_complete_run_and_where_narrows(tmp_path, capsys):
+    """Runs of one task in the new layout: two complete runs of other prompt sets and a newer smoke run."""
+    import os
+    import time
+
+    from rank1_eval.layout import run_folder, settings_hash
+
+    def run(settings: dict, score: float, age: int) -> None:
+        folder = run_folder(tmp_path, "jhu-clsp/rank1-7b", "BrightRetrieval_biology", settings)
+        folder.mkdir(parents=True)
+        summary = {"settings": settings, "settings_hash": settings_hash(settings), "metrics": {"ndcg_at_10": score},
+                   "provenance": {"split": "standard", "top_k": 100}}  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+        os.utime(folder / "summary.json", (time.time() - 100 + age,) * 2)
+
+    base = {"prompt_set": "code", "top_k": 100, "limit_queries": None, "split": "standard", "max_output_tokens": 8192,
+            "dtype": "float16", "engine": "vllm"}  # fmt: skip
+    run(base, 0.5, 1)
+    run({**base, "prompt_set": "paper"}, 0.7, 2)
+    run({**base, "limit_queries": 2}, 0.9, 3)  # newest, but partial
+    argv = ["table", "bright", "--results", str(tmp_path), "--model", "jhu-clsp/rank1-7b"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "|  | ours | 70.0 |" in out and "2 runs differ in prompt_set; the newest is used" in out
+    assert main([*argv, "--where", "prompt_set=code"]) == 0
+    out = capsys.readouterr().out
+    assert "|  | ours | 50.0 |" in out and "runs differ" not in out
+    assert main([*argv, "--where", "limit_queries=2"]) == 0  # only the smoke run fits: refused, and said
+    out = capsys.readouterr().out
+    assert "|  | ours | — |" in out and "only partial runs (--limit-queries 2); pass --allow-partial" in out
+    assert main([*argv, "--where", "limit_queries=2", "--allow-partial"]) == 0
+    out = capsys.readouterr().out
+    assert "|  | ours | 90.0 |" in out and "partial run (--limit-queries 2)" in out

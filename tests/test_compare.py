@@ -114,14 +114,27 @@ def test_against_first_stage_from_traces_and_run_file(tmp_path):
     rec = against_first_stage(_run(RANKS_A), _run(RANKS_B), QRELS)
     assert rec["mean_a"] == pytest.approx((3 + N2) / 4) and rec["mean_b"] == pytest.approx((N2 + N3 + 2) / 4)
     assert rec["randomization"]["p_value"] == 0.75 and "per_query" not in rec
-    # only the reranked queries count, even when the first stage has more
+    # mteb's denominators: every judged query counts (an unranked one scores 0), unjudged ones never do
     more = {**_run(RANKS_B), "q9": {"r9": 1.0}}
-    assert against_first_stage({q: _run(RANKS_A)[q] for q in ("q1", "q2")}, more, QRELS)["n_queries"] == 2
+    partial = against_first_stage({q: _run(RANKS_A)[q] for q in ("q1", "q2")}, more, QRELS)
+    assert partial["n_queries"] == 4
+    assert partial["mean_a"] == pytest.approx((1 + 1 + 0 + 0) / 4)
+    assert partial["mean_b"] == pytest.approx((N2 + N3 + 1 + 1) / 4)
+
+
+def test_judged_queries_a_run_left_unranked_score_zero(tmp_path):
+    a = _folder(tmp_path, "a", RANKS_A)
+    b = _folder(tmp_path, "b", {"q1": 2, "q2": 3})  # its qrels.tsv judges q3 and q4 too: mteb scored them 0
+    res = compare(a, b)
+    assert (res["n_queries"], res["queries_only_a"], res["queries_only_b"]) == (4, 0, 0)
+    assert [r["b"] for r in res["per_query"]] == pytest.approx([N2, N3, 0.0, 0.0])
+    assert res["mean_delta"] == pytest.approx(((1 - N2) + 0.5 + N2 + 1) / 4)
 
 
 def test_queries_on_one_side_only_are_counted(tmp_path):
     a = _folder(tmp_path, "a", RANKS_A)
     b = _folder(tmp_path, "b", {"q1": 2, "q2": 3})
+    (b / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tr1\t1\nq2\tr2\t1\n")  # B evaluated 2 queries
     res = compare(a, b)
     assert (res["n_queries"], res["queries_only_a"], res["queries_only_b"]) == (2, 2, 0)
     assert res["mean_delta"] == pytest.approx(((1 - N2) + 0.5) / 2)

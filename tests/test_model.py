@@ -157,3 +157,31 @@ def test_length_rule_is_provenance_not_identity(qwen25_tokenizer):
         rank1("jhu-clsp/rank1-7b", scheduling="sometimes")
     with pytest.raises(ValueError, match="length_rule"):
         rank1("jhu-clsp/rank1-7b", length_rule="whatever")
+
+
+def test_default_dtype_follows_the_device():
+    """The API's own default, not only the CLI's: float32 on CPU (float16 is refused there), float16 on CUDA."""
+    cpu = rank1("fake/model", device="cpu", engine="transformers")
+    cuda = rank1("fake/model", device="cuda", engine="transformers")
+    chosen = rank1("fake/model", device="cpu", fp_options="bfloat16", engine="transformers")
+    assert (cpu.dtype, cuda.dtype, chosen.dtype) == ("float32", "float16", "bfloat16")
+    assert cpu.provenance()["dtype"] == "float32" and cpu.outcome_settings()["dtype"] == "float32"
+    assert cpu.judgement_key("p") == rank1("fake/model", device="cpu", fp_options="float32",
+                                           engine="transformers").judgement_key("p")  # fmt: skip
+    assert cpu.judgement_key("p") != chosen.judgement_key("p")
+    auto = rank1("fake/model", device=None, engine="transformers")  # decided when the device is: CPU here
+    assert auto.engine_config.device == "auto" and auto.dtype == "float32"
+
+
+def test_settings_off_the_defaults_are_mteb_experiment_kwargs():
+    assert rank1("jhu-clsp/rank1-7b", device="cpu").experiment_kwargs() == {}
+    assert rank1("jhu-clsp/rank1-7b", device="cuda", fp_options="float16").experiment_kwargs() == {}
+    m = rank1("jhu-clsp/rank1-7b", device="cpu", fp_options="bfloat16", engine="transformers", max_output_tokens=64,
+              dataset_prompt=False, prompt_set="paper")  # fmt: skip
+    expected = {"max_output_tokens": 64, "dataset_prompt": False, "prompt_set": "paper", "fp_options": "bfloat16",
+                "engine": "transformers"}  # fmt: skip
+    assert m.experiment_kwargs() == expected
+    # mteb's own cache then files these results apart from default-setting ones, as mteb.get_model(**kwargs) does
+    assert dict(m.mteb_model_meta.experiment_kwargs) == expected
+    assert m.mteb_model_meta.experiment_name == "dataset_prompt_False__engine_transformers__fp_options_bfloat16__" \
+        "max_output_tokens_64__prompt_set_paper"

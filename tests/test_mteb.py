@@ -110,3 +110,44 @@ def test_deprecated_mteb_run(micro_model, no_network, tmp_path):
     with pytest.warns(Warning):
         results = MTEB(tasks=[_local_task(2, 4)]).run(micro_model, output_folder=str(tmp_path))
     assert 0.0 <= results[0].scores["test"][0]["ndcg_at_10"] <= 1.0
+
+
+@pytest.mark.slow
+def test_mteb_evaluate_loads_mfollowir_itself_and_merges_instructions_once(
+    micro_model, hub_fixtures, monkeypatch, single_thread
+):
+    """mteb's own v1 loader, conversion and candidates; p-MRR from the local qrel_diff; one instruction per prompt."""
+    from pathlib import Path
+
+    task = mteb.get_task("mFollowIR", hf_subsets=["fas"])
+    local = str(Path(hub_fixtures["hub"]) / "jhu-clsp" / "mFollowIR-parquet-mteb")
+    task.metadata = task.metadata.model_copy(update={"dataset": {"path": local, "revision": "local"}})
+    seen: list[str] = []
+    real_prepare = micro_model.prepare
+    monkeypatch.setattr(micro_model, "prepare", lambda q, p: seen.extend(q) or real_prepare(q, p))
+    result = mteb.evaluate(micro_model, [task], cache=None, show_progress_bar=False)
+    scores = result.task_results[0].scores["test"][0]
+    assert scores["hf_subset"] == "fas" and "p-MRR" in scores and "ndcg_at_20" in scores["og"]
+    from rank1_eval.tasks import load_task
+
+    queries = load_task("mFollowIR", "fas", dataset_path=local).data["queries"]  # mteb unloads its copy
+    expected = {f"{q} {i}" for q, i in zip(queries["text"], queries["instruction"], strict=True)}
+    assert len(expected) == 4 and set(seen) == expected  # query + instruction: never the instruction twice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "subtask"), [("BrightRetrieval", "biology"), ("BrightLeetcodeRetrieval", None)])
+def test_bright_through_mteb_evaluate_and_deprecated_run(
+    micro_model, run_files_env, name, subtask, tmp_path, single_thread
+):
+    from mteb import MTEB
+
+    from rank1_eval import reranking_task
+
+    task = reranking_task(name, subtask, data_root=run_files_env["hub"], top_k=2, output_dir=tmp_path)
+    result = mteb.evaluate(micro_model, [task], cache=None, show_progress_bar=False)
+    scores = result.task_results[0].scores["standard"][0]
+    assert 0.0 <= scores["ndcg_at_10"] <= 1.0 and micro_model.stats.pairs_total == 6
+    with pytest.warns(Warning):
+        runs = MTEB(tasks=[task]).run(micro_model, output_folder=str(tmp_path / "mteb"))
+    assert runs[0].scores["standard"][0]["ndcg_at_10"] == scores["ndcg_at_10"]

@@ -395,7 +395,8 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     finally:
         model.close()
     assert rep.failures == {} and len(rep.summaries) == 2 and len(loads) == 1
-    summaries = {Path(s["output_dir"]).name: s for s in rep.summaries.values()}
+    summaries = {Path(s["output_dir"]).parent.name: s for s in rep.summaries.values()}
+    assert all(Path(s["output_dir"]).name.startswith("top20-first2-") for s in rep.summaries.values())
     assert set(summaries) == {"MiniaLocal_default", "MinibLocal_default"}
     first, micro = rep.result.rows
     a, b = summaries["MiniaLocal_default"], summaries["MinibLocal_default"]
@@ -407,9 +408,15 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     assert a["vs_first_stage"]["mean_a"] == pytest.approx(a["main_score"], abs=5e-6)  # pytrec_eval = mteb
     assert sorted(p.suffix for p in rep.files.values()) == [".csv", ".json", ".md", ".png", ".png", ".tex"]
     assert "partial run (--limit-queries 2)" in rep.files["md"].read_text()
-    # the same table again from the folders alone
-    again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
+    # the same table again from the folders alone: partial runs only when asked for
+    again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)},
+                               allow_partial=True)  # fmt: skip
     assert [_cells(r) for r in again.rows] == [_cells(r) for r in rep.result.rows]
+    refused = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
+    cell = refused.rows[1].cells["a"]
+    assert cell.ours is None and cell.note == "only partial runs (--limit-queries 2); pass --allow-partial to use them"
+    md = paper.render_markdown(refused)
+    assert "micro (all cells): only partial runs (--limit-queries 2); pass --allow-partial to use them" in md
 
 
 def test_table_plots_share_one_axis_per_unit_and_show_deltas(tmp_path):
@@ -429,3 +436,50 @@ def test_table_plots_share_one_axis_per_unit_and_show_deltas(tmp_path):
     for draw, name in ((plot_png, "bars.png"), (plot_delta_png, "delta.png")):
         assert draw(result, tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert plot_png(paper_table("mfollowir-crosslingual"), tmp_path / "paper.png").is_file()
+
+
+def test_per_domain_bright_folders_fill_bright_cells(tmp_path):
+    m = "jhu-clsp__rank1-7b"
+    _folder(tmp_path, m, "BrightBiologyRetrieval_default", split="standard", metrics={"ndcg_at_10": 0.5})
+    _folder(tmp_path, m, "BrightRetrieval_pony", split="standard", metrics={"ndcg_at_10": 0.3})
+    _folder(tmp_path, m, "BrightPonyRetrieval_default", split="standard", metrics={"ndcg_at_10": 0.9})
+    (row,) = [r for r in table_from_results("bright", tmp_path, "jhu-clsp/rank1-7b").rows if not r.first_stage]
+    assert row.cells["biology"].ours == pytest.approx(50.0)
+    assert row.cells["biology"].note == "from BrightBiologyRetrieval_default"
+    assert row.cells["pony"].ours == pytest.approx(30.0) and row.cells["pony"].note is None  # exact name first
+    _folder(tmp_path, m, "BrightRetrieval_biology", split="standard", metrics={"ndcg_at_10": 0.25})
+    (awq,) = [r for r in table_from_results("awq", tmp_path, "jhu-clsp/rank1-7b").rows]
+    assert awq.cells["BRIGHT-biology"].ours == pytest.approx(25.0)
+
+
+@pytest.mark.slow
+def test_reproduce_fills_every_cell_of_all_seven_tables(tmp_path, run_files_env, capsys, single_thread):
+    """Every table of the paper from the Hub-shaped fixtures and the micro rank1: no reproducible cell missing."""
+    from rank1_eval.paper.manifests import TABLE_NAMES
+
+    dl19 = run_files_env["dl19"]
+    common = [
+        "--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
+        "--max-output-tokens", "16", "--context-size", "1024", "--top-k", "2", "--limit-queries", "1",
+        "--data-root", run_files_env["hub"], "--output-dir", str(tmp_path), "--no-progress", "-q",
+        *[x for name, path in dl19.items() for x in ("--set", f"{name}={path}")],
+    ]  # fmt: skip
+    filled = {}
+    for name in TABLE_NAMES:
+        assert main(["reproduce", name, *common]) == 0, capsys.readouterr().err
+        result = json.loads((tmp_path / "tables" / f"{name}__local__{MICRO_RANK1.name}.json").read_text())
+        table = load_table(name)
+        reproducible = {c.key for c in table.columns if c.reproducible and c.metric}
+        rows = {r["key"]: r for r in result["rows"]}
+        ours = rows["ours"]["cells"]
+        missing = sorted(k for k in reproducible if ours[k]["ours"] is None)
+        assert not missing, f"{name}: no value for {missing}"
+        for row in table.rows:
+            if row.first_stage:  # BRIGHT's and BEIR's first-stage rows come from the reranked runs
+                assert all(rows[row.key]["cells"][k]["ours"] is not None for k in reproducible), name
+        filled[name] = (len(reproducible), len(table.columns))
+    capsys.readouterr()
+    assert filled == {
+        "bright": (12, 12), "nevir": (1, 1), "mfollowir-crosslingual": (6, 6), "mfollowir": (6, 6),
+        "dl19": (3, 3), "beir": (9, 9), "awq": (4, 5),  # awq's Size (GB) is printed, never measured
+    }  # fmt: skip

@@ -40,6 +40,8 @@ def test_templates_keep_trailing_whitespace():
         ("BrightAopsRetrieval", "standard", "Find different but similar math problems"),
         ("BrightTheoremQATheoremsRetrieval", "standard", "Find a passage which uses"),
         ("BrightLeetcodeRetrieval", "standard", "I am looking to find different problems"),
+        ("BrightPonyLongRetrieval", "long", "I will use the programming language pony."),
+        ("BrightBiologyLongRetrieval", "long", "Can you find background information"),
     ],
 )
 def test_select_template(task, subset, expected_start):
@@ -109,3 +111,29 @@ def test_dict_docs():
     assert P.doc_text({"title": "", "text": "body"}) == " body"  # the reference's f-string, kept
     assert P.doc_text({"text": "body"}) == "body"
     assert P.doc_text("plain") == "plain"
+
+
+def test_prompt_key_gives_a_local_copy_a_known_template_and_summary_names_it(tmp_path, capsys):
+    """A local BEIR copy of SciFact (task name 'DemoLocal') gets SciFact's template with --prompt-key."""
+    from conftest import DEMO, MICRO_RANK1
+
+    from rank1_eval.cli import main
+    from rank1_eval.model import rank1
+
+    base = ["run", "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--model", str(MICRO_RANK1),
+            "--limit-queries", "1", "--top-k", "2", "--dry-run", "--output-dir", str(tmp_path)]  # fmt: skip
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["prompt_template"] == {"key": None, "source": "none (raw query)", "prompt_set": "code",
+                                        "template": None, "sha256": None}  # fmt: skip
+    assert main([*base, "--prompt-key", "SciFact"]) == 0
+    keyed = json.loads(capsys.readouterr().out)
+    template = P.load_prompt_set("code")["SciFact"]
+    assert keyed["prompt_template"]["key"] == "SciFact" and keyed["prompt_template"]["source"] == "prompt_key"
+    assert keyed["prompt_template"]["template"] == template and keyed["prompt_tokens"] > plain["prompt_tokens"]
+    model = rank1(str(MICRO_RANK1), device="cpu", prompt_key="SciFact")
+    final = model.final_queries(["a claim"], [None], "DemoLocal", "default")
+    assert final == [template.replace(P.PLACEHOLDER, "a claim")]
+    assert model.template_info("NevIR", "default")["source"] == "prompt_key"  # a key wins over the task's own
+    assert main([*base, "--prompt-key", "NoSuchKey"]) == 2
+    assert "unknown prompt key 'NoSuchKey'" in capsys.readouterr().err

@@ -85,3 +85,53 @@ def test_a_failed_registration_is_said_not_swallowed(monkeypatch):
         warnings.simplefilter("error")
         monkeypatch.setattr(registry, "register", lambda loader: None)
         registry._register_or_warn(lambda *a, **k: None)
+
+
+def test_model_meta_as_mteb_users_expect():
+    """Languages of the paper's evaluations, the base model's context, memory, AWQ adapted from its rank1 model."""
+    import mteb
+
+    import rank1_eval  # noqa: F401 -- registers
+
+    langs = ["eng-Latn", "fas-Arab", "rus-Cyrl", "zho-Hans"]
+    expected = {  # name: (max_tokens, adapted_from, memory_usage_mb) -- 16-bit weights: n_parameters * 2 / 2**20
+        "jhu-clsp/rank1-0.5b": (32_768, "Qwen/Qwen2.5-0.5B", 942),
+        "jhu-clsp/rank1-7b": (131_072, "Qwen/Qwen2.5-7B", 14_515),
+        "jhu-clsp/rank1-32b": (131_072, "Qwen/Qwen2.5-32B", 61_989),
+        "jhu-clsp/rank1-mistral-2501-24b": (32_768, "mistralai/Mistral-Small-24B-Base-2501", 45_013),
+        "jhu-clsp/rank1-llama3-8b": (131_072, "meta-llama/Llama-3.1-8B", 15_316),
+        # AWQ: (7.61e9 - 1.09e9 embedding/head) * (0.5 + 2.5/128) bytes + 1.09e9 * 2 bytes = 5,567,335,980 B
+        "jhu-clsp/rank1-7b-awq": (131_072, "jhu-clsp/rank1-7b", 5_309),
+        "jhu-clsp/rank1-mistral-2501-24b-awq": (32_768, "jhu-clsp/rank1-mistral-2501-24b", 13_588),
+    }
+    for name, (max_tokens, adapted, memory) in expected.items():
+        meta = mteb.get_model_meta(name)
+        assert (meta.max_tokens, meta.adapted_from, meta.memory_usage_mb) == (max_tokens, adapted, memory), name
+        assert meta.languages == langs and meta.revision is None
+    awq = [m for m in registry.all_checkpoints() if m.endswith("-awq")]
+    assert len(awq) == 5 and all(mteb.get_model_meta(m).adapted_from == m.removesuffix("-awq") for m in awq)
+
+
+def test_a_user_revision_is_accepted_and_recorded():
+    import mteb
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    import rank1_eval
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    name = "jhu-clsp/rank1-7b"
+    with pytest.raises(ValueError, match=f"Model revision {sha} not found"):  # mteb: one revision per registry entry
+        mteb.get_model(name, revision=sha)
+    try:
+        rank1_eval.pin_revision(name, sha)
+        model = mteb.get_model(name, revision=sha, device="cpu")
+        assert model.revision == sha and model.engine_config.revision == sha
+        assert model.mteb_model_meta.revision == sha and model.provenance()["revision"] == sha
+        assert model.outcome_settings()["revision"] == sha  # part of the result folder's hash
+        assert model.judgement_key("p") != rank1_eval.rank1(name, device="cpu").judgement_key("p")
+        assert mteb.get_model_meta(name).max_tokens == 131_072  # the facts stay
+    finally:
+        rank1_eval.pin_revision(name, None)
+    assert MODEL_REGISTRY[name].revision is None
+    direct = rank1_eval.rank1(name, revision="v1.0", device="cpu")  # the class itself takes any revision
+    assert direct.mteb_model_meta.revision == "v1.0" and direct.mteb_model_meta.languages[0] == "eng-Latn"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from browser import chromium_driver, first_paint_ms, missing_reason, wait_for
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, only_run
 
 from rank1_eval.cli import main
 from rank1_eval.report import render_comparison, render_report, unblob, write_comparison, write_report
@@ -41,8 +41,7 @@ def run_folder(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report-run")
     _run(out, "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2",
          "--top-k", "20")  # fmt: skip
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
-    return folder
+    return only_run(out)
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -125,7 +125,7 @@ def test_malformed_folders_are_named(tmp_path):
     (folder / "traces.jsonl").write_text('{"qid": 7, "docid": 8, "score": 1}\n')
     assert [t["docid"] for t in D.load_run(folder).pairs] == ["8"]  # ids stay strings
     (folder / "summary.json").write_text("{")
-    with pytest.raises(D.ReportError, match="summary.json: not JSON"):
+    with pytest.raises(D.ReportError, match="summary.json is truncated or not JSON .* rebuild it"):
         D.load_run(folder)
 
 

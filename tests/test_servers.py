@@ -13,11 +13,12 @@ import socket
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DEMO, MICRO_RANK1, demo_pairs
+from conftest import DEMO, MICRO_RANK1, demo_pairs, only_run
 
 from rank1_eval import rank1, servers
 from rank1_eval.engines import EngineConfig, EngineError, resolve_engine_name
@@ -275,6 +276,72 @@ def test_unreachable_url_fails_fast_naming_it(qwen25_tokenizer):
     assert time.monotonic() - started < 10
 
 
+class _SlowProbeServer:
+    """A real loopback HTTP server (httpx's timeouts need a socket) that answers /v1/models at once and the
+    one-token logprobs probe only after ``delay`` seconds, as a vLLM server busy with a full batch does."""
+
+    def __init__(self, tokenizer, delay: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = FakeServer(tokenizer)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet test output
+                pass
+
+            def _answer(self, method: str) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = httpx.Request(method, f"http://127.0.0.1{self.path}", content=body)
+                if self.path.endswith("/completions"):
+                    outer.probes += 1
+                    time.sleep(delay)
+                response = fake(request)
+                data = response.content
+                self.send_response(response.status_code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802 -- http.server's naming
+                self._answer("GET")
+
+            def do_POST(self):  # noqa: N802
+                self._answer("POST")
+
+        self.probes = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_probe_waits_for_a_busy_server_but_not_for_an_unreachable_one(qwen25_tokenizer, monkeypatch):
+    """The probe's read timeout is the request timeout; connecting keeps the short check timeout."""
+    from rank1_eval.engines import openai_engine
+
+    monkeypatch.setattr(openai_engine, "CHECK_TIMEOUT_S", 0.5)  # scaled down from 10 s to keep the test short
+    busy = _SlowProbeServer(qwen25_tokenizer, delay=1.5)  # 3x the check timeout
+    try:
+        config = EngineConfig("m", context_size=1024, server_urls=(busy.url,), request_timeout=20)
+        engine = OpenAIEngine(config, tokenizer=qwen25_tokenizer)
+        assert busy.probes == 1 and engine.info()["servers"][0]["url"] == busy.url
+        with pytest.raises(EngineError, match=r"failed the logprobs probe \(no answer within 1 s"):
+            OpenAIEngine(replace(config, request_timeout=1), tokenizer=qwen25_tokenizer)
+    finally:
+        busy.close()
+    url = f"http://127.0.0.1:{servers.free_port()}/v1"  # nothing listens there: fails in seconds, not 20 s
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=f"server {url} is unreachable"):
+        OpenAIEngine(EngineConfig("m", server_urls=(url,), request_timeout=20), tokenizer=qwen25_tokenizer)
+    assert time.monotonic() - started < 5
+
+
 def test_engine_choice_rules():
     assert resolve_engine_name("auto", server_urls=["http://h/v1"]) == "openai"
     assert resolve_engine_name("auto", data_parallel=2) == "vllm"
@@ -436,7 +503,7 @@ def test_cli_run_counts_pairs_per_server(vllm_servers, api_key, tmp_path, capsys
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "pairs 60: scored 60" in out.out
-    (folder,) = [p for p in (tmp_path / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
+    folder = only_run(tmp_path)
     summary = json.loads((folder / "summary.json").read_text())
     info = summary["provenance"]["engine_info"]
     assert summary["provenance"]["engine"] == "openai" and info["engine"] == "openai"
@@ -523,7 +590,7 @@ def _vllm_servers_running():
 
 
 def _outputs(out: Path):
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
+    folder = only_run(out)
     traces = [json.loads(line) for line in (folder / "traces.jsonl").read_text().splitlines()]
     return traces, json.loads((folder / "summary.json").read_text())
 

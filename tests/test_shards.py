@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1, QWEN25_TOKENIZER
+from conftest import DEMO, MICRO_RANK1, QWEN25_TOKENIZER, only_run
 from fakes import ScriptedEngine
 
 from rank1_eval import rank1
@@ -160,7 +160,7 @@ def _base(out: Path, *extra: str) -> list[str]:
 
 
 def _outputs(out: Path):
-    (folder,) = [p for p in (out / f"local__{MICRO_RANK1.name}").iterdir() if p.is_dir()]
+    folder = only_run(out)
     traces = [json.loads(line) for line in (folder / "traces.jsonl").read_text().splitlines()]
     return traces, json.loads((folder / "summary.json").read_text()), folder
 

@@ -29,12 +29,12 @@ _LAYERS = (
     ("records", "_data"),
     ("prompts", "engines", "engines.base", "engines.device", "engines.hf_engine", "engines.vllm_engine",
      "engines.openai_engine", "servers", "scoring", "store", "registry", "runs", "beir", "tasks", "texts",
-     "progress", "logs"),
+     "progress", "logs", "layout"),
     ("scheduler",),
     ("model",),
-    ("outputs", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg", "report.page",
-     "report.single", "report.side_by_side", "paper", "paper.manifests", "paper.results", "paper.render",
-     "paper.plots", "paper.files", "paper.reproduction"),
+    ("outputs", "preflight", "compare", "evaluate", "shards", "errors", "report", "report.data", "report.svg",
+     "report.page", "report.single", "report.side_by_side", "paper", "paper.manifests", "paper.results",
+     "paper.render", "paper.plots", "paper.files", "paper.reproduction"),
     ("", "cli", "__main__"),  # "": the package's __init__ (the public API)
 )  # fmt: skip
 LAYERS: dict[str, int] = {

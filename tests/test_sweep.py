@@ -228,7 +228,10 @@ def test_cli_run_budgets_then_sweep(tmp_path):
     assert [r["budget"] for r in sweep["budgets"]] == [8, 16, 24]
     assert [r["source"] for r in sweep["budgets"]] == ["derived", "derived", "run"]
     assert all(c["max_abs_score_diff"] <= 1e-6 and not c["mismatches"] for c in sweep["verify"])
-    assert (folder / "sweep.png").stat().st_size > 1000 and (folder / "budgets" / "8" / "traces.jsonl").is_file()
+    assert (folder / "sweep.png").stat().st_size > 1000
+    b8 = folder.parent / sweep["budgets"][0]["folder"]  # where a real run at 8 would write: the layout's folder
+    assert "-out8-" in b8.name and (b8 / "traces.jsonl").is_file()
+    assert json.loads((b8 / "summary.json").read_text())["derived_from"]["max_output_tokens"] == 24
     summary = json.loads((folder / "summary.json").read_text())
     assert [r["budget"] for r in summary["budget_sweep"]] == [8, 16, 24]
     from rank1_eval.report.data import read_sweep

@@ -49,7 +49,8 @@ class EngineConfig:
     server_urls: tuple[str, ...] = ()  # base URLs of vLLM OpenAI-compatible servers, e.g. http://host:8000/v1
     api_key_env: str = "RANK1_API_KEY"  # environment variable holding the servers' API key (never logged)
     max_concurrency: int = 8  # requests in flight per server
-    request_timeout: float = 600.0  # seconds per request (one prompt's whole generation)
+    request_timeout: float | None = None  # seconds per request; None: scaled to the request's max_tokens
+    stall_warning_s: float = 300.0  # warn when no request has finished for this long (servers)
     max_retries: int = 5  # failed backoff rounds before a server is dropped
     data_parallel: int = 1  # vLLM replicas (each num_gpus GPUs) started as local servers
     load_stats: bool = False  # sample running/waiting sequences from the engine (vLLM: turns its stats on)

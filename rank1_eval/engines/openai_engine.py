@@ -50,7 +50,13 @@ log = logging.getLogger(__name__)
 TOKEN_ID_PREFIX = "token_id:"
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
-CHECK_TIMEOUT_S = 10.0  # /v1/models and the probe: an unreachable URL fails within seconds
+CHECK_TIMEOUT_S = 10.0  # connecting, and /v1/models: an unreachable URL fails within seconds
+# The logprobs probe is one completion request: on a loaded server it queues behind the requests in flight, so
+# it may take as long as any request (--request-timeout) to be answered, while connecting still fails fast.
+# Per-request timeout when none is given: a base (queueing, prefill of a long prompt) plus a floor of 5 output
+# tokens/s per sequence, so an 8192-token reasoning request may take ~28 min and a forced answer ~30 s.
+TIMEOUT_BASE_S = 30.0
+TIMEOUT_PER_TOKEN_S = 0.2
 NEUTRAL_SAMPLING = {  # explicit, so the checkpoint's generation_config.json defaults never apply on the server
     "temperature": 0.0,
     "top_p": 1.0,
@@ -226,7 +232,7 @@ class OpenAIEngine(BatchCalls):
         env_key = os.environ.get(config.api_key_env) if config.api_key_env else None
         self._api_key = api_key if api_key is not None else (env_key or None)
         self._key_source = "given" if api_key is not None else (config.api_key_env if env_key else None)
-        self._timeout = httpx.Timeout(config.request_timeout, connect=min(CHECK_TIMEOUT_S, config.request_timeout))
+        self._last_progress = time.monotonic()  # when a request last finished (stall warnings)
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -248,6 +254,18 @@ class OpenAIEngine(BatchCalls):
     def slots(self) -> int:
         """Requests in flight at once over all servers (the model sizes its chunks from this)."""
         return self.config.max_concurrency * len(self.servers)
+
+    def request_timeout(self, request: Request | int) -> float:
+        """Seconds one request may take: ``--request-timeout``, else scaled to the request's output budget."""
+        if self.config.request_timeout is not None:
+            return float(self.config.request_timeout)
+        max_tokens = request if isinstance(request, int) else request.max_tokens
+        return TIMEOUT_BASE_S + TIMEOUT_PER_TOKEN_S * max(1, max_tokens)
+
+    def _timeout_rule(self) -> str:
+        if self.config.request_timeout is not None:
+            return f"--request-timeout {self.config.request_timeout:g}"
+        return f"{TIMEOUT_BASE_S:g} s + {TIMEOUT_PER_TOKEN_S:g} s per output token; --request-timeout overrides"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -293,8 +311,21 @@ class OpenAIEngine(BatchCalls):
     def _key_name(self) -> str:
         return self.config.api_key_env if self._key_source not in (None, "given") else "the API key"
 
+    @staticmethod
+    def _json(response: Any, server: ServerState, path: str) -> Any:
+        """The JSON body, or one line naming the URL and what came back instead (a proxy's HTML page...)."""
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            start = " ".join(response.text[:80].split())
+            raise EngineError(
+                f"server {server.url} answered {path} with {kind}, not JSON ({start!r}): is {server.url} the "
+                "/v1 address of a vLLM server, not a proxy or login page in front of it?"
+            ) from None
+
     def _check_one(self, client: Any, server: ServerState) -> None:
-        data = self._get(client, server, "/models").json()
+        data = self._json(self._get(client, server, "/models"), server, "/models")
         entries = [e for e in data.get("data", []) if isinstance(e, Mapping)] if isinstance(data, Mapping) else []
         served = [str(e.get("id")) for e in entries] + [str(e["root"]) for e in entries if e.get("root")]
         name = self._accepts(served)
@@ -338,15 +369,23 @@ class OpenAIEngine(BatchCalls):
             "logprobs": len(candidates),
             "allowed_token_ids": candidates,
         }
+        read = max(CHECK_TIMEOUT_S, self.request_timeout(1))  # a one-token request's own timeout
+        timeout = self._httpx.Timeout(read, connect=CHECK_TIMEOUT_S)
         try:
-            response = client.post(server.url + "/completions", json=body)
+            response = client.post(server.url + "/completions", json=body, timeout=timeout)
+        except self._httpx.TimeoutException as exc:
+            phase = "connection" if isinstance(exc, self._httpx.ConnectTimeout) else f"answer within {read:g} s"
+            raise EngineError(
+                f"server {server.url} failed the logprobs probe (no {phase}: {type(exc).__name__}); a busy server "
+                f"gets a one-token request's timeout to answer it ({self._timeout_rule()})"
+            ) from exc
         except self._httpx.HTTPError as exc:
             raise EngineError(f"server {server.url} failed the logprobs probe ({type(exc).__name__}: {exc})") from exc
         if response.status_code >= 400:
             raise EngineError(
                 f"server {server.url} rejected the logprobs probe ({response.status_code}): {_error_text(response)}"
             )
-        lps = parse_forced(response.json(), candidates)
+        lps = parse_forced(self._json(response, server, "/completions"), candidates)
         mass = sum(math.exp(v) for v in lps.values() if math.isfinite(v))
         if len(lps) != len(candidates) or abs(mass - 1.0) > 1e-3:
             raise EngineError(
@@ -361,10 +400,6 @@ class OpenAIEngine(BatchCalls):
         """Every server's slots busy, plus half as many queued so a freed slot is refilled at once."""
         slots = self.config.max_concurrency * max(1, len(self._live()))
         return slots + max(8, slots // 2)
-
-    def request_timeout(self, request: Request) -> float:
-        """Seconds one request may take (a hook: e.g. scale it with ``request.max_tokens``)."""
-        return self.config.request_timeout
 
     def _body(self, r: Request) -> dict[str, Any]:
         body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": r.prompt, "max_tokens": r.max_tokens,
@@ -455,6 +490,7 @@ class OpenAIEngine(BatchCalls):
             _, rid, request = item
             sent = loop.time()
             stream.busy += 1
+            stream.in_flight[server.url] = stream.in_flight.get(server.url, 0) + 1
             try:
                 response = await self._post(client, server, self._body(request), self.request_timeout(request))
                 completion = parse_completion(response)
@@ -469,6 +505,8 @@ class OpenAIEngine(BatchCalls):
                 return
             finally:
                 stream.busy -= 1
+                stream.in_flight[server.url] -= 1
+            self._last_progress = time.monotonic()
             server.rounds_failed = 0
             if request.forced:
                 server.forced += 1
@@ -483,7 +521,10 @@ class OpenAIEngine(BatchCalls):
         extra = {} if timeout is None else {"timeout": httpx.Timeout(timeout, connect=min(CHECK_TIMEOUT_S, timeout))}
         try:
             response = await client.post(server.url + "/completions", json={**body, "model": server.model}, **extra)
-        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+        except httpx.TimeoutException as exc:
+            limit = timeout if timeout is not None else self.request_timeout(int(body.get("max_tokens") or 1))
+            raise _Retryable(f"no answer within {limit:.0f} s ({type(exc).__name__}; {self._timeout_rule()})") from exc
+        except httpx.TransportError as exc:  # connect/read/write errors
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         status = response.status_code
         if status == 429 or status >= 500:
@@ -531,7 +572,7 @@ class OpenAIEngine(BatchCalls):
             "logprobs_mode": "processed_logprobs",  # checked with a probe on every server
             "servers": [s.info() for s in self.servers],
             "max_concurrency": self.config.max_concurrency,
-            "request_timeout": self.config.request_timeout,
+            "request_timeout": self.config.request_timeout or f"{TIMEOUT_BASE_S:g}+{TIMEOUT_PER_TOKEN_S:g}/token",
             "max_retries": self.config.max_retries,
             "api_key_env": self._key_source if self._key_source != "given" else None,
         }
@@ -553,6 +594,7 @@ class _Stream:
         self.engine = engine
         self.results: queue.Queue[Any] = queue.Queue()
         self.busy = 0  # requests being answered by a server right now
+        self.in_flight: dict[str, int] = {}  # the same, per server (stall warnings)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._failed = False
@@ -578,17 +620,41 @@ class _Stream:
         live = engine._live()
         n_conn = engine.config.max_concurrency * len(live)
         limits = httpx.Limits(max_connections=n_conn, max_keepalive_connections=n_conn)
+        default = engine.request_timeout(1)  # each request passes its own, scaled to its budget
         async with httpx.AsyncClient(
-            timeout=engine._timeout, limits=limits, headers=engine._headers(), transport=engine._transport
+            timeout=httpx.Timeout(default, connect=min(CHECK_TIMEOUT_S, default)),
+            limits=limits,
+            headers=engine._headers(),
+            transport=engine._transport,
         ) as client:
             # interleaved, so that the first requests go round-robin over the servers
             slots = [s for _ in range(engine.config.max_concurrency) for s in live]
             tasks = [asyncio.create_task(engine._worker(self, s, client)) for s in slots]
+            tasks.append(asyncio.create_task(self._watch_stall()))
             self._ready.set()
             await self._stop.wait()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_stall(self) -> None:
+        """Warn (once per period) when requests are in flight but none has finished for ``stall_warning_s``."""
+        engine = self.engine
+        period = engine.config.stall_warning_s
+        if not period or period <= 0:
+            return
+        engine._last_progress = warned_at = time.monotonic()
+        while not self._stop.is_set():
+            await asyncio.sleep(min(5.0, period / 4))
+            now, last = time.monotonic(), engine._last_progress
+            busy = {url: n for url, n in self.in_flight.items() if n > 0}
+            if busy and now - last >= period and now - max(warned_at, last) >= period:
+                warned_at = now
+                where = ", ".join(f"{url} ({n} in flight)" for url, n in busy.items())
+                log.warning(
+                    "stalled? no request has finished for %.0f s on %s; each request gives up after its own "
+                    "timeout (%s)", now - last, where, engine._timeout_rule(),
+                )  # fmt: skip
 
     def fail(self, exc: BaseException) -> None:
         """Report a fatal error once (collect raises it); the workers stop taking requests."""

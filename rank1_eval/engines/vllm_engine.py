@@ -96,6 +96,9 @@ class VLLMEngine(BatchCalls):
             kwargs["use_tqdm_on_load"] = False
         if on_cpu:
             kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
+            # the engine core runs in this process: no spawned child re-importing the user's script, so a script
+            # or notebook needs no `if __name__ == "__main__":` guard on CPU (set the variable to 1 to opt out)
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         else:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
             if config.kv_cache_memory_bytes:

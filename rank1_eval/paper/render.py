@@ -89,7 +89,8 @@ def _grid(result: TableResult) -> _Grid:
         lines.append(["", "Δ", *delta])
         notes: dict[str, list[str]] = {}
         for c in r.cells.values():
-            if c.note and (c.ours is not None or c.folder is not None or "folders match" in c.note):
+            shown = c.ours is not None or c.folder is not None or "folders match" in c.note if c.note else False
+            if c.note and (shown or "--allow-partial" in c.note):  # a refused smoke run is said, not hidden
                 notes.setdefault(c.note, []).append(c.column.label)
         for note, labels in notes.items():
             where = "all cells" if len(labels) == len(r.cells) else ", ".join(labels)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.evaluate import safe_name
+from rank1_eval.layout import safe_name
 from rank1_eval.paper.files import write_table_files
 from rank1_eval.paper.manifests import Table, TableError, load_table, substitute, unresolved
-from rank1_eval.paper.results import TableResult, result_label, table_from_results
+from rank1_eval.paper.results import TableResult, table_from_results
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,13 @@ def cell_runs(
 
 
 def _resolve_run_file(run: CellRun) -> str | None:
+    """None for the manifest's rank1 run file: the driver fetches that very file itself, and the run then counts
+    as one on the task's default first stage (as `rank1-eval run` without --run-file)."""
     if run.run_file == "manifest":
-        from rank1_eval.runs import fetch_run_file
+        from rank1_eval.runs import run_file_for
 
-        return str(fetch_run_file(run.task, run.subtask))
+        run_file_for(run.task, run.subtask)  # a task without a rank1 run file fails here, before any loading
+        return None
     return run.run_file
 
 
@@ -94,15 +97,20 @@ def reproduce(
     progress: bool = True,
     verbose: bool = False,
     command_line: Sequence[str] | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    dataset_paths: Mapping[str, str] | None = None,
 ) -> Reproduction:
     """Run (or resume through the store) every cell ``model`` needs, with one loaded model, then write the table.
 
     ``model`` is a :class:`rank1_eval.rank1` (or a mapping of its constructor arguments). A cell that fails
-    on bad input (no dataset, no run file) is reported and skipped; the others still run. Outputs:
-    ``output_dir/<safe model>/<Task>_<subtask>/`` per run and ``output_dir/tables/<table>__<safe model>.*``.
+    on bad input (no dataset, no run file) is reported and skipped; the others still run. Outputs: one run
+    folder per cell (:func:`rank1_eval.layout.run_folder`) and ``output_dir/tables/<table>__<safe model>.*``;
+    the table shows exactly the runs of this call (``skip_existing``: the existing run of the same settings).
+    Datasets come from the Hub, or from local copies: ``dataset_paths`` (task name -> folder) first, then
+    ``data_root`` (``<root>/<Hub repo id>``, default ``$RANK1_DATA_ROOT``).
     """
     from rank1_eval.errors import user_errors
-    from rank1_eval.evaluate import RunOptions, evaluate, prepare
+    from rank1_eval.evaluate import RunOptions, evaluate, prepare, run_folder
 
     table = table if isinstance(table, Table) else load_table(table)
     subs = dict(placeholders or {})
@@ -116,15 +124,10 @@ def reproduce(
     name = model.mteb_model_meta.name
     summaries: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}
+    pinned: dict[str, Path] = {}  # task folder name -> the run folder this call wrote (or found)
     try:
         for run in runs:
             label = f"{run.task}{'/' + run.subtask if run.subtask else ''}"
-            if skip_existing:
-                col = table.column(run.columns[0])
-                folder_label = result_label(col, subs)
-                if folder_label and (out_root / safe_name(name) / folder_label / "summary.json").is_file():
-                    log.info("%s: result folder exists, skipped", label)
-                    continue
             try:
                 opts = RunOptions(
                     task=run.task,
@@ -132,6 +135,8 @@ def reproduce(
                     run_file=_resolve_run_file(run),
                     top_k=top_k or run.top_k,
                     split=run.split,
+                    dataset_path=(dataset_paths or {}).get(run.task),
+                    data_root=str(data_root) if data_root else None,
                     qrels=run.qrels,
                     output_dir=out_root,
                     store=Path(store) if store else None,
@@ -141,6 +146,11 @@ def reproduce(
                     command_line=list(command_line or sys.argv),
                 )
                 prepared = prepare(opts, name)
+                folder = run_folder(model, prepared, opts)
+                pinned[folder.parent.name] = folder
+                if skip_existing and _whole(folder):  # a damaged folder is rebuilt (from the store), not skipped
+                    log.info("%s: %s exists (same settings), skipped", label, folder)
+                    continue
                 summaries[label] = evaluate(model, prepared, opts)
             except user_errors() as exc:
                 failures[label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -152,6 +162,22 @@ def reproduce(
         if owned:
             model.close()
     (out_root / safe_name(name)).mkdir(parents=True, exist_ok=True)
-    result = table_from_results(table, out_root, safe_name(name), row=row, placeholders=subs)
+    result = table_from_results(
+        table, out_root, safe_name(name), row=row, placeholders=subs, allow_partial=True, pinned=pinned
+    )
     files = write_table_files(result, out_root / "tables", f"{table.name}__{safe_name(name)}")
     return Reproduction(result, files, summaries, failures)
+
+
+def _whole(folder: Path) -> bool:
+    """A result folder that exists and passes its manifest check (a damaged one is rebuilt, not skipped)."""
+    from rank1_eval.outputs import ResultFolderError, check_result_folder
+
+    if not (folder / "summary.json").is_file():
+        return False
+    try:
+        check_result_folder(folder)
+    except ResultFolderError as exc:
+        log.warning("%s; rebuilding it", exc)
+        return False
+    return True

@@ -1,4 +1,7 @@
-"""Result folders -> table cells: find each cell's folder, read its metric, fill the paper's rows.
+"""Result folders -> table cells: find each cell's run folder, read its metric, fill the paper's rows.
+
+Each cell's run is found through :mod:`rank1_eval.layout` (the complete run of the cell's task, the column's
+top-k preferred; partial runs only with ``allow_partial``; several candidates: the newest, with a note).
 
 The paper's printed averages are kept as printed; ours are recomputed from our cells and flagged when cells
 are missing, because an average over fewer subsets is a different number. A cell without a result folder stays
@@ -15,21 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.evaluate import safe_name
+from rank1_eval.layout import ResultsError, RunFolder, choose_run, list_runs, model_folder_name, safe_name
 from rank1_eval.paper.manifests import Average, Column, Row, Table, TableError, load_table, substitute, unresolved
 
 _FIRST_STAGE_METRICS = {"ndcg_at_10": "ndcg_cut_10"}  # column metric -> what vs_first_stage measures
-
-
-def model_folder_name(model: str) -> str:
-    """The folder the driver writes a model's results to (the mteb meta name, made safe); no mteb import."""
-    if os.path.isdir(model):
-        name = f"local/{os.path.basename(os.path.normpath(model))}"
-    elif "/" in model:
-        name = model
-    else:
-        name = f"local/{model}"
-    return safe_name(name)
 
 
 def result_label(column: Column, placeholders: Mapping[str, str]) -> str | None:
@@ -42,6 +34,23 @@ def result_label(column: Column, placeholders: Mapping[str, str]) -> str | None:
     if column.is_local:
         return f"{_safe_task_name(Path(task))}_default"
     return f"{task}_{column.subtask or 'default'}"
+
+
+def alias_labels(label: str) -> list[str]:
+    """Other folder names holding the same cell: mteb 2.x's per-domain BRIGHT tasks and ``BrightRetrieval``.
+
+    ``BrightRetrieval_biology`` <-> ``BrightBiologyRetrieval_default``: the same domain, the same run file and
+    the same dataset prompt; the v1.1 task also drops BRIGHT's ``excluded_ids`` from the candidates.
+    """
+    from rank1_eval.prompts import BRIGHT_DOMAIN_TASKS
+
+    task, _, subtask = label.rpartition("_")
+    if label.startswith("BrightRetrieval_"):
+        domain = label.removeprefix("BrightRetrieval_")
+        return [f"{name}_default" for name, d in BRIGHT_DOMAIN_TASKS.items() if d == domain]
+    if subtask == "default" and task in BRIGHT_DOMAIN_TASKS:
+        return [f"BrightRetrieval_{BRIGHT_DOMAIN_TASKS[task]}"]
+    return []
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -61,10 +70,15 @@ class Folder:
 
     @classmethod
     def read(cls, path: Path) -> Folder | None:
+        from rank1_eval.outputs import ResultFolderError, check_result_folder
+
         summary_path = path / "summary.json"
         if not summary_path.is_file():
             return None
-        summary = _read_json(summary_path)
+        try:  # whole, not truncated or mixed with another run (large files: checked by size)
+            summary = check_result_folder(path, hash_limit=4 * 2**20)
+        except ResultFolderError as exc:
+            raise TableError(str(exc)) from None
         scores: dict[str, Any] = {}
         result_path = path / "mteb_result.json"
         if result_path.is_file():
@@ -236,37 +250,68 @@ def paper_table(table: Table | str) -> TableResult:
     return TableResult(table, [_paper_row(table, r) for r in table.rows], "paper")
 
 
-def _find_folder(column: Column, model_dir: Path, placeholders: Mapping[str, str]) -> tuple[Folder | None, str | None]:
-    """The result folder of one cell, and a note when something about it is off."""
+@dataclass(frozen=True)
+class Selection:
+    """Which run of a cell a table shows: with ``pinned`` (``reproduce``: task folder name -> the run it just
+    wrote) exactly those runs and no others; else the complete run matching ``where``, partial runs only with
+    ``allow_partial``."""
+
+    allow_partial: bool = False
+    where: Mapping[str, Any] | None = None
+    pinned: Mapping[str, Path] | None = None
+
+
+def _task_folder(column: Column, model_dir: Path, placeholders: Mapping[str, str]) -> tuple[Path | None, str | None]:
+    """``<model>/<Task>_<subtask>`` of a cell; a local task whose path is a placeholder: the one folder that fits."""
     label = result_label(column, placeholders)
-    if label is None:  # a local task whose path is a placeholder: look for the one folder that fits
-        if not column.result_match or not model_dir.is_dir():
-            return None, None
-        hits = [
-            p
-            for p in sorted(model_dir.iterdir())
-            if (p / "summary.json").is_file()
-            and column.result_match.lower() in p.name.lower()
-            and p.name.endswith("Local_default")
-        ]
-        if len(hits) != 1:
-            note = f"{len(hits)} folders match {column.result_match!r}; set the task path" if hits else None
-            return None, note
-        path = hits[0]
-    else:
-        path = model_dir / label
-    folder = Folder.read(path)
-    if folder is None:
+    if label is not None:  # mteb's per-domain BRIGHT tasks and BrightRetrieval hold the same cells
+        found = [model_dir / n for n in (label, *alias_labels(label)) if list_runs(model_dir / n)]
+        if found and found[0].name != label:
+            return found[0], f"from {found[0].name}"
+        return model_dir / label, None
+    if not column.result_match or not model_dir.is_dir():
         return None, None
-    prov = folder.summary.get("provenance", {})
-    if column.split and prov.get("split") not in (None, column.split):
-        return None, f"{path.name} holds split {prov.get('split')!r}, not {column.split!r}"
-    note = None
-    if prov.get("limit_queries") is not None:
-        note = f"partial run (--limit-queries {prov['limit_queries']})"
-    elif prov.get("top_k") not in (None, column.top_k):
-        note = f"top_k {prov.get('top_k')} (paper: {column.top_k})"
-    return folder, note
+    hits = [
+        p
+        for p in sorted(model_dir.iterdir())
+        if p.is_dir()
+        and column.result_match.lower() in p.name.lower()
+        and p.name.endswith("Local_default")
+        and list_runs(p)
+    ]
+    if len(hits) != 1:
+        return None, (f"{len(hits)} folders match {column.result_match!r}; set the task path" if hits else None)
+    return hits[0], None
+
+
+def _find_folder(
+    column: Column, model_dir: Path, placeholders: Mapping[str, str], select: Selection
+) -> tuple[Folder | None, str | None]:
+    """The run folder of one cell, and a note when something about it is off."""
+    task_dir, where_from = _task_folder(column, model_dir, placeholders)
+    if task_dir is None:
+        return None, where_from
+    try:
+        if select.pinned is not None:  # never another run's folder in place of a cell that failed this time
+            pinned = select.pinned.get(task_dir.name)
+            run = RunFolder.read(pinned) if pinned is not None else None
+            note = f"partial run (--limit-queries {run.limit_queries})" if run and run.partial else None
+        else:
+            runs = list_runs(task_dir)
+            if column.split:  # a run of another split is another table's
+                fitting = [r for r in runs if r.settings.get("split") in (None, column.split)]
+                if runs and not fitting:
+                    return None, f"{task_dir.name} holds split {runs[-1].settings.get('split')!r}, not {column.split!r}"
+                runs = fitting
+            prefer = {"top_k": column.top_k}
+            choice = choose_run(runs, prefer=prefer, where=select.where, allow_partial=select.allow_partial)
+            run, note = choice.run, choice.note
+    except ResultsError as exc:
+        raise TableError(str(exc)) from None
+    if run is None:
+        return None, note
+    note = "; ".join(n for n in (where_from, note) if n) or None
+    return Folder.read(run.path), note
 
 
 def _fill(
@@ -278,6 +323,7 @@ def _fill(
     key: str,
     label: str,
     checkpoint: str | None,
+    select: Selection,
     first_stage: bool = False,
 ) -> RowResult:
     cells: dict[str, Cell] = {}
@@ -286,7 +332,7 @@ def _fill(
         if not column.reproducible or not column.metric:
             cells[column.key] = Cell(column, paper, None, note="not measured by rank1_eval")
             continue
-        folder, note = _find_folder(column, model_dir, placeholders)
+        folder, note = _find_folder(column, model_dir, placeholders, select)
         read = first_stage_value if first_stage else metric_value
         raw = read(folder, column.metric) if folder is not None else None
         if folder is not None and raw is None and note is None:
@@ -303,14 +349,21 @@ def table_from_results(
     *,
     row: str | None = None,
     placeholders: Mapping[str, str] | None = None,
+    allow_partial: bool = False,
+    where: Mapping[str, Any] | None = None,
+    pinned: Mapping[str, Path] | None = None,
 ) -> TableResult:
-    """Fill a table from result folders ``results_dir/<safe model>/<Task>_<subtask>/`` without running anything.
+    """Fill a table from result folders ``results_dir/<safe model>/<Task>_<subtask>/<run>/`` without running.
 
     ``model``: a checkpoint id, a local model path or a folder name under ``results_dir``; without it, every
     row whose checkpoint has a folder is filled. ``row`` says which paper row our numbers stand against when
     the model is not one of the table's checkpoints. First-stage rows are filled from the first stage's
-    nDCG@10 that each reranked run records (``vs_first_stage``).
+    nDCG@10 that each reranked run records (``vs_first_stage``). Partial runs (``--limit-queries``) fill no
+    cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
+    ``pinned`` maps task folder names to the exact run to show (what ``reproduce`` just wrote; cells without
+    one stay empty).
     """
+    select = Selection(allow_partial=allow_partial, where=where, pinned=pinned)
     table = table if isinstance(table, Table) else load_table(table)
     results = Path(results_dir)
     if not results.is_dir():
@@ -324,7 +377,8 @@ def table_from_results(
             model_dir, name = results / model, model
         if not model_dir.is_dir():
             have = sorted(p.name for p in results.iterdir() if p.is_dir())
-            raise TableError(f"no results for model {model!r} under {results} (looked for {name}/); have: {have}")
+            looked = model if "__" in model and "/" not in model else name  # a folder name is not made safe twice
+            raise TableError(f"no results for model {model!r} under {results} (looked for {looked}/); have: {have}")
         if row is not None:  # a model set against a chosen paper row
             chosen = table.row(row)
             targets.append((chosen, model_dir, "ours", f"{model} (vs {chosen.label})", model))
@@ -352,9 +406,9 @@ def table_from_results(
             continue
         # the first stage as recorded beside the first reranked model that has it
         candidates = [
-            _fill(table, r, d, subs, key=r.key, label=r.label, checkpoint=None, first_stage=True)
+            _fill(table, r, d, subs, key=r.key, label=r.label, checkpoint=None, select=select, first_stage=True)
             for _, d, *_ in targets
         ]
         rows.append(next((c for c in candidates if c.n_ours), candidates[0]))
-    rows += [_fill(table, r, d, subs, key=k, label=lab, checkpoint=ck) for r, d, k, lab, ck in targets]
+    rows += [_fill(table, r, d, subs, key=k, label=lab, checkpoint=ck, select=select) for r, d, k, lab, ck in targets]
     return TableResult(table, rows, "results", results)

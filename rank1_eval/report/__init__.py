@@ -27,8 +27,14 @@ def _write(path: Path, page: str) -> Path:
 
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
-    """Write the page of one result folder (default ``DIR/report.html``) and return its path."""
-    return _write(Path(out) if out else Path(folder) / "report.html", render_report(folder, **kwargs))
+    """Write the page of one result folder (default ``<run folder>/report.html``) and return its path."""
+    from rank1_eval.layout import ResultsError, resolve_run_folder
+
+    try:
+        root = resolve_run_folder(folder, allow_partial=kwargs.get("allow_partial", False))
+    except ResultsError as exc:
+        raise ReportError(str(exc)) from None
+    return _write(Path(out) if out else root / "report.html", render_report(root, **kwargs))
 
 
 def write_comparison(
@@ -38,7 +44,9 @@ def write_comparison(
     **kwargs: Any,
 ) -> Path:
     """Write the page of A against B (default ``A/report-vs-<B>.html``) and return its path."""
-    return _write(Path(out) if out else default_output(dir_a, b), render_comparison(dir_a, b, **kwargs))
+    partial = kwargs.get("allow_partial", False)
+    target = Path(out) if out else default_output(dir_a, b, allow_partial=partial)
+    return _write(target, render_comparison(dir_a, b, **kwargs))
 
 
 __all__ = [

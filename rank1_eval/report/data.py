@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.metrics import EvalRules
 from rank1_eval.runs import Run, ranked
 from rank1_eval.texts import Texts, TextsError, read_texts
 
@@ -57,6 +58,7 @@ class RunView:
     per_query_fs: dict[str, float] = field(default_factory=dict)  # first stage metric per judged query
     texts_source: str = "none"
     reasoning: bool = True  # False for a ranking without traces (a run file, the first stage)
+    rules: EvalRules = field(default_factory=EvalRules)  # how mteb scored the run (ignore_identical_ids)
 
     @property
     def pairs(self) -> Iterable[dict[str, Any]]:
@@ -142,41 +144,56 @@ def _local_texts(source: str | None, qids: set[str], docids: set[str]) -> Texts:
     return out
 
 
-def load_run(folder: str | os.PathLike[str], *, measure: str | None = None, texts: bool = True) -> RunView:
+def load_run(
+    folder: str | os.PathLike[str], *, measure: str | None = None, texts: bool = True, allow_partial: bool = False
+) -> RunView:
     """Read a result folder: summary, traces (grouped by query, ranked as the evaluator ranks), qrels, texts.
 
-    ``measure`` is the per-query metric (trec_eval name or ``ndcg_at_10`` style; default: the one the run's
-    test against its first stage used, else ``ndcg_cut_10``).
+    ``folder`` is a run folder or a task folder holding one complete run (:func:`rank1_eval.layout.resolve_run_folder`;
+    its partial runs only with ``allow_partial``). ``measure`` is the per-query metric (trec_eval name or
+    ``ndcg_at_10`` style; default: the one the run's test against its first stage used, else ``ndcg_cut_10``).
     """
     from rank1_eval.beir import read_qrels
     from rank1_eval.compare import per_query, trec_measure
+    from rank1_eval.layout import ResultsError, resolve_run_folder
+    from rank1_eval.outputs import ResultFolderError, check_result_folder
 
-    root = Path(folder)
+    try:
+        root = resolve_run_folder(folder, allow_partial=allow_partial)
+    except ResultsError as exc:
+        raise ReportError(str(exc)) from None
     summary_path, traces_path = root / "summary.json", root / "traces.jsonl"
     if not summary_path.is_file() or not traces_path.is_file():
         raise ReportError(f"{root} is not a result folder (needs summary.json and traces.jsonl)")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{summary_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    try:  # whole, not truncated or mixed: else one line saying how to rebuild it
+        summary = check_result_folder(root)
+    except ResultFolderError as exc:
+        raise ReportError(str(exc)) from None
     traces = read_traces(traces_path)
     qrels = read_qrels(root / "qrels.tsv") if (root / "qrels.tsv").is_file() else {}
     by_query: dict[str, list[dict[str, Any]]] = {}
     for t in traces:
         by_query.setdefault(t["qid"], []).append(t)
+    rules = EvalRules.from_summary(summary)
     for qid, pairs in by_query.items():
-        order = {d: i for i, (d, _) in enumerate(ranked({t["docid"]: float(t["score"]) for t in pairs}), start=1)}
+        # ranked as the evaluator ranks; with ignore_identical_ids mteb drops the query's own id: ranked last here
+        scores = {t["docid"]: float(t["score"]) for t in pairs}
+        ignored = [qid] if rules.ignore_identical_ids and qid in scores else []
+        kept = ranked({d: s for d, s in scores.items() if d not in ignored})
+        order = {d: i for i, d in enumerate([d for d, _ in kept] + ignored, start=1)}
         labels = qrels.get(qid, {})
         for t in pairs:
             t["rank"] = order[t["docid"]]
             t["label"] = labels.get(t["docid"])
+            if t["docid"] in ignored:
+                t["ignored"] = True
     chosen = measure or (summary.get("vs_first_stage") or {}).get("metric") or "ndcg_cut_10"
-    view = RunView(root, summary, by_query, qrels, Texts(), trec_measure(chosen))
-    if qrels:
-        view.per_query = per_query(view.run(), qrels, view.measure)
+    view = RunView(root, summary, by_query, qrels, Texts(), trec_measure(chosen), rules=rules)
+    if qrels:  # mteb's rules: judged queries the run left unranked count 0, identical ids dropped
+        view.per_query = per_query(view.run(), qrels, view.measure, rules=rules)
         fs = view.first_stage()
         if fs:
-            view.per_query_fs = per_query(fs, qrels, view.measure)
+            view.per_query_fs = per_query(fs, qrels, view.measure, rules=rules)
     if texts:
         try:
             view.texts = read_texts(root)

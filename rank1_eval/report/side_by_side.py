@@ -54,7 +54,7 @@ def view_from_run(run: Run, like: D.RunView, label: str) -> D.RunView:
     )
 
 
-def load_side(source: str | os.PathLike[str], a: D.RunView) -> D.RunView:
+def load_side(source: str | os.PathLike[str], a: D.RunView, *, allow_partial: bool = False) -> D.RunView:
     """B as a view: a result folder, ``first-stage`` (A's own), or a run file (TREC, rank1 JSON, mteb)."""
     from rank1_eval.compare import per_query
     from rank1_eval.runs import RunFileError, read_run
@@ -63,7 +63,7 @@ def load_side(source: str | os.PathLike[str], a: D.RunView) -> D.RunView:
     if text == FIRST_STAGE:
         b = view_from_run(a.first_stage(), a, f"first stage of {a.label}")
     elif Path(text).is_dir():
-        b = D.load_run(text, measure=a.measure, texts=False)
+        b = D.load_run(text, measure=a.measure, texts=False, allow_partial=allow_partial)
         b.texts = a.texts
         for qid, pairs in b.by_query.items():  # A's judgements for both sides
             labels = a.qrels.get(qid, {})
@@ -78,7 +78,8 @@ def load_side(source: str | os.PathLike[str], a: D.RunView) -> D.RunView:
     else:
         raise D.ReportError(f"{text} is neither a result folder, a run file nor {FIRST_STAGE!r}")
     b.qrels = a.qrels
-    b.per_query = per_query(b.run(), a.qrels, a.measure) if a.qrels else {}
+    b.rules = a.rules
+    b.per_query = per_query(b.run(), a.qrels, a.measure, rules=a.rules) if a.qrels else {}
     return b
 
 
@@ -178,14 +179,15 @@ def render_comparison(
     metric: str | None = None,
     texts: bool = True,
     max_doc_chars: int = 2000,
+    allow_partial: bool = False,
 ) -> str:
     """The HTML page comparing result folder A with B (result folder, run file, or ``first-stage``)."""
     from rank1_eval.compare import paired
 
-    a = D.load_run(dir_a, measure=metric, texts=texts)
+    a = D.load_run(dir_a, measure=metric, texts=texts, allow_partial=allow_partial)
     if not a.qrels:
         raise D.ReportError(f"{a.folder} has no qrels.tsv: two runs can only be compared on judgements")
-    b = load_side(b_source, a)
+    b = load_side(b_source, a, allow_partial=allow_partial)
     a_task, b_task = a.provenance.get("task"), b.provenance.get("task")
     if a_task and b_task and a_task != b_task:
         raise D.ReportError(f"different tasks: A is {a_task}, B is {b_task}")
@@ -384,10 +386,23 @@ def _index(a: D.RunView, stats: Mapping[str, Mapping[str, Any]], metric_name: st
     return out
 
 
-def default_output(dir_a: str | os.PathLike[str], b_source: str | os.PathLike[str]) -> Path:
-    """``A/report-vs-<B>.html``: B's model folder and task folder, made safe."""
-    from rank1_eval.evaluate import safe_name
+def default_output(
+    dir_a: str | os.PathLike[str], b_source: str | os.PathLike[str], *, allow_partial: bool = False
+) -> Path:
+    """``<A's run folder>/report-vs-<B>.html``: B's model, task and run folder names, made safe."""
+    from rank1_eval.layout import ResultsError, RunFolder, resolve_run_folder, safe_name
 
-    b = Path(str(b_source))
-    name = FIRST_STAGE if str(b_source) == FIRST_STAGE else (f"{b.parent.name}__{b.name}" if b.is_dir() else b.name)
-    return Path(dir_a) / f"report-vs-{safe_name(name)}.html"
+    try:
+        a = resolve_run_folder(dir_a, allow_partial=allow_partial)
+        b = Path(str(b_source))
+        if str(b_source) == FIRST_STAGE:
+            name = FIRST_STAGE
+        elif b.is_dir():
+            run = RunFolder.read(resolve_run_folder(b, allow_partial=allow_partial))
+            model, task = (run.path.parent.parent, run.path.parent) if run.hash else (run.path.parent, run.path)
+            name = "__".join(x for x in (model.name, task.name, run.hash) if x)  # older folders have no hash
+        else:
+            name = b.name
+    except ResultsError as exc:
+        raise D.ReportError(str(exc)) from None
+    return a / f"report-vs-{safe_name(name)}.html"

@@ -64,6 +64,9 @@ def provenance_line(view: D.RunView) -> str:
         ("context", _sampling(prov).get("context_size")),
         ("run file", prov.get("run_file")),
         ("queries", summary.get("queries") or len(view.by_query)),
+        ("queries evaluated", summary.get("queries_evaluated")),
+        ("judged without candidates (scored 0)", summary.get("judged_without_candidates") or None),
+        ("ignore_identical_ids", "yes" if view.rules.ignore_identical_ids else None),
         ("pairs", view.n_pairs),
         ("texts", view.texts_source),
     )
@@ -269,11 +272,16 @@ def query_payload(view: D.RunView, qid: str, max_doc_chars: int) -> dict[str, An
 
 
 def render_report(
-    folder: str | os.PathLike[str], *, texts: bool = True, max_doc_chars: int = 2000, metric: str | None = None
+    folder: str | os.PathLike[str],
+    *,
+    texts: bool = True,
+    max_doc_chars: int = 2000,
+    metric: str | None = None,
+    allow_partial: bool = False,
 ) -> str:
     """The HTML page of one result folder (``summary.json`` + ``traces.jsonl``; ``qrels.tsv`` for labels and
     per-query metrics; ``texts.jsonl.gz`` for texts; ``sweep.json`` for the budget curve)."""
-    view = D.load_run(folder, measure=metric, texts=texts)
+    view = D.load_run(folder, measure=metric, texts=texts, allow_partial=allow_partial)
     summary, prov = view.summary, view.provenance
     metric_name = D.measure_label(view.measure)
     title = f"{summary.get('task', view.folder.name)} — {prov.get('model', '?')}"
