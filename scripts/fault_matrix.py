@@ -225,7 +225,10 @@ class Ctx:
 
 
 def result_folder(out: Path) -> Path:
-    folders = [p for p in out.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+    """The one result folder under ``out`` (``<model>/<Task>/`` or, since issue 11, ``<model>/<Task>/<run>/``)."""
+    folders = sorted(
+        {p.parent for p in out.rglob("summary.json") if not any(x.startswith(".") for x in p.relative_to(out).parts)}
+    )
     if len(folders) != 1:
         raise RuntimeError(f"expected one result folder under {out}, found {folders}")
     return folders[0]
