@@ -433,18 +433,18 @@ def _print_sweep(result: dict[str, Any]) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``rank1-eval sweep``: re-create the recorded run (from the store), derive each budget, write the sweep."""
+    from rank1_eval import sweep as S
     from rank1_eval.evaluate import prepare
     from rank1_eval.progress import ProgressDisplay
-    from rank1_eval.sweep import SWEEP_PLOT, SweepError, check_budgets, parse_budgets, plot, recorded_command, sweep
 
-    budgets = parse_budgets(args.budgets)
+    budgets = S.parse_budgets(args.budgets)
     results = {}
     for folder in args.result_dirs:
-        folder = folder.resolve()
-        argv, cwd, summary = recorded_command(folder)
+        folder = S.find_run(folder).resolve()
+        argv, cwd, summary = S.recorded_command(folder)
         sampling = summary.get("provenance", {}).get("sampling", {})
         if "max_output_tokens" in sampling:  # fail before anything loads
-            check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0))
+            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0))
         run_args = build_parser().parse_args(argv)
         run_args.keep_token_ids = True
         _demo_defaults(run_args)
@@ -458,7 +458,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 run_args.store = Path(summary["provenance"].get("store") or run_args.output_dir / "store.sqlite")
             run_args.store = Path(run_args.store).resolve()
             if not run_args.store.is_file():
-                raise SweepError(f"judgement store {run_args.store} not found: pass the run's store with --store")
+                raise S.SweepError(f"judgement store {run_args.store} not found: pass the run's store with --store")
             run_args.no_progress = run_args.no_progress or args.no_progress
             run_args.quiet, run_args.verbose = args.quiet, args.verbose
             display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
@@ -471,7 +471,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 display.status(f"loading task {opts.task} and its first stage")
                 prepared = prepare(opts, model.mteb_model_meta.name)
                 try:
-                    results[str(folder)] = sweep(model, prepared, opts, budgets, folder, verify_pairs=args.verify,
+                    results[str(folder)] = S.sweep(model, prepared, opts, budgets, folder, verify_pairs=args.verify,
                                                  base_summary=summary, progress=display)  # fmt: skip
                 finally:
                     model.close()
@@ -483,8 +483,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _print_sweep(results[str(folder)])
         print(f"wrote {folder / 'sweep.json'}, sweep.csv, sweep.png")
     if len(results) > 1 or args.plot:
-        target = args.plot or Path(os.path.commonpath(list(results))) / SWEEP_PLOT
-        plot({r.get("task") or k: r for k, r in results.items()}, target)
+        target = args.plot or Path(os.path.commonpath(list(results))) / S.SWEEP_PLOT
+        S.plot({r.get("task") or k: r for k, r in results.items()}, target)
         print(f"plot of all tasks: {target}")
     return 0
 
@@ -509,7 +509,8 @@ def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("result_dirs", type=Path, nargs="+", metavar="RESULT_DIR", help="result folder(s) of `run`")
+    p.add_argument("result_dirs", type=Path, nargs="+", metavar="RESULT_DIR",
+                   help="run folder(s) of `run`, or task folder(s) holding one run no sweep derived")  # fmt: skip
     p.add_argument("--budgets", required=True, metavar="B1,B2,...",
                    help="max_output_tokens values, each at most the run's")  # fmt: skip
     p.add_argument("--verify", type=_int_at_least(0), default=0, metavar="N",

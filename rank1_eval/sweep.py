@@ -436,6 +436,21 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
+def find_run(path: Path) -> Path:
+    """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived."""
+    from rank1_eval.layout import list_runs
+
+    path = Path(path)
+    if (path / "summary.json").is_file():
+        return path
+    runs = [r for r in list_runs(path) if "derived_from" not in r.summary]
+    if len(runs) == 1:
+        return runs[0].path
+    if not runs:
+        raise SweepError(f"{path} holds no run to sweep (no summary.json in it or in a run folder below it)")
+    raise SweepError(f"{path} holds {len(runs)} runs ({', '.join(r.path.name for r in runs)}): pass one of them")
+
+
 def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any]]:
     """The ``rank1-eval run`` argv that made a result folder, the directory it ran in, and its summary."""
     path = Path(folder) / "summary.json"
@@ -450,4 +465,4 @@ def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any
     return argv[1:], prov.get("cwd"), summary
 
 
-__all__ = ["Deriver", "SweepError", "parse_budgets", "plot", "recorded_command", "sweep", "table", "verify"]
+__all__ = ["Deriver", "SweepError", "find_run", "parse_budgets", "plot", "recorded_command", "sweep", "table", "verify"]

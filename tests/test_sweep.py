@@ -211,7 +211,7 @@ def test_cli_refuses_before_loading_anything(tmp_path, capsys):
     assert main(["sweep", str(tmp_path), "--budgets", "4", "-q"]) == 2  # not a result folder
     err = capsys.readouterr().err
     assert "pass --budgets too" in err and "comma-separated integers" in err and "merge the shards" in err
-    assert "no summary.json: not a result folder" in err
+    assert "holds no run to sweep" in err
 
 
 @pytest.mark.slow
@@ -237,8 +237,9 @@ def test_cli_run_budgets_then_sweep(tmp_path):
     from rank1_eval.report.data import read_sweep
 
     assert [r["budget"] for r in read_sweep(folder)["rows"]] == [8, 16, 24]  # the report's contract
-    again = subprocess.run([*cmd, "sweep", str(folder), "--budgets", "8,12", "--no-progress", "-q"], cwd=tmp_path,
-                           capture_output=True, text=True)  # fmt: skip
+    # the task folder now holds the run and the budgets' folders: sweep finds the run no sweep derived
+    again = subprocess.run([*cmd, "sweep", str(folder.parent), "--budgets", "8,12", "--no-progress", "-q"],
+                           cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
     assert again.returncode == 0, again.stderr
     rows = {r["budget"]: r for r in json.loads((folder / "sweep.json").read_text())["budgets"]}
     assert rows[8]["sweep_from_store"] == rows[8]["pairs"] and rows[8]["sweep_cut"] == 0  # stored by the run
