@@ -183,7 +183,7 @@ class Ctx:
     def copy_baseline(self, dest: Path, queries: int = 2) -> Path:
         """A copy of the baseline result tree under ``dest``; returns the result folder."""
         folder, _ = self.baseline(queries)
-        target = dest / folder.parent.name / folder.name
+        target = dest / folder.relative_to(self.work / f"baseline-{queries}q")  # the same layout below dest
         shutil.copytree(folder, target)
         return target
 
