@@ -183,7 +183,7 @@ class Ctx:
     def copy_baseline(self, dest: Path, queries: int = 2) -> Path:
         """A copy of the baseline result tree under ``dest``; returns the result folder."""
         folder, _ = self.baseline(queries)
-        target = dest / folder.parent.name / folder.name
+        target = dest / folder.relative_to(self.work / f"baseline-{queries}q")  # the same layout below dest
         shutil.copytree(folder, target)
         return target
 
@@ -224,11 +224,15 @@ class Ctx:
         return out
 
 
-def result_folder(out: Path) -> Path:
-    """The one result folder under ``out`` (``<model>/<Task>/`` or, since issue 11, ``<model>/<Task>/<run>/``)."""
-    folders = sorted(
+def result_folders(out: Path) -> list[Path]:
+    """Result folders under ``out`` (``<model>/<Task>/`` or, since issue 11, ``<model>/<Task>/<run>/``)."""
+    return sorted(
         {p.parent for p in out.rglob("summary.json") if not any(x.startswith(".") for x in p.relative_to(out).parts)}
     )
+
+
+def result_folder(out: Path) -> Path:
+    folders = result_folders(out)
     if len(folders) != 1:
         raise RuntimeError(f"expected one result folder under {out}, found {folders}")
     return folders[0]
@@ -422,7 +426,7 @@ def _docid_whitespace(ctx: Ctx, row: Row) -> None:
     run.write_text(json.dumps({"q1": {"d 1": 3.0, "d 2": 2.0, "d 3": 1.0}}))
     out = ctx.tmp("ws-ids-out")
     p = ctx.cli(*ctx.run_args(out, task=task, run_file=run))
-    folders = [f for f in out.glob("*/*") if f.is_dir() and not f.name.startswith(".")]
+    folders = result_folders(out)
     files = sorted(x.name for x in folders[0].iterdir()) if folders else []
     complete = {"summary.json", "traces.jsonl", "run.trec", "predictions.json", "mteb_result.json"} <= set(files)
     judge(row, p, mention=r"whitespace|trec", flag=r"whitespace", correct=complete)
