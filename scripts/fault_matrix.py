@@ -693,7 +693,9 @@ def _reader(ctx: Ctx, row: Row, reader: str, folder: Path) -> None:
     elif reader == "compare":
         p = ctx.cli("compare", folder)
     else:
-        p = ctx.cli("table", _table_manifest(ctx, results.parent), "--results", results, "--model", ctx.micro)
+        # the baseline is a --limit-queries run: since issue 11 tables use such runs only when told to
+        partial = ["--allow-partial"] if "--allow-partial" in (ctx.code / "rank1_eval" / "cli.py").read_text() else []
+        p = ctx.cli("table", _table_manifest(ctx, results.parent), "--results", results, "--model", ctx.micro, *partial)
     judge(row, p, mention=r"truncat|mixed|rebuild|incomplete|invalid|not valid|does not match|damaged")
 
 
