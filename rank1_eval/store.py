@@ -29,6 +29,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -103,6 +104,14 @@ def store_error(path: Path, exc: sqlite3.Error, action: str) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     base = code & 0xFF if isinstance(code, int) else None
     text = str(exc)
+    if base == sqlite3.SQLITE_IOERR or "disk I/O" in text:  # a full disk shows as I/O when -shm cannot grow
+        try:
+            nearly_full = shutil.disk_usage(path.parent).free < 1 << 20
+        except OSError:
+            nearly_full = False
+        if nearly_full:
+            text = f"{text}; {shutil.disk_usage(path.parent).free // 1024} KiB free"
+            base = sqlite3.SQLITE_FULL
     if base == sqlite3.SQLITE_FULL or "disk is full" in text:
         return StoreFullError(
             f"no space left for judgement store {path} while {action} ({text}): free disk space or move the store "
@@ -723,6 +732,9 @@ def check_store(path: str | os.PathLike[str], *, full: bool = False) -> StoreChe
                 )
             rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)").fetchall()
         except sqlite3.DatabaseError as exc:
+            error = store_error(path, exc, "checking it")
+            if not isinstance(error, StoreCorruptError):  # a full disk or an unreadable file is not a damaged store
+                raise error from None
             return StoreCheck(path, False, (str(exc),), None, None)
         problems = tuple(
             line.strip()

@@ -640,19 +640,32 @@ def test_whitespace_ids_are_escaped_in_run_trec_and_announced(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_full_disk_under_the_store_stops_the_run_in_one_line_and_resumes(tmp_path, capsys):
-    # chunked, one pair per commit: the store fills part-way (the writer is the same under --scheduling stream)
+    # chunked, one pair per chunk: the store fills part-way (the writer is the same under --scheduling stream)
     args = ["--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "4",
             "--scheduling", "chunked", "--chunk-size", "1"]  # fmt: skip
-    with _tmpfs(tmp_path / "small", "96k") as small:
+    with _tmpfs(tmp_path / "small", "256k") as small:
+        SQLiteStore(small / "store.sqlite").close()  # the store exists; then the disk is filled to ~48 KiB free
+        free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
+        (small / "filler").write_bytes(b"\0" * max(0, free - 48 * 1024))
         code = main(_run_args(DEMO, tmp_path / "out", *args, "--store", str(small / "store.sqlite")))
         shutil.copytree(small, tmp_path / "copy")
     assert code == EXIT_ERROR
     line = _one_line(capsys.readouterr().err)
-    assert "no space left for judgement store" in line and "kept" in line
+    assert "no space left for judgement store" in line and "while writing" in line and "kept" in line
     with sqlite3.connect(tmp_path / "copy" / "store.sqlite") as con:
         kept = con.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
     assert main(_run_args(DEMO, tmp_path / "out2", *args, "--store", str(tmp_path / "copy" / "store.sqlite"))) == 0
     assert f"scored {8 - kept}, from store {kept}" in capsys.readouterr().out  # every committed one was kept
+
+
+def test_a_store_on_a_full_disk_is_full_not_corrupted(tmp_path):
+    """SQLite says "disk I/O error" when it cannot make the -shm file: the pre-flight names the full disk."""
+    with _tmpfs(tmp_path / "small", "256k") as small:
+        SQLiteStore(small / "store.sqlite").close()
+        free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
+        (small / "filler").write_bytes(b"\0" * max(0, free - 4 * 1024))
+        with pytest.raises(StoreFullError, match="no space left for judgement store .* KiB free"):
+            check_store_file(small / "store.sqlite")
 
 
 def test_failure_banner_counts(tmp_path):
