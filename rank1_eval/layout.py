@@ -52,6 +52,10 @@ class ResultsError(ValueError):
     """No usable result folder where one was asked for; the message says what exists and what to pass."""
 
 
+class ResultFolderError(ResultsError):
+    """A result folder that is not whole (missing, truncated or mixed files): the message says how to rebuild it."""
+
+
 def safe_name(name: str) -> str:
     """A model id as one folder name: never nested folders from the ``/`` in an id."""
     return re.sub(r"[^A-Za-z0-9._-]+", "__", name.strip("/")) or "model"
@@ -140,15 +144,17 @@ REBUILD_HINT = (
 )
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json as a dict; anything else is a :class:`ResultFolderError` saying how to rebuild it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path} is truncated or not JSON ({exc.msg}, line {exc.lineno}); {REBUILD_HINT}") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path} is not UTF-8 text; {REBUILD_HINT}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        what = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise ResultFolderError(f"{path} is truncated or not JSON ({what}); {REBUILD_HINT}") from None
+    except OSError as exc:
+        raise ResultFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
-        raise ResultsError(f"{path} is not a rank1_eval summary (a JSON object); {REBUILD_HINT}")
+        raise ResultFolderError(f"{path} is not a rank1_eval summary (a JSON object); {REBUILD_HINT}")
     return data
 
 
@@ -163,7 +169,7 @@ class RunFolder:
     def read(cls, path: str | os.PathLike[str]) -> RunFolder | None:
         """The run at ``path``, or None when it holds no summary.json (not a finished run)."""
         p = Path(path)
-        return cls(p, _read_summary(p / SUMMARY_FILE)) if (p / SUMMARY_FILE).is_file() else None
+        return cls(p, read_summary(p / SUMMARY_FILE)) if (p / SUMMARY_FILE).is_file() else None
 
     @property
     def settings(self) -> dict[str, Any]:

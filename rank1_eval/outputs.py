@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from rank1_eval.layout import REBUILD_HINT, ResultsError
+from rank1_eval.layout import REBUILD_HINT, ResultFolderError, read_summary
 from rank1_eval.runs import Run, ranked, write_trec
 from rank1_eval.texts import TEXTS_FILE, write_texts
 
@@ -39,10 +39,6 @@ RESULT_FILE = "mteb_result.json"
 SUMMARY_FILE = "summary.json"
 CARRIED_FILES = ("engine.log",)  # files a run writes into its folder before the results are swapped in
 _HASH_LIMIT = 64 * 2**20  # readers hash files up to this size; larger ones are checked by size (table scans)
-
-
-class ResultFolderError(ResultsError):
-    """A result folder that is not whole (missing, truncated or mixed files): the message says how to rebuild it."""
 
 
 def _tmp_name(path: Path) -> Path:
@@ -440,15 +436,7 @@ def check_result_folder(folder: str | os.PathLike[str], *, hash_limit: int = _HA
     path = root / SUMMARY_FILE
     if not path.is_file():
         raise ResultFolderError(f"{root} has no {SUMMARY_FILE}: not a complete result folder; {_rebuild_hint(None)}")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        what = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise ResultFolderError(f"{path} is truncated or not JSON ({what}); {_rebuild_hint(None)}") from None
-    except OSError as exc:
-        raise ResultFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not isinstance(summary, dict):
-        raise ResultFolderError(f"{path} is not a rank1_eval summary (a JSON object); {_rebuild_hint(None)}")
+    summary = read_summary(path)
     files = summary.get("files")
     if files is None:
         log.warning(
