@@ -662,7 +662,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             raise ValueError(f"mteb handed {n} queries but {len(d.get('text', []))} documents")
         if n == 0:
             return []
-        # mteb 2.x: `text` already holds query + instruction; merge the separate columns instead (SPEC §1.1).
+        # mteb 2.x: `text` already holds query + instruction; merge the separate columns instead (docs/rule.md §1).
         queries = q["query"] if "query" in q else q["text"]
         instructions = q.get("instruction") or [None] * n
         task = getattr(task_metadata, "name", None)

@@ -1,4 +1,4 @@
-"""Everything the model reads, decided before the model is loaded (SPEC §1.1, §1.2, §2).
+"""Everything the model reads, decided before the model is loaded (docs/rule.md §1-§3).
 
 The rank1 prompt is fixed; a per-dataset template may wrap the query. Templates are data (``prompts/*.json``)
 so a prompt change is a data change with a visible hash, not a code change.
@@ -90,7 +90,7 @@ def selected_key(templates: Mapping[str, str | None], task: str | None, subset: 
 
 
 def select_template(templates: Mapping[str, str | None], task: str | None, subset: str | None) -> str | None:
-    """``f"{task}_{subset}"`` if present, else ``task``, else none (SPEC §2)."""
+    """``f"{task}_{subset}"`` if present, else ``task``, else none (docs/rule.md §2)."""
     key = selected_key(templates, task, subset)
     return templates[key] if key is not None else None
 
@@ -100,7 +100,7 @@ def template_sha256(template: str | None) -> str | None:
 
 
 def merge_instruction(query: str, instruction: str | None) -> str:
-    """``f"{q} {instr}".strip()`` unless the query already *is* the instruction (SPEC §1.1)."""
+    """``f"{q} {instr}".strip()`` unless the query already *is* the instruction (docs/rule.md §1)."""
     if not instruction:
         return query
     if query.strip() == instruction.strip():

@@ -1,4 +1,4 @@
-"""The rank1 rule (SPEC §1.3–§1.5): pass 1 (reason, then answer), pass 2 (forced answer), never a silent 0.5.
+"""The rank1 rule (docs/rule.md §4-§8): pass 1 (reason, then answer), pass 2 (forced answer), never a silent 0.5.
 
 This module is the only place that knows what "true"/"false" mean. :class:`Rule` binds the rule to a tokenizer
 and settings; :class:`PairState` walks one pair through it as a small state machine (pass 1 -> forced answer
@@ -13,7 +13,7 @@ Differences from the reference scripts, on purpose and documented:
   top-k logprobs of that position. The reference only checked the last position's top-k, whatever it was.
 * A pair that cannot be scored by either pass is ``path="failed"``: counted, flagged with an ``error``, and
   given the explicit ``failed_score`` (default 0.5, the reference's value; ``"raise"`` stops the run).
-* Lengths (``length_rule``, SPEC §1.5). ``"reference"`` (default) keeps the reference's semantics (vLLM 0.7.2
+* Lengths (``length_rule``, docs/rule.md §6). ``"reference"`` (default) keeps the reference's semantics (vLLM 0.7.2
   with ``max_model_len = context_size``): any prompt that leaves room for the forced answer is scored in full,
   and each pair generates at most ``min(max_output_tokens, context_size - prompt_tokens)`` tokens; only a
   passage whose prompt alone would not leave that room is cut by tokens (flagged ``truncated``) — the
@@ -23,7 +23,7 @@ Differences from the reference scripts, on purpose and documented:
   if needed (flagged ``reasoning_cut``). A given prompt gets the same budget under either rule (under
   ``reserve_output`` every prompt is short enough for the full budget), so the length rule is provenance, not
   part of a judgement's identity.
-* Budget forcing (``force_rethink=N``, SPEC §1.5, the paper's §3.6, s1-style; the reference's code path
+* Budget forcing (``force_rethink=N``, docs/rule.md §7, the paper's §3.6, s1-style; the reference's code path
   crashed with a ``NameError``): pass 1 stops on ``"</think>"``, the closing is replaced by ``"\nWait"`` and
   decoding continues from ``prompt + text + "\nWait"`` (text level, as s1), N times; the last round stops on
   the answer as usual. The rounds share the pair's generation budget; one left without budget ends in pass 2.
@@ -85,7 +85,7 @@ class ScoringConfig:
     top_logprobs: int = 20
     failed_score: float | str = 0.5  # a float, or "raise"
     length_rule: str = "reference"
-    force_rethink: int = 0  # rounds of s1-style budget forcing (SPEC §1.5, paper §3.6); 0 = the plain rule
+    force_rethink: int = 0  # rounds of s1-style budget forcing (docs/rule.md §7, paper §3.6); 0 = the plain rule
 
     def __post_init__(self) -> None:
         if self.max_output_tokens < 1:
@@ -180,7 +180,7 @@ def score_from_logprobs(lp_true: float, lp_false: float) -> float:
 
 
 def cut_reasoning(text: str) -> str:
-    """SPEC §1.4: rstrip; if not ending in . ! ?, cut after the last of them (if any); then strip."""
+    """docs/rule.md §5: rstrip; if not ending in . ! ?, cut after the last of them (if any); then strip."""
     t = text.rstrip()
     if not t.endswith(SENTENCE_ENDS):
         last = max(t.rfind(c) for c in SENTENCE_ENDS)
@@ -201,7 +201,7 @@ def _answer_logprobs(logprobs: dict[int, float], answer: AnswerTokens) -> tuple[
 
 
 def pass1_answer(completion: Completion, answer: AnswerTokens) -> tuple[float, float] | None:
-    """The answer logprobs if pass 1 answered (SPEC §1.3, stricter than the reference), else None."""
+    """The answer logprobs if pass 1 answered (docs/rule.md §4, stricter than the reference), else None."""
     if completion.finish_reason != "stop" or completion.stop_reason not in STOP_STRINGS:
         return None
     if not completion.token_ids or completion.token_ids[-1] not in (answer.true_id, answer.false_id):

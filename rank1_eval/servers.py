@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 1800.0  # a 32B checkpoint can take many minutes to download and load
-CPU_KVCACHE_GIB = 1  # SPEC §7: vLLM-CPU otherwise sizes its KV cache from the machine's RAM
+CPU_KVCACHE_GIB = 1  # docs/rule.md §10: vLLM-CPU otherwise sizes its KV cache from the machine's RAM
 SEED_ENV = {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1", "VLLM_WORKER_MULTIPROC_METHOD": "spawn"}  # the seed's launcher
 
 

@@ -29,7 +29,7 @@ BRIGHT_DOMAINS = (
     "pony", "leetcode", "aops", "theoremqa_theorems", "theoremqa_questions",
 )  # fmt: skip
 
-# seed task name -> valid subtasks (the first is the default); every task reranks a first stage (SPEC §3).
+# seed task name -> valid subtasks (the first is the default); every task reranks a first stage (docs/rule.md §11).
 SEED_TASKS: dict[str, tuple[str, ...]] = {
     "NevIR": ("default",),
     "mFollowIR": ("fas", "rus", "zho"),
@@ -37,7 +37,7 @@ SEED_TASKS: dict[str, tuple[str, ...]] = {
     "BrightRetrieval": BRIGHT_DOMAINS,
     **{name: ("default",) for name in BEIR_TASKS},
 }
-# Tasks reranked over a rank1 run file by default (SPEC §3): BRIGHT's and BEIR's mteb `top_ranked` is missing or
+# Tasks reranked over a rank1 run file by default (docs/rule.md §11): BRIGHT's and BEIR's `top_ranked` is missing or
 # the whole corpus; mFollowIR's is mteb's own candidate list, but the paper reranks the mE5-base top-100.
 NEEDS_RUN_FILE = {"BrightRetrieval", "mFollowIR", "mFollowIRCrossLingual", *BEIR_TASKS}
 
@@ -193,7 +193,7 @@ class LoadedTask:
         return q_rows, d_rows
 
     def pairs(self) -> list[Pair]:
-        """Every (query, candidate) pair with the texts mteb will hand the model (SPEC §1.1)."""
+        """Every (query, candidate) pair with the texts mteb will hand the model (docs/rule.md §1)."""
         data = self.data
         queries = data["queries"]
         has_instr = "instruction" in queries.column_names

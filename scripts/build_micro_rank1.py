@@ -3,7 +3,7 @@
 A tiny Qwen2ForCausalLM (hidden 64, 2 layers, 2 heads of 32, 1 kv head, tied embeddings, float32) with its
 own Qwen-style byte-level BPE tokenizer (4,000 BPE tokens + ``<think>``/``</think>`` as special added
 tokens; ``<|endoftext|>`` is eos and pad), trained with AdamW on CPU to write rank1's output format after
-rank1's prompt (SPEC §1.2/§1.3)::
+rank1's prompt (docs/rule.md §3/§4)::
 
     <prompt ending in "<think>"> The query is a question. The passage has numbers. It looks relevant.
     </think> true<|endoftext|>
@@ -38,7 +38,7 @@ import shutil
 import time
 from pathlib import Path
 
-from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
+from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (docs/rule.md §3), not a copy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "rank1_eval" / "data" / "micro-rank1"

@@ -1,10 +1,10 @@
 """Check that the micro rank1 fixture writes rank1's output format, in vLLM (CPU) and in transformers.
 
 For DL19 queries x held-out DL19 passages (corpus line index % 5 == 0, never used in training), greedy
-pass 1 as in SPEC §1.3: max 64 tokens, top-20 logprobs, stop strings ``</think> true|false``, special
+pass 1 as in docs/rule.md §4: max 64 tokens, top-20 logprobs, stop strings ``</think> true|false``, special
 tokens kept. Reports per engine: share of prompts that stop on a stop string, share with both answer
 tokens in the answer position's top 20, and the spread of P(true); then the agreement between engines.
-Also a pass-2 probe (SPEC §1.4): reasoning cut at a budget of 10 tokens, trimmed after its last sentence,
+Also a pass-2 probe (docs/rule.md §5): reasoning cut at a budget of 10 tokens, trimmed after its last sentence,
 forced prompt ``prompt + "\n" + t + "\n</think>"``, top-20 logprobs of the next token.
 
     python scripts/check_micro_rank1.py [--model DIR] [--engines vllm,hf] [--json OUT.json]
@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (SPEC §1.2), not a copy
+from rank1_eval.prompts import format_prompt  # the verbatim rank1 prompt (docs/rule.md §3), not a copy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "rank1_eval" / "data" / "micro-rank1"
@@ -39,7 +39,7 @@ FORCED_BUDGET = 10
 
 
 def forced_prompt(prompt: str, text: str) -> str:
-    """SPEC §1.4: keep the reasoning up to its last complete sentence, then close the think block."""
+    """docs/rule.md §5: keep the reasoning up to its last complete sentence, then close the think block."""
     t = text.rstrip()
     if not t.endswith((".", "!", "?")):
         cut = max(t.rfind(c) for c in ".!?")

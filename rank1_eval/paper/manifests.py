@@ -2,7 +2,7 @@
 
 A manifest (``rank1_eval/data/tables/<name>.json``, shipped as package data) names, for every cell, the
 task, subtask, split, first-stage run, metric and the scale the paper prints it in, and holds the paper's value
-for every model it reports, transcribed from SPEC §5.
+for every model it reports, transcribed from the paper (arXiv 2502.18418 v1).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Table:
         return [c.key for c in self.columns]
 
     def paper_mean(self, row: Row, average: Average) -> float | None:
-        """Mean of the row's printed cells: set beside the printed average, which may differ (SPEC §5, BEIR)."""
+        """Mean of the row's printed cells: set beside the printed average, which may differ (BEIR)."""
         values = [row.paper[k] for k in average.of if row.paper.get(k) is not None]
         return sum(values) / len(values) if len(values) == len(average.of) and values else None
 
