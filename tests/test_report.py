@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from browser import chromium_driver, first_paint_ms, missing_reason, wait_for
-from conftest import DEMO, MICRO_RANK1, only_run
+from conftest import DEMO, MICRO_RANK1
 
 from rank1_eval.cli import main
 from rank1_eval.report import render_comparison, render_report, unblob, write_comparison, write_report
@@ -24,24 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = os.environ.get("RANK1_SCREENSHOTS")  # keep the screenshots (CI artifacts) when set
 
 
-def _run(out: Path, *args: str) -> None:
-    cmd = [sys.executable, "-m", "rank1_eval.cli", "run", "--model", str(MICRO_RANK1), "--engine", "transformers",
-           "--device", "cpu", "--dtype", "float32", "--max-output-tokens", "64", "--context-size", "1024",
-           "--no-progress", "--output-dir", str(out), *args]  # fmt: skip
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory) -> Path:
-    """A result folder of a real driver run: the micro rank1 on 2 demo queries x their bm25s top-20."""
-    if not (MICRO_RANK1 / "model.safetensors").exists():
-        pytest.skip("micro rank1 fixture not built")
-    out = tmp_path_factory.mktemp("report-run")
-    _run(out, "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2",
-         "--top-k", "20")  # fmt: skip
-    return only_run(out)
+@pytest.fixture
+def run_folder(demo_result) -> Path:
+    """The session's demo result folder (tests/conftest.py): a real driver run of the micro rank1 on 2 demo
+    queries x their bm25s top-20. Tests only read it (pages are written elsewhere or into a copy)."""
+    return demo_result
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -94,6 +81,7 @@ def _parse(page: str) -> _Page:
     return parser
 
 
+@pytest.mark.slow  # a real run of the micro rank1
 def test_every_query_pair_and_text_is_in_the_page(run_folder):
     traces = _jsonl(run_folder / "traces.jsonl")
     page = _parse(render_report(run_folder))
@@ -130,6 +118,7 @@ def test_every_query_pair_and_text_is_in_the_page(run_folder):
         assert queries[qid][:40] in text
 
 
+@pytest.mark.slow  # a real run of the micro rank1
 def test_the_run_folder_keeps_texts_qrels_and_the_first_stage_test(run_folder):
     from rank1_eval.beir import read_qrels
 
@@ -151,6 +140,7 @@ def test_the_run_folder_keeps_texts_qrels_and_the_first_stage_test(run_folder):
     assert vs["randomization"]["exact"] and vs["randomization"]["n_permutations"] == 4
 
 
+@pytest.mark.slow  # a real run of the micro rank1
 def test_against_its_first_stage_matches_the_run_s_own_test(run_folder):
     page = _parse(render_comparison(run_folder, "first-stage"))
     text = " ".join(page.text)
@@ -194,7 +184,9 @@ def test_text_is_escaped(tmp_path):
     assert "No texts in this folder" in text  # and says why passages show ids only
 
 
+@pytest.mark.slow  # a real run of the micro rank1
 def test_cli_writes_the_pages(run_folder, tmp_path, capsys):
+    run_folder = Path(shutil.copytree(run_folder, tmp_path / "run"))  # the pages land in the folder: a copy
     out = tmp_path / "page.html"
     assert main(["report", str(run_folder), "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
@@ -271,6 +263,7 @@ def _open_query(driver, qid: str, link: str | None = None) -> int:
 
 
 @needs_browser
+@pytest.mark.slow  # a real run of the micro rank1
 def test_demo_report_in_chromium(browser, run_folder, tmp_path):
     traces = _jsonl(run_folder / "traces.jsonl")
     qids = list(dict.fromkeys(t["qid"] for t in traces))
@@ -437,6 +430,7 @@ def test_two_runs_side_by_side_in_chromium(browser, tmp_path):
     _shot(browser, tmp_path, "report-two-runs-query")
 
 
+@pytest.mark.slow  # a real run of the micro rank1
 def test_an_mteb_task_s_texts_reach_the_report(hf_engine, tmp_path):
     """NevIR through mteb's own class (a Hub-shaped local copy) and the driver: the folder keeps its texts, the page
     shows them (in-process, on the session's micro rank1 engine)."""
