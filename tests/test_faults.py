@@ -395,9 +395,12 @@ def test_readers_refuse_a_damaged_folder_in_one_line(tmp_path, capsys, reader, d
     assert re.search(r"truncated|mixed", line)
 
 
-def _writer_loop(out: str, tag: int, rounds: int) -> None:
+def _writer_loop(out: str, tag: int, rounds: int, written=None) -> None:
     for _ in range(rounds):
         _write(Path(out), tag, n=200 + 40 * tag)
+        if written is not None:  # a shared counter: the parent waits for writes, not for a guessed time
+            with written.get_lock():
+                written.value += 1
 
 
 def test_two_writers_on_one_folder_never_interleave(tmp_path):
@@ -426,9 +429,14 @@ def test_kill_9_while_writing_never_leaves_a_mixed_folder(tmp_path):
     rng = random.Random(9)
     seen = set()
     for round_ in range(8):
-        proc = ctx.Process(target=_writer_loop, args=(str(out), 2 + round_ % 2, 1000))
+        written = ctx.Value("i", 0)
+        proc = ctx.Process(target=_writer_loop, args=(str(out), 2 + round_ % 2, 1000, written))
         proc.start()
-        time.sleep(rng.uniform(0.05, 0.6))
+        target, deadline = rng.randint(1, 3), time.monotonic() + 60
+        while written.value < target:  # the writer is in its loop: the kill lands in the middle of a write
+            assert proc.is_alive() and time.monotonic() < deadline, "the writer died or hangs"
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.01))  # a random point within the next write
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         seen.add(_tag_of(out))  # always one writer's complete folder
