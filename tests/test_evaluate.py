@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import MICRO_RANK1, one_torch_thread
+from conftest import MICRO_RANK1, one_torch_thread, session_engines
 
 from rank1_eval.cli import main
 from rank1_eval.compare import compare, folder_first_stage
@@ -47,11 +47,11 @@ def _folder(out: Path, label: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def family_runs(hub_fixtures, tmp_path_factory):
-    """Run every family once: {family: (result folder, command line)}."""
+def family_runs(hub_fixtures, tmp_path_factory, request):
+    """Run every family once, in-process on the session's engine: {family: (result folder, command line)}."""
     out = tmp_path_factory.mktemp("families")
     runs = {}
-    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
+    with pytest.MonkeyPatch.context() as mp, one_torch_thread(), session_engines(request) as handed:
         mp.setenv("RANK1_RUN_FILES", hub_fixtures["run_files"])
         for family, (task, subtask, repo, extra) in FAMILIES.items():
             args = ["run", "--task", task, "--dataset-path", str(Path(hub_fixtures["hub"]) / repo)]
@@ -64,6 +64,7 @@ def family_runs(hub_fixtures, tmp_path_factory):
                 f"rejudged={dl19['DL19_REJUDGED']}", "--top-k", "3", "--output-dir", str(out), *MODEL_ARGS]  # fmt: skip
         assert main(args) == 0
         runs["dl19-local-folder"] = (_folder(out, "Dl19Local_default"), args)
+    assert set(handed) == {"hf_engine"}  # no run loaded an engine of its own
     return runs
 
 
@@ -202,7 +203,7 @@ def test_dl19_extra_qrels_equal_mteb_on_the_rejudged_set(family_runs, hub_fixtur
     assert summary["extra_qrels"]["rejudged"]["R@100"] == pytest.approx(_mean(scores, "recall_100"), abs=1e-9)
 
 
-def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thread):
+def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thread, reuse_engines):
     """--dry-run and --shard on mteb's v1-format tasks; the shard's prompts are the mteb path's (same keys)."""
     hub = Path(run_files_env["hub"])
     bright = ["run", "--task", "BrightRetrieval", "--subtask", "aops", "--dataset-path", str(hub / "xlangai/BRIGHT")]
@@ -219,6 +220,7 @@ def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thr
     store = tmp_path / "store.shard-0-of-1.sqlite"
     assert main([*follow, "--store", str(store)]) == 0
     assert "pairs 8: scored 0, from store 8" in capsys.readouterr().out
+    assert reuse_engines == ["hf_engine"]  # the shard loaded the session's engine; the run from its store none
 
 
 def test_report_shows_what_mteb_scored(family_runs):

@@ -548,9 +548,28 @@ def test_cli_unreachable_url_fails_within_seconds(tmp_path, capsys):
     assert time.monotonic() - started < 30  # task loading included; the URL check itself takes ~1 s
 
 
+class _LentGroup:
+    """The session's servers lent to ``--data-parallel``: its ``shutdown()`` is counted, not done."""
+
+    def __init__(self, group: servers.ServerGroup) -> None:
+        self.servers, self.api_key, self.log_dir = group.servers, group.api_key, group.log_dir
+        self.shutdowns = 0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(s.url for s in self.servers)
+
+    def shutdown(self, keep_logs: bool = False) -> None:
+        self.shutdowns += 1
+
+
 @pytest.mark.slow
-def test_data_parallel_matches_single_replica(tmp_path, vllm_engine, capsys):
-    """--data-parallel 2 on CPU: two replicas, outputs as a single in-process vLLM run (same pairs and paths)."""
+def test_data_parallel_matches_single_replica(tmp_path, vllm_servers, vllm_engine, capsys, monkeypatch):
+    """--data-parallel 2 on CPU: two replicas, outputs as a single in-process vLLM run (same pairs and paths).
+
+    The replicas are the session's two servers (one core each), handed out where the engine would launch its
+    own (starting servers is tested by the session fixture, the core split by test_cpu_blocks_and_server_command);
+    everything else is the real path: the CLI, the data-parallel engine on its servers, and its shutdown."""
     from rank1_eval.cli import main
     from rank1_eval.evaluate import RunOptions, evaluate, prepare
 
@@ -561,6 +580,13 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_engine, capsys):
                    engine="vllm")  # fmt: skip
     single._engine = vllm_engine
     evaluate(single, prepare(opts, single.mteb_model_meta.name), opts)
+    lent, launches = _LentGroup(vllm_servers), []
+
+    def launch(config, replicas, *, on_cpu, api_key=None, **kwargs):
+        launches.append((config.model, config.dtype, config.context_size, replicas, on_cpu, bool(api_key)))
+        return lent
+
+    monkeypatch.setattr(servers, "launch_servers", launch)
     before = {p.pid for p in _vllm_servers_running()}
     started = time.monotonic()
     code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--engine",
@@ -569,7 +595,9 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_engine, capsys):
                  "--top-k", "20", "--no-progress", "--enforce-eager"])  # fmt: skip
     wall = time.monotonic() - started
     assert code == 0, capsys.readouterr().err
-    assert not {p.pid for p in _vllm_servers_running()} - before, "the replicas were shut down"
+    assert launches == [(str(MICRO_RANK1), "float32", 1024, 2, True, True)]  # 2 CPU replicas, a per-run key
+    assert lent.shutdowns == 1, "the replicas are stopped when the run ends"
+    assert {p.pid for p in _vllm_servers_running()} == before, "no other server was started"
     (t1, s1), (t2, s2) = _outputs(tmp_path / "single"), _outputs(tmp_path / "dp")
     assert [(a["qid"], a["docid"], a["path"]) for a in t1] == [(b["qid"], b["docid"], b["path"]) for b in t2]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(t1, t2, strict=True)) <= 1e-5
@@ -580,7 +608,7 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_engine, capsys):
     blocks = [set(s["devices"]) for s in info["servers"]]
     assert all(blocks) and not blocks[0] & blocks[1], "disjoint CPU cores"
     assert set().union(*blocks) <= set(map(str, os.sched_getaffinity(0)))
-    print(f"\n--data-parallel 2 CLI run (start + 60 pairs + stop): {wall:.1f}s")
+    print(f"\n--data-parallel 2 CLI run on the session's servers (60 pairs): {wall:.1f}s")
 
 
 def _vllm_servers_running():

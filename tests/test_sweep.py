@@ -8,13 +8,11 @@ at and above each pair's own reasoning length, and for a pair whose budget the c
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import MICRO_RANK1, ROOT, demo_pairs
+from conftest import MICRO_RANK1, demo_pairs
 
 from rank1_eval.engines.base import Request
 from rank1_eval.model import rank1
@@ -215,15 +213,20 @@ def test_cli_refuses_before_loading_anything(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_run_budgets_then_sweep(tmp_path):
-    """End to end: `run --budgets` writes the sweep; `sweep` on its folder finds earlier budgets in the store."""
+def test_cli_run_budgets_then_sweep(tmp_path, capsys, monkeypatch, reuse_engines):
+    """End to end (the CLI in this process, on the session's engine): `run --budgets` writes the sweep; `sweep` on
+    its folder finds earlier budgets in the store."""
+    from rank1_eval.cli import main
+
+    monkeypatch.chdir(tmp_path)  # nothing is written next to the caller
     out = tmp_path / "results"
     common = ["--engine", "transformers", "--limit-queries", "2", "--top-k", "4", "--no-progress", "-q"]
-    cmd = [sys.executable, "-m", "rank1_eval.cli"]
-    run = subprocess.run([*cmd, "run", "--max-output-tokens", "24", "--budgets", "8,16", "--verify", "2",
-                          "--output-dir", str(out), *common], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    folder = Path(run.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    code = main(["run", "--max-output-tokens", "24", "--budgets", "8,16", "--verify", "2", "--output-dir", str(out),
+                 *common])  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert reuse_engines == ["hf_engine"]  # the demo's settings are the session engine's: no second load
+    folder = Path(stdout.strip().splitlines()[-1].removeprefix("results: "))
     sweep = json.loads((folder / "sweep.json").read_text())
     assert [r["budget"] for r in sweep["budgets"]] == [8, 16, 24]
     assert [r["source"] for r in sweep["budgets"]] == ["derived", "derived", "run"]
@@ -238,12 +241,11 @@ def test_cli_run_budgets_then_sweep(tmp_path):
 
     assert [r["budget"] for r in read_sweep(folder)["rows"]] == [8, 16, 24]  # the report's contract
     # the task folder now holds the run and the budgets' folders: sweep finds the run no sweep derived
-    again = subprocess.run([*cmd, "sweep", str(folder.parent), "--budgets", "8,12", "--no-progress", "-q"],
-                           cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
-    assert again.returncode == 0, again.stderr
+    assert main(["sweep", str(folder.parent), "--budgets", "8,12", "--no-progress", "-q"]) == 0, capsys.readouterr()
     rows = {r["budget"]: r for r in json.loads((folder / "sweep.json").read_text())["budgets"]}
     assert rows[8]["sweep_from_store"] == rows[8]["pairs"] and rows[8]["sweep_cut"] == 0  # stored by the run
     assert rows[12]["sweep_cut"] + rows[12]["sweep_kept"] == rows[12]["pairs"]
-    too_big = subprocess.run([*cmd, "sweep", str(folder), "--budgets", "48"], cwd=tmp_path, capture_output=True,
-                             text=True)  # fmt: skip
-    assert too_big.returncode == 2 and "exceed the run's max_output_tokens 24" in too_big.stderr
+    capsys.readouterr()
+    assert main(["sweep", str(folder), "--budgets", "48"]) == 2
+    assert "exceed the run's max_output_tokens 24" in capsys.readouterr().err
+    assert set(reuse_engines) == {"hf_engine"}  # the sweeps loaded no engine of their own
