@@ -26,6 +26,17 @@ if "HF_DATASETS_CACHE" not in os.environ:  # hermetic: the fixtures' Arrow cache
     atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
 
 
+# fixtures that load a model (or need a run of one): a test using any of them, directly or through another
+# fixture, is marked `slow`, so `-m "not slow"` (the quick loop) never loads an engine or starts a server
+ENGINE_FIXTURES = {"hf_engine", "vllm_engine", "engine", "vllm_servers", "demo_result", "reuse_engines"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def qwen25_tokenizer():
     from transformers import AutoTokenizer
@@ -146,11 +157,16 @@ def reuse_engines(request):
         yield handed
 
 
+DEMO_MODEL_ARGS = ("--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
+                   "--max-output-tokens", "64", "--context-size", "1024")  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def demo_result(request, tmp_path_factory) -> Path:
-    """ONE result folder of a real driver run, shared by the report, layout, compare and sweep tests: the micro
-    rank1 (Transformers, float32) on 2 demo queries x their bm25s top-20, 64 output tokens, through
-    ``rank1-eval run`` in this process on the session's engine. Tests read it; one that changes it copies it."""
+    """ONE result folder of a real driver run for every test that reads one (the report pages, compare and table
+    readers): the micro rank1 (Transformers, float32) on 2 demo queries x their bm25s top-20, 64 output tokens,
+    through ``rank1-eval run`` in this process on the session's engine. Tests read it; one that writes into a
+    result folder copies it first."""
     _need_micro()
     from rank1_eval.cli import main
 
@@ -161,10 +177,6 @@ def demo_result(request, tmp_path_factory) -> Path:
         assert main(args) == 0
     assert handed == ["hf_engine"]
     return only_run(out)
-
-
-DEMO_MODEL_ARGS = ("--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
-                   "--max-output-tokens", "64", "--context-size", "1024")  # fmt: skip
 
 
 @pytest.fixture(params=["transformers", "vllm"])

@@ -27,7 +27,8 @@ SHOTS = os.environ.get("RANK1_SCREENSHOTS")  # keep the screenshots (CI artifact
 @pytest.fixture
 def run_folder(demo_result) -> Path:
     """The session's demo result folder (tests/conftest.py): a real driver run of the micro rank1 on 2 demo
-    queries x their bm25s top-20. Tests only read it (pages are written elsewhere or into a copy)."""
+    queries x their bm25s top-20 (so the tests using it are `slow`). Tests only read it (pages are written
+    elsewhere or into a copy)."""
     return demo_result
 
 
@@ -81,7 +82,6 @@ def _parse(page: str) -> _Page:
     return parser
 
 
-@pytest.mark.slow  # a real run of the micro rank1
 def test_every_query_pair_and_text_is_in_the_page(run_folder):
     traces = _jsonl(run_folder / "traces.jsonl")
     page = _parse(render_report(run_folder))
@@ -118,7 +118,6 @@ def test_every_query_pair_and_text_is_in_the_page(run_folder):
         assert queries[qid][:40] in text
 
 
-@pytest.mark.slow  # a real run of the micro rank1
 def test_the_run_folder_keeps_texts_qrels_and_the_first_stage_test(run_folder):
     from rank1_eval.beir import read_qrels
 
@@ -140,7 +139,6 @@ def test_the_run_folder_keeps_texts_qrels_and_the_first_stage_test(run_folder):
     assert vs["randomization"]["exact"] and vs["randomization"]["n_permutations"] == 4
 
 
-@pytest.mark.slow  # a real run of the micro rank1
 def test_against_its_first_stage_matches_the_run_s_own_test(run_folder):
     page = _parse(render_comparison(run_folder, "first-stage"))
     text = " ".join(page.text)
@@ -184,7 +182,6 @@ def test_text_is_escaped(tmp_path):
     assert "No texts in this folder" in text  # and says why passages show ids only
 
 
-@pytest.mark.slow  # a real run of the micro rank1
 def test_cli_writes_the_pages(run_folder, tmp_path, capsys):
     run_folder = Path(shutil.copytree(run_folder, tmp_path / "run"))  # the pages land in the folder: a copy
     out = tmp_path / "page.html"
@@ -263,7 +260,6 @@ def _open_query(driver, qid: str, link: str | None = None) -> int:
 
 
 @needs_browser
-@pytest.mark.slow  # a real run of the micro rank1
 def test_demo_report_in_chromium(browser, run_folder, tmp_path):
     traces = _jsonl(run_folder / "traces.jsonl")
     qids = list(dict.fromkeys(t["qid"] for t in traces))
@@ -430,7 +426,6 @@ def test_two_runs_side_by_side_in_chromium(browser, tmp_path):
     _shot(browser, tmp_path, "report-two-runs-query")
 
 
-@pytest.mark.slow  # a real run of the micro rank1
 def test_an_mteb_task_s_texts_reach_the_report(hf_engine, tmp_path):
     """NevIR through mteb's own class (a Hub-shaped local copy) and the driver: the folder keeps its texts, the page
     shows them (in-process, on the session's micro rank1 engine)."""
