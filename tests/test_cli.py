@@ -137,10 +137,12 @@ def _stored(store: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
+def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path, capsys, reuse_engines):
     """vLLM-CPU at default settings: judgements reach the store one by one while the run goes on; a SIGKILL
     in the middle keeps every committed one, the restart scores only the rest, and a third run, all from the
-    store, writes a summary that still describes the whole result."""
+    store, writes a summary that still describes the whole result. The killed run is a real process; the restart
+    and the third run are the CLI in this process on the session's vLLM engine (the batch size is no part of
+    a judgement's key or folder)."""
     # the micro rank1's answers all take ~17 tokens: in one batch of 100 they would end in the same step and land
     # in one commit; 8 sequences at a time make them arrive in waves, as a GPU's 256 do on a real task
     args = _base(tmp_path, "vllm", 5, "--max-num-seqs", 8)
@@ -160,13 +162,18 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path):
     kept = _stored(store)
     assert 10 <= seen <= kept < 100, (seen, kept)  # a partial store: not a whole chunk or nothing
 
-    resumed = _cli(*args)
-    assert f"pairs 100: scored {100 - kept}, from store {kept}," in resumed.stdout
+    again = _base(tmp_path, "vllm", 5)  # as `args` but the session engine's batch slots
+    code, stdout, stderr = _run(capsys, *again)
+    assert code == 0, stderr
+    assert f"pairs 100: scored {100 - kept}, from store {kept}," in stdout
+    assert reuse_engines == ["vllm_engine"]
     traces, summary = _outputs(_folder(tmp_path))
     assert len(traces) == 100 and summary["this_run"]["pairs_scored"] == 100 - kept
 
-    warm = _cli(*args)
-    assert "pairs 100: scored 0, from store 100," in warm.stdout
+    code, stdout, stderr = _run(capsys, *again)
+    assert code == 0, stderr
+    assert "pairs 100: scored 0, from store 100," in stdout
+    assert reuse_engines == ["vllm_engine"]  # all from the store: no engine asked for
     traces2, summary2 = _outputs(_folder(tmp_path))
     assert traces2 == traces
     for key in ("pass1", "pass2", "failed", "output_tokens_total", "output_tokens_mean", "output_tokens_p95"):
