@@ -40,7 +40,7 @@ from typing import Any
 
 from rank1_eval.engines.base import Engine, Request, run_requests
 from rank1_eval.prompts import format_prompt
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int, rule: str 
     doc_ids = tokenizer(passage, add_special_tokens=False).input_ids
     keep = max(0, len(doc_ids) - (n - budget))
     while True:
-        cut = tokenizer.decode(doc_ids[:keep], skip_special_tokens=False)
+        cut = decode_ids(tokenizer, doc_ids[:keep])
         prompt = format_prompt(query, cut)
         n = len(tokenizer(prompt).input_ids)
         if n <= budget:
@@ -283,7 +283,7 @@ class Rule:
             keep = len(ids)
             while n > limit and keep > 0:
                 keep = max(0, keep - (n - limit))
-                text = cut_reasoning(tok.decode(ids[:keep], skip_special_tokens=False))
+                text = cut_reasoning(decode_ids(tok, ids[:keep]))
                 forced = prompt + "\n" + text + PASS2_SUFFIX
                 n = len(tok(forced).input_ids)
         cands = (self.answer.true_id, self.answer.false_id)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 from rank1_eval.scoring import PreparedPrompt
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Deriver:
                 to_run.append(i)  # the run stopped short of this budget on a budget of its own, or kept no ids
                 continue
             ids = tuple(src.token_ids[:budget])
-            text = tok.decode(list(ids), skip_special_tokens=False)
+            text = decode_ids(tok, ids)
             state = rule.pair(p, keep_token_ids=keep_ids)
             state.start()
             out = state.advance(Completion(text, ids, "length", None, {}, p.prompt_tokens))

@@ -63,7 +63,7 @@ def _pairs(tokenizer) -> list[tuple[str, str]]:
     ids = tokenizer(long_doc, add_special_tokens=False).input_ids
     base = len(tokenizer(format_prompt(query, "")).input_ids)
     keep = CONTEXT - 19 - base
-    pairs.append((query, tokenizer.decode(ids[:keep])))
+    pairs.append((query, tokenizer.decode(ids[:keep], clean_up_tokenization_spaces=False)))
     return pairs
 
 
