@@ -425,6 +425,18 @@ class PairState:
         )
 
 
+def all_judged(results: Sequence[Judgement | None]) -> list[Judgement]:
+    """The judgements in input order; a pair left without one is a lost request, never a shorter result list.
+
+    Callers zip the result with their pairs: dropping a ``None`` would silently shift every later score onto the
+    wrong pair, so any gap raises, naming the pairs."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise RuntimeError(f"{len(missing)} of {len(results)} pair(s) ended without a judgement: pair(s) {shown}")
+    return [r for r in results if r is not None]
+
+
 class Scorer:
     """The synchronous form of the rule: every pass-1 request in one engine call, then every forced answer."""
 
@@ -452,4 +464,4 @@ class Scorer:
                 else:
                     following.append((i, out))
             todo = following
-        return [r for r in results if r is not None]
+        return all_judged(results)

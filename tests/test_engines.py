@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from conftest import MICRO_RANK1, demo_pairs
 
 from rank1_eval import rank1
-from rank1_eval.scoring import Scorer, ScoringConfig
+from rank1_eval.engines.base import Request
+from rank1_eval.scoring import STOP_STRINGS, Scorer, ScoringConfig
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +84,17 @@ def test_public_class_on_local_folder(hf_engine, pairs):
     judged = model.judge(pairs[:4])
     assert scores == [j.score for j in judged]
     assert model.mteb_model_meta.name == f"local/{MICRO_RANK1.name}"
+
+
+def test_vllm_collect_names_a_request_lost_inside_the_engine(vllm_engine):
+    """A request vLLM stops tracking (aborted inside the engine here) must not make collect() spin forever."""
+    rs = [Request("Query: a\nPassage: b\n<think>", 24, STOP_STRINGS, 20, id=i) for i in (7, 8, 9)]
+    vllm_engine.submit(rs)
+    vllm_engine._engine.abort_request(["8"])  # vLLM forgets request 8 without an output
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match=r"request id\(s\) 8 were lost"):
+        while True:
+            got += [i for i, _ in vllm_engine.collect()]
+    assert sorted(got) == [7, 9]  # the others finished and were handed back first
+    vllm_engine.submit([replace(rs[0], id=11)])  # the engine is still usable afterwards
+    assert [i for i, _ in vllm_engine.collect()] == [11]

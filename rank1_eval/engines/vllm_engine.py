@@ -176,8 +176,21 @@ class VLLMEngine(BatchCalls):
             self._pending[rid] = r
 
     def collect(self) -> list[tuple[int, Completion]]:
+        """Step vLLM until at least one pending request finishes; raise if vLLM has lost pending requests.
+
+        A request vLLM no longer runs (aborted or renamed inside the engine, dropped by a version change) would
+        otherwise make this loop step an idle engine forever: when vLLM reports no unfinished request while ids
+        are pending, those ids are dropped from the pending set and named in a ``RuntimeError``."""
         done: list[tuple[int, Completion]] = []
         while self._pending and not done:
+            if not self._engine.has_unfinished_requests():
+                lost = sorted(self._pending, key=lambda rid: (len(rid), rid))
+                self._pending.clear()
+                shown = ", ".join(lost[:20]) + (f" (+{len(lost) - 20} more)" if len(lost) > 20 else "")
+                raise RuntimeError(
+                    f"vLLM reports no unfinished request but {len(lost)} submitted request(s) never finished: "
+                    f"request id(s) {shown} were lost inside the engine"
+                )
             for out in self._engine.step():
                 if out.finished and out.request_id in self._pending:
                     request = self._pending.pop(out.request_id)
