@@ -22,7 +22,7 @@ from rank1_eval.prompts import format_prompt
 from rank1_eval.records import Judgement
 from rank1_eval.scoring import STOP_STRINGS, THINK_END, WAIT, ScoringConfig
 from rank1_eval.store import MemoryStore
-from rank1_eval.sweep import Deriver, SweepError, parse_budgets, verify
+from rank1_eval.sweep import Deriver, SweepError, check_budgets, parse_budgets, verify
 
 CONTEXT = 1024
 TOP = 24  # the max-budget run; the micro rank1 reasons 16-18 tokens before "</think> true/false"
@@ -247,6 +247,9 @@ def test_settings_and_errors():
             parse_budgets(bad)
     assert "force_rethink" not in ScoringConfig().sampling()  # plain judgements keep the keys they had
     assert ScoringConfig(force_rethink=1).sampling()["force_rethink"] == 1
+    check_budgets([8, 16], 24)
+    with pytest.raises(SweepError, match="answer_rule"):  # a cut pass 1 may score from logprobs never stored
+        check_budgets([8, 16], 24, answer_rule="reference")
     with pytest.raises(ValueError, match="force_rethink"):
         ScoringConfig(force_rethink=-1)
 
