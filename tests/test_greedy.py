@@ -155,3 +155,30 @@ def test_every_decode_of_token_ids_passes_no_cleanup():
     assert offenders == [], "token decodes without clean_up_tokenization_spaces=False: " + ", ".join(offenders)
     sample = ast.parse("tok.decode(ids)\nraw.decode('utf-8')\nb.decode()")
     assert len(_token_decodes(sample)) == 1  # the scan sees a token decode and skips bytes
+
+
+@pytest.mark.slow
+def test_server_ignores_the_checkpoints_generation_config(hostile_model, vllm_engine, monkeypatch):
+    """A real vLLM-CPU server on the hostile copy (started as rank1_eval starts servers: ``--generation-config
+    vllm``, neutral values in every request) gives the in-process engine's reasoning on the plain checkpoint."""
+    import os
+
+    from rank1_eval import rank1, servers
+    from rank1_eval.engines import EngineConfig
+
+    pytest.importorskip("vllm")
+    cfg = EngineConfig(str(hostile_model), device="cpu", dtype="float32", context_size=1024, enforce_eager=True)
+    monkeypatch.setenv("RANK1_API_KEY", "greedy-test")
+    group = servers.launch_servers(cfg, 1, on_cpu=True, api_key="greedy-test",
+                                   cores=sorted(os.sched_getaffinity(0))[:1])  # fmt: skip
+    try:
+        model = rank1(str(hostile_model), device="cpu", fp_options="float32", context_size=1024, engine="openai",
+                      server_urls=list(group.urls), max_output_tokens=64)  # fmt: skip
+        pairs = demo_pairs(3, 8)
+        served = model.judge(pairs)
+    finally:
+        group.shutdown()
+    plain = _score(vllm_engine, pairs)
+    differ = sum(x.reasoning != y.reasoning for x, y in zip(plain, served, strict=True))
+    assert differ == 0, f"server: {differ} of {len(pairs)} reasoning texts differ under the checkpoint's file"
+    assert max(abs(x.score - y.score) for x, y in zip(plain, served, strict=True)) <= 1e-5
