@@ -70,7 +70,7 @@ def test_checkpoint_generation_config_never_applies(kind, hostile_model, request
     if kind == "vllm":
         pytest.importorskip("vllm")
     plain = request.getfixturevalue("hf_engine" if kind == "transformers" else "vllm_engine")
-    pairs = demo_pairs(3, 8)
+    pairs = demo_pairs(4, 20)  # the Transformers engine used to change 10 of these 80 texts
     hostile = _load(kind, hostile_model)
     try:
         with one_torch_thread():
