@@ -4,15 +4,15 @@ Mirrors the vLLM engine so both give the same paths and reasoning: the text keep
 before the matched stop string, ``token_ids`` include the stop string's tokens (and an EOS when generation
 ended on it), and the logprobs are those of the last generated position, in float32.
 
-Greedy means greedy (docs/rule.md §12). Transformers fills every generation setting a caller leaves unset
-(5.x: ``None``; 4.x: equal to the global default) from the checkpoint's ``generation_config.json`` — sampling,
-temperature, top-k/p, ``repetition_penalty``, ``no_repeat_ngram_size``, bad words, ``min_new_tokens``, assisted decoding... —
-and a ``do_sample=False`` alone does not stop penalties or bad words. The reference decoded with vLLM and explicit
-sampling parameters, so none of that ever applied. This engine therefore (1) replaces the loaded model's
-``generation_config`` with a neutral one that keeps only the checkpoint's EOS/pad/BOS ids (the file's EOS ids stop
-generation, as vLLM's do), (2) passes every setting explicitly at its no-op value, and (3) passes
-``use_model_defaults=False`` where ``generate`` takes it (transformers 4.50-4.x). Text rebuilt from token ids
-never applies ``clean_up_tokenization_spaces`` (vLLM's detokenizer never does; it rewrites ``" ."`` to ``"."``).
+Greedy means greedy (docs/rule.md §12). Transformers fills every generation setting a caller leaves unset (5.x:
+``None``; 4.x: equal to the global default) from the checkpoint's ``generation_config.json`` — sampling,
+temperature, top-k/p, ``repetition_penalty``, ``no_repeat_ngram_size``, bad words, ``min_new_tokens``, assisted
+decoding... — and a ``do_sample=False`` alone does not stop penalties or bad words. The reference decoded with vLLM
+and explicit sampling parameters, so none of that ever applied. This engine therefore (1) replaces the loaded
+model's ``generation_config`` with a neutral one that keeps only the checkpoint's EOS/pad/BOS ids (the file's EOS
+ids stop generation, as vLLM's do), (2) passes every setting explicitly at its no-op value, and (3) passes
+``use_model_defaults=False`` where ``generate`` takes it (transformers 4.50-4.x). Text rebuilt from token ids never
+applies ``clean_up_tokenization_spaces`` (vLLM's detokenizer never does; it rewrites ``" ."`` to ``"."``).
 
 Scheduling: **static batches**. Requests are queued on ``submit``; each ``collect`` runs one ``generate`` over
 up to ``batch_size`` queued prompts of similar length (longest first, as the batch form always did) and returns
