@@ -383,6 +383,18 @@ def test_gpu_count_check_refuses_with_the_count(monkeypatch):
         model._load_engine()
 
 
+def test_a_replica_that_exits_while_starting_fails_with_its_log(monkeypatch):
+    """launch_servers waits for every replica (the data-parallel default); one that dies is named with its log."""
+    import sys
+
+    script = "import sys; print('replica log line'); sys.exit(3)"
+    monkeypatch.setattr(servers, "server_args", lambda config, port, on_cpu: [sys.executable, "-c", script])
+    cfg = EngineConfig(str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024)
+    core = sorted(os.sched_getaffinity(0))[0]
+    with pytest.raises(EngineError, match=r"exited with code 3 while starting(.|\n)*replica log line"):
+        servers.launch_servers(cfg, 1, on_cpu=True, cores=[core], wait=True, startup_timeout=60)
+
+
 def test_cpu_blocks_and_server_command():
     assert servers.cpu_blocks(2, [0, 1, 2, 3, 4]) == [[0, 1], [2, 3]]
     assert servers.cpu_blocks(3, [5]) == [[5], [5], [5]]

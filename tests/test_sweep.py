@@ -8,6 +8,7 @@ at and above each pair's own reasoning length, and for a pair whose budget the c
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,8 +274,9 @@ def test_cli_run_budgets_then_sweep(tmp_path, capsys, monkeypatch, reuse_engines
     monkeypatch.chdir(tmp_path)  # nothing is written next to the caller
     out = tmp_path / "results"
     common = ["--engine", "transformers", "--limit-queries", "2", "--top-k", "4", "--no-progress", "-q"]
-    code = main(["run", "--max-output-tokens", "24", "--budgets", "8,16", "--verify", "2", "--output-dir", str(out),
-                 *common])  # fmt: skip
+    argv = ["run", "--max-output-tokens", "24", "--budgets", "8,16", "--verify", "2", "--output-dir", str(out), *common]
+    monkeypatch.setattr(sys, "argv", ["rank1-eval", *argv])  # the run's recorded command line, which sweep re-reads
+    code = main(argv)
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     assert reuse_engines == ["hf_engine"]  # the demo's settings are the session engine's: no second load
