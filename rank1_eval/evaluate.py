@@ -498,8 +498,10 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     run = c.get("this_run", {})
     rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
         "docs_per_s") else "nothing generated"  # fmt: skip
+    derived = run.get("derived_from_store") or 0
+    derived_note = f" ({derived} of them derived by a budget sweep)" if derived else ""
     return (
-        f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
+        f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}{derived_note}, "
         f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | output tokens mean "
         f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
         f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"
