@@ -27,7 +27,7 @@ from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
 from rank1_eval.scheduler import Scheduler
 from rank1_eval.scoring import RULE_VERSION, PreparedPrompt, Rule, Scorer, ScoringConfig, ScoringError
-from rank1_eval.settings import ENGINE_INTERNAL, ENGINE_RENAMES, Settings, key_values
+from rank1_eval.settings import ENGINE_INTERNAL, ENGINE_RENAMES, Settings, default, key_values
 from rank1_eval.store import AsyncWriter, judgement_key
 
 if TYPE_CHECKING:
@@ -479,7 +479,8 @@ class Judge:
                 "rule_version": RULE_VERSION,
                 "model": self.model_identity(),
                 "numerics": self.numerics(),
-                "rule": {name: getattr(self.settings, name) for name in key_values()},
+                # rule settings off their defaults only: a new rule option (default off) keeps every key
+                "rule": {n: getattr(self.settings, n) for n in key_values() if getattr(self.settings, n) != default(n)},
             }
         return self._identity
 
