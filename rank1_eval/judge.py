@@ -267,8 +267,12 @@ def server_identity(urls: Sequence[str], api_key_env: str, timeout: float = 10.0
                     version = json.load(r).get("version")
             except (OSError, ValueError):
                 version = None
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"server {url} did not say what it runs (/models): {exc}") from exc
+        except OSError as exc:  # the engine's own check says the same when it loads
+            raise ModelLoadError(
+                f"server {url} is unreachable ({type(exc).__name__}: {exc}); is the vLLM server running there?"
+            ) from exc
+        except ValueError as exc:
+            raise ModelLoadError(f"server {url} did not say what it runs (/models is not JSON: {exc})") from exc
         out.append({"root": entry.get("root") or entry.get("id"), "max_model_len": entry.get("max_model_len"),
                     "version": version})  # fmt: skip
     # the same model on every server, or the pairs would be keyed by a mix
