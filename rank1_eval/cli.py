@@ -390,7 +390,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         argv, cwd, summary = S.recorded_command(folder)
         sampling = summary.get("provenance", {}).get("sampling", {})
         if "max_output_tokens" in sampling:  # fail before anything loads
-            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0))
+            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0),
+                            sampling.get("answer_rule", "rank1"))  # fmt: skip
         run_args = build_parser().parse_args(argv)
         run_args.keep_token_ids = True
         _demo_defaults(run_args)
@@ -908,17 +909,22 @@ def cmd_store_migrate(args: argparse.Namespace) -> int:
     """``rank1-eval store migrate OLD --into NEW <run flags>``: old key -> new key for every pair of that run."""
     from rank1_eval.errors import UsageError
     from rank1_eval.evaluate import prepare
-    from rank1_eval.judge import LEGACY_RULE_VERSION, legacy_key
+    from rank1_eval.judge import LEGACY_REUSABLE_ENGINES, LEGACY_RULE_VERSION, legacy_key
     from rank1_eval.scoring import RULE_VERSION
     from rank1_eval.shards import task_prompts
     from rank1_eval.store import migrate_store
 
-    if RULE_VERSION != LEGACY_RULE_VERSION:
-        raise UsageError(f"judgements of the previous key scheme were made by rule version {LEGACY_RULE_VERSION}; "
-                         f"this rank1_eval's rule is version {RULE_VERSION}: they cannot be reused, only rerun")
     _demo_defaults(args)
     _quiet_libraries()
     model = build_model(args)
+    engines = LEGACY_REUSABLE_ENGINES.get(RULE_VERSION, frozenset())
+    if model.engine_name not in engines or args.data_parallel > 1:
+        dp = " with --data-parallel" if args.data_parallel > 1 else ""
+        raise UsageError(
+            f"judgements of the previous key scheme were decoded under rule version {LEGACY_RULE_VERSION}; under "
+            f"this rank1_eval's rule ({RULE_VERSION}) the {model.engine_name} engine{dp} decodes differently: they "
+            f"cannot be reused, only rerun (re-keyable: the {', '.join(sorted(engines)) or 'no'} engine)"
+        )
     prepared = prepare(_run_options(args), model.mteb_model_meta.name)
     prompts = task_prompts(model, prepared.task)
     mapping = {legacy_key(model.core, p.prompt): model.core.key(p) for p in prompts}

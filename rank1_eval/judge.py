@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rank1_eval.engines import ENGINES as ENGINE_NAMES
 from rank1_eval.engines import EngineConfig, load_engine, resolve_engine_name
 from rank1_eval.progress import Progress
 from rank1_eval.records import Judgement
@@ -279,9 +280,11 @@ def server_identity(urls: Sequence[str], api_key_env: str, timeout: float = 10.0
     return [dict(t) for t in {json.dumps(o, sort_keys=True): o for o in out}.values()]
 
 
-# The rule of the stores keyed by the previous scheme is RULE_VERSION 2's (the version that introduced keys by
-# request changed no judgement): their judgements can be re-keyed while RULE_VERSION is still 2.
+# Stores keyed by the previous scheme hold judgements of RULE_VERSION 2. Which of them are still what today's rule
+# decodes, by RULE_VERSION: under 3 (greedy on every engine) those of the in-process vLLM engine (it never applied
+# the checkpoint's generation_config: tests/test_greedy.py), not those of the Transformers engine or of servers.
 LEGACY_RULE_VERSION = 2
+LEGACY_REUSABLE_ENGINES: dict[int, frozenset[str]] = {2: frozenset(ENGINE_NAMES), 3: frozenset({"vllm"})}
 
 
 def legacy_key(judge: Judge, prompt: str) -> str:
@@ -342,6 +345,7 @@ class Judge:
         passed = {f: getattr(settings, ENGINE_RENAMES.get(f, f)) for f in EngineConfig.__dataclass_fields__
                   if f not in ENGINE_INTERNAL}  # fmt: skip
         passed.update(device=device, dtype=self._dtype or "float16")  # placeholder until the device is known
+        passed["context_size"] = self.scoring.engine_context_size()  # +1 under answer_rule="reference" (vLLM 0.7.2)
         self.engine_config = EngineConfig(**passed)
         self.engine_kwargs = dict(engine_kwargs or {})
         self._slot = _slot or _EngineSlot()

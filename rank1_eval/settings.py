@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.scoring import LENGTH_RULES, ScoringConfig
+from rank1_eval.scoring import ANSWER_RULES, LENGTH_RULES, ScoringConfig
 
 DEFAULT_MODEL = "jhu-clsp/rank1-7b"
 GROUPS = ("model identity", "numerics and engine", "rule", "prompts", "scheduling")
@@ -124,6 +124,13 @@ class Settings:
                                     "model's closing </think> is replaced by '\\nWait' and decoding continues "
                                     "within the same budget; then scored as usual", "value", "nondefault",
                                     experiment=True, kind="int>=0", metavar="N"))  # fmt: skip
+    answer_rule: str = _s("rank1", Role(R, "--answer-rule", "rank1 (default): pass 1 is answered only when it stopped "
+                                        "on '</think> true|false'; reference: the reference scripts' rule (bit for "
+                                        "bit with the paper): any last position whose top-20 holds both answer "
+                                        "tokens is scored in pass 1, budget-cut generations included, and a "
+                                        "context-capped pair generates one token more, as vLLM 0.7.2 did",
+                                        "value", "nondefault", experiment=True,
+                                        choices=tuple(ANSWER_RULES)))  # fmt: skip
     # ---- prompts
     dataset_prompt: str | bool | None = _s(None, Role(P, "--skip-prompt", "no dataset prompt "
                                                       "(dataset_prompt=False)", "request", "always",

@@ -165,6 +165,7 @@ def test_each_role_is_what_the_setting_does(name, micro_tokenizer):
 
 RULE_PINS = {  # RULE_VERSION -> digests of rank1_eval/scoring.py's code (docstrings and formatting ignored)
     2: {"c4e93b3291291c7607feebe9ce8ec2119321239c17173c2dbf356bc297b16c20"},
+    3: {"c03e5ba8a9d7d2d1206c9121d72f22fb34c7620b52f55468c5807dc221ca1add"},  # + answer_rule, greedy engines
 }
 
 
