@@ -131,9 +131,9 @@ def session_engines(request: pytest.FixtureRequest):
     session engines' settings gets the session's engine instead of loading its own; its ``close()`` leaves it
     open. Yields the fixture names handed out, in order. Other loads (another model, dtype, context, batch
     slots, servers, engine arguments) load for real."""
-    from rank1_eval import model as model_module
+    from rank1_eval import judge as judge_module  # where rank1 (and the CLI through it) loads its engine
 
-    real = model_module.load_engine
+    real = judge_module.load_engine
     handed: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
 
@@ -146,7 +146,7 @@ def session_engines(request: pytest.FixtureRequest):
             handed.append(fixture)
             return engine
 
-        mp.setattr(model_module, "load_engine", load)
+        mp.setattr(judge_module, "load_engine", load)
         yield handed
 
 

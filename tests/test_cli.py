@@ -186,9 +186,9 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path, capsys, reuse_engi
 
 
 def test_dry_run_loads_no_model(tmp_path, capsys, monkeypatch):
-    from rank1_eval import model
+    from rank1_eval import judge
 
-    monkeypatch.setattr(model, "load_engine", lambda *a, **k: pytest.fail("a dry run loaded an engine"))
+    monkeypatch.setattr(judge, "load_engine", lambda *a, **k: pytest.fail("a dry run loaded an engine"))
     code, stdout, stderr = _run(capsys, *_base(tmp_path, "vllm", 10), "--dry-run", "-q")
     assert code == 0 and "rank1-eval:" not in stderr  # -q: no status lines
     info = json.loads(stdout)
