@@ -838,7 +838,7 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``rank1-eval export --mteb``: every run folder into mteb's ResultCache layout."""
+    """``rank1-eval export [--mteb]``: every run folder into mteb's ResultCache layout."""
     from rank1_eval.evaluate import export_results
 
     _quiet_libraries()
@@ -863,7 +863,7 @@ def add_export_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
         formatter_class=HelpFormatter,
     )
     p.add_argument("results", type=Path, help="the --output-dir of earlier runs")
-    p.add_argument("--mteb", action="store_true", required=True, help="mteb's ResultCache layout (the only format)")
+    p.add_argument("--mteb", action="store_true", help="mteb's ResultCache layout (the only format; optional)")
     p.add_argument("--to", type=Path, default=None, help="root of the mteb cache to write (default: RESULTS)")
     p.add_argument("--allow-partial", action="store_true", help="export partial runs too (as mteb experiments)")
     p.set_defaults(func=cmd_export)

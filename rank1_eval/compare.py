@@ -246,13 +246,13 @@ def compare(
     mteb-style name (``ndcg_at_10``).
     """
     from rank1_eval.beir import read_qrels
-    from rank1_eval.layout import ResultsError, resolve_run_folder
+    from rank1_eval.layout import ResultsError, open_run
     from rank1_eval.runs import RunFileError, read_run
 
-    try:
-        a = resolve_run_folder(dir_a, allow_partial=allow_partial)
+    try:  # the one reader: resolved, and checked whole (a `{}` or foreign summary, mixed or truncated files)
+        a = open_run(dir_a, allow_partial=allow_partial).path
         if dir_b is not None and Path(dir_b).is_dir():
-            dir_b = resolve_run_folder(dir_b, allow_partial=allow_partial)
+            dir_b = open_run(dir_b, allow_partial=allow_partial).path
     except ResultsError as exc:
         raise CompareError(str(exc)) from None
     measure = trec_measure(metric)

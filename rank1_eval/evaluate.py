@@ -517,21 +517,27 @@ def export_results(
     from rank1_eval.registry import model_meta_for
 
     results = Path(results_dir)
-    if not results.is_dir():
-        raise layout.ResultsError(f"results folder {results} does not exist")
     target = Path(root) if root is not None else results
+    runs = layout.find_runs(results)  # none: an error, as wherever a result is expected
     done: list[tuple[Path, Path]] = []
-    for summary_path in sorted(results.glob(f"*/*/*/{layout.SUMMARY_FILE}")):
-        run = layout.RunFolder.read(summary_path.parent)
-        info = run.summary.get("mteb") if run else None
-        if run is None or not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
-            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", summary_path.parent)
+    partial: list[layout.RunFolder] = []
+    for run in runs:
+        outputs.check_result_folder(run.path)  # the same check as report/compare/table: whole, not mixed
+        info = run.summary.get("mteb")
+        if not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
+            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", run.path)
             continue
         if run.partial and not allow_partial:
-            log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
+            partial.append(run)
             continue
         meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
         task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
         done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
+    if partial and not done:
+        listed = ", ".join(r.describe() for r in partial[:3])
+        raise layout.ResultsError(f"{results} holds only partial runs ({listed}): pass --allow-partial to export them")
+    if partial:
+        log.warning("%d partial run(s) not exported (pass --allow-partial): %s", len(partial),
+                    ", ".join(r.describe() for r in partial[:3]))  # fmt: skip
     return done

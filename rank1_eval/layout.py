@@ -144,6 +144,9 @@ REBUILD_HINT = (
 )
 
 
+SUMMARY_MARKS = ("settings", "provenance")  # every summary rank1_eval wrote has one of them (older ones: provenance)
+
+
 def read_summary(path: Path) -> dict[str, Any]:
     """A run's summary.json as a dict; anything else is a :class:`ResultFolderError` saying how to rebuild it."""
     try:
@@ -155,6 +158,11 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise ResultFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ResultFolderError(f"{path} is not a rank1_eval summary (a JSON object); {REBUILD_HINT}")
+    if not any(isinstance(data.get(k), Mapping) for k in SUMMARY_MARKS):  # `{}`, another tool's JSON
+        what = "empty" if not data else f"keys: {', '.join(sorted(map(str, data))[:5])}"
+        raise ResultFolderError(
+            f"{path} is not a rank1_eval summary ({what}; it has no {' or '.join(SUMMARY_MARKS)}); {REBUILD_HINT}"
+        )
     return data
 
 
@@ -306,6 +314,11 @@ def resolve_run_folder(
         listed = ", ".join(r.describe() for r in runs)
         raise ResultsError(f"{p} holds only partial runs ({listed}): pass --allow-partial or the run folder itself")
     pool = complete or runs
+    measured = [r for r in pool if "derived_from" not in r.summary]  # a sweep's budgets beside the run it cut
+    if len(pool) > 1 and len(measured) == 1:
+        log.info("%s: using %s, the run the sweep's %d budget folder(s) were derived from (name one to read it)",
+                 p, measured[0].path.name, len(pool) - 1)  # fmt: skip
+        return measured[0].path
     if len(pool) > 1:
         listed = ", ".join(r.path.name for r in pool)
         raise ResultsError(
@@ -313,6 +326,38 @@ def resolve_run_folder(
             "pass one of them"
         )
     return pool[0].path
+
+
+def open_run(
+    path: str | os.PathLike[str], *, allow_partial: bool = False, where: Mapping[str, Any] | None = None
+) -> RunFolder:
+    """THE reader of a result folder for every command: resolve what the user typed (:func:`resolve_run_folder`),
+    then check the folder is whole (its summary is rank1_eval's, every file of its manifest is the one the run
+    wrote). Anything else is a :class:`ResultsError` (or :class:`ResultFolderError`) of one line."""
+    from rank1_eval.outputs import check_result_folder
+
+    folder = resolve_run_folder(path, allow_partial=allow_partial, where=where)
+    return RunFolder(folder, check_result_folder(folder))
+
+
+def find_runs(results: str | os.PathLike[str]) -> list[RunFolder]:
+    """Every finished run under an ``--output-dir`` (``<model>/<Task>_<subtask>/<run>/``, older layout too).
+
+    An empty folder, or one holding no rank1_eval result, is a :class:`ResultsError`: wherever a result is
+    expected, nothing found is an error, not an empty answer.
+    """
+    root = Path(results)
+    if not root.is_dir():
+        raise ResultsError(f"results folder {root} does not exist")
+    runs = [r for model in sorted(root.iterdir()) if model.is_dir() and not model.name.startswith(".")
+            and model.name != MTEB_RESULTS for task in sorted(model.iterdir()) if task.is_dir()
+            for r in list_runs(task)]  # fmt: skip
+    if not runs:
+        raise ResultsError(
+            f"{root} holds no rank1_eval result folder (expected <model>/<Task>_<subtask>/<run>/{SUMMARY_FILE}): "
+            "pass the --output-dir of a `rank1-eval run`"
+        )
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -677,19 +677,56 @@ def _merge(into_path: Path, source_paths: list[Path], atol: float) -> MergeRepor
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection that writes nothing into ``path`` (a WAL store's committed pages included)."""
+    """THE opener of an existing store for ``store check|salvage|drop-failed`` and the pre-flight: read-only, and
+    it writes nothing beside ``path`` either (no ``-wal``/``-shm`` files appear where there were none).
+
+    Refuses, in one line each and for every command alike, a missing path, a folder, an empty (0-byte) file, a
+    file that is not SQLite, and a SQLite database of another application. A store whose schema cannot even be
+    read is let through: that is damage, which ``check`` reports and ``salvage`` reads around.
+    """
     from urllib.parse import quote
 
+    if path.is_dir():
+        raise StoreError(f"judgement store path {path} is a directory, expected a SQLite file")
     if not path.is_file():
         raise StoreError(f"judgement store {path} does not exist")
     with path.open("rb") as fh:
-        if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-            raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
+        header = fh.read(len(_SQLITE_HEADER))
+    if not header:
+        raise StoreError(f"{path} is an empty file (0 bytes), not a judgement store: pass another --store path")
+    if header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
     uri = f"file:{quote(str(path.resolve()))}"
-    try:
-        return sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    live = Path(f"{path}-wal").exists()  # a writer has it open (or crashed): read its WAL, whose files exist
+    try:  # immutable: with no -wal file there is nothing beyond the main file to read, and nothing is created
+        conn = sqlite3.connect(f"{uri}?mode=ro{'' if live else '&immutable=1'}", uri=True, check_same_thread=False)
     except sqlite3.Error:  # e.g. a read-only folder without the -shm file: read the main file as it is
-        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        _refuse_foreign(path, conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _refuse_foreign(path: Path, conn: sqlite3.Connection) -> None:
+    """A SQLite file of another application is refused before anything reads (or writes) it as a store."""
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return  # damaged: check reports it, salvage reads around it
+    problem = None
+    if app_id not in (0, APPLICATION_ID):
+        problem = f"application_id {app_id:#x}"
+    elif tables and not {"meta", "judgements"} <= tables:
+        problem = f"tables: {', '.join(sorted(tables))}"
+    if problem:
+        raise StoreError(
+            f"{path} is a SQLite database but not a rank1_eval judgement store ({problem}); left untouched — pass "
+            "another --store path"
+        )
 
 
 @dataclass(frozen=True)
@@ -725,11 +762,6 @@ def check_store(path: str | os.PathLike[str], *, full: bool = False) -> StoreChe
     try:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and not {"meta", "judgements"} <= tables:
-                raise StoreError(
-                    f"{path} is a SQLite database but not a rank1_eval judgement store (tables: "
-                    f"{', '.join(sorted(tables))}); left untouched — pass another --store path"
-                )
             rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)").fetchall()
         except sqlite3.DatabaseError as exc:
             error = store_error(path, exc, "checking it")
@@ -943,6 +975,7 @@ def drop_failed(path: str | os.PathLike[str]) -> int:
     The store is otherwise insert-only (first writer wins); this is the one deliberate exception, for failures
     whose cause was outside the model (a server answering NaN, an engine bug) and has been fixed.
     """
+    _open_readonly(Path(path)).close()  # the same refusals as `store check` (empty file, not SQLite, not ours)
     with SQLiteStore(path, create=False) as store:
         try:
             store._connection().execute(

@@ -437,15 +437,19 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 
 
 def find_run(path: Path) -> Path:
-    """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived."""
-    from rank1_eval.layout import list_runs
+    """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived; checked
+    whole by the one reader every command uses (:func:`rank1_eval.layout.open_run`)."""
+    from rank1_eval.layout import ResultsError, list_runs, open_run
 
     path = Path(path)
-    if (path / "summary.json").is_file():
-        return path
-    runs = [r for r in list_runs(path) if "derived_from" not in r.summary]
-    if len(runs) == 1:
-        return runs[0].path
+    try:
+        if (path / "summary.json").is_file():
+            return open_run(path).path
+        runs = [r for r in list_runs(path) if "derived_from" not in r.summary]
+        if len(runs) == 1:
+            return open_run(runs[0].path).path
+    except ResultsError as exc:
+        raise SweepError(str(exc)) from None
     if not runs:
         raise SweepError(f"{path} holds no run to sweep (no summary.json in it or in a run folder below it)")
     raise SweepError(f"{path} holds {len(runs)} runs ({', '.join(r.path.name for r in runs)}): pass one of them")
@@ -453,10 +457,15 @@ def find_run(path: Path) -> Path:
 
 def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any]]:
     """The ``rank1-eval run`` argv that made a result folder, the directory it ran in, and its summary."""
+    from rank1_eval.layout import ResultsError, read_summary
+
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise SweepError(f"{folder} has no summary.json: not a result folder (pass the folder `run` printed)")
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = read_summary(path)
+    except ResultsError as exc:
+        raise SweepError(str(exc)) from None
     prov = summary.get("provenance") or {}
     argv = list(prov.get("command_line") or [])
     if len(argv) < 2 or argv[1] != "run":

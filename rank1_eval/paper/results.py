@@ -400,6 +400,13 @@ def table_from_results(
                 f"no result folders for any checkpoint of table {table.name} under {results}; pass --model "
                 "(a model id, local model path or folder name)"
             )
+    for target in targets:  # a model folder without one rank1_eval run is an error, not a table of dashes
+        model_dir = target[1]
+        if not any(list_runs(t) for t in sorted(model_dir.iterdir()) if t.is_dir()):
+            raise TableError(
+                f"{model_dir} holds no rank1_eval result folder (expected <Task>_<subtask>/<run>/summary.json): "
+                "pass the --output-dir of `rank1-eval run` as --results"
+            )
     rows: list[RowResult] = []
     for r in table.rows:
         if not r.first_stage:
