@@ -342,7 +342,15 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
+    from rank1_eval.flags import check_flags, given_flags
 
+    budget_list = None
+    if args.budgets:
+        from rank1_eval.sweep import parse_budgets
+
+        budget_list = parse_budgets(args.budgets)
+    # no silent overrides: before the demo's defaults, so only what the user typed counts as asked for
+    flag_warnings = check_flags(args, given_flags(args, build_parser().parse_args(["run"])), budgets=budget_list)
     _demo_defaults(args)
     budgets = None
     if args.verify and not args.budgets:
@@ -372,6 +380,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts = _run_options(args)
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
+        for warning in flag_warnings:  # recorded in summary.json's run_warnings
+            logging.getLogger("rank1_eval").warning(warning)
+            prepared.notes.append(warning)
         if args.dry_run:
             from rank1_eval.evaluate import run_folder, store_path_of
             from rank1_eval.preflight import check_run
@@ -586,8 +597,10 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``rank1-eval reproduce``: exit 1 when a cell failed, so scripts notice an incomplete table."""
+    from rank1_eval.flags import check_flags, given_flags
     from rank1_eval.paper import cell_runs, load_table, render_markdown, reproduce
 
+    check_flags(args, given_flags(args, build_parser().parse_args(["reproduce", args.table])))
     table = load_table(args.table)
     cell_runs(table, dict(args.set), args.cells)  # fail on missing paths before a model loads
     _status(args, "loading mteb, datasets and transformers")
