@@ -22,6 +22,15 @@ DEMO_TASK = "demo"
 EXIT_ERROR = 2  # bad input, an unusable resource, a fault: one line on stderr
 EXIT_FAILED_PAIRS = 3  # the run finished, but more pairs failed than --allow-failed accepts (results written)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what scancel, preemption and `kill` send
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM taken like Ctrl-C: the same unwinding (the store writer flushes, result folders stay as they were)."""
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def _describe(exc: BaseException) -> str:
@@ -1074,9 +1083,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
-    import sqlite3
+    import signal
+    import threading
 
     from rank1_eval.errors import user_errors
+
+    on_main = threading.current_thread() is threading.main_thread()
+    old_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if on_main else None
+    try:
+        return _run_command(args, user_errors)
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _run_command(args: argparse.Namespace, user_errors: Any) -> int:
+    """The subcommand, with every error it can end in turned into one line and an exit code."""
+    import sqlite3
 
     try:
         return int(args.func(args) or 0)
@@ -1088,15 +1111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rank1-eval: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        from rank1_eval.store import take_writer_failure
+    except KeyboardInterrupt as exc:
+        from rank1_eval.store import judgements_written, take_writer_failure
 
         failure = take_writer_failure()  # the store writer stopped the run: say why, not "interrupted"
         if failure is not None:
             print(f"rank1-eval: error: {_describe(failure)}", file=sys.stderr)
             return EXIT_ERROR
-        print("rank1-eval: interrupted; finished judgements are in the store, rerun to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"rank1-eval: interrupted by {what}: {judgements_written()} judgements kept in the store, rerun to "
+              "resume", file=sys.stderr)  # fmt: skip
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -995,6 +995,14 @@ _writer_failures: list[BaseException] = []  # failures that interrupted the main
 _failures_lock = threading.Lock()
 
 
+_written = [0]  # judgements the writers of this process have committed (the interrupt line says how many)
+
+
+def judgements_written() -> int:
+    """How many judgements this process's :class:`AsyncWriter` s committed: what an interrupted run kept."""
+    return _written[0]
+
+
 def take_writer_failure() -> BaseException | None:
     """The store failure that interrupted the main thread, if any (the CLI reports it instead of a Ctrl-C)."""
     with _failures_lock:
@@ -1065,6 +1073,7 @@ class AsyncWriter:
                 if items and self._error is None:
                     self.store.put_many(items)
                     self.commits += 1
+                    _written[0] += len(items)
             except BaseException as exc:  # re-raised in the caller's thread
                 exc.add_note("raised in AsyncWriter's background thread while writing to the store")
                 self._error = exc
@@ -1117,9 +1126,9 @@ class AsyncWriter:
                     self._queue.put(_STOP)
             self._thread.join()
         except KeyboardInterrupt:  # the writer's own interrupt may land here: report the failure instead
+            self._thread.join()  # a Ctrl-C or SIGTERM: what was submitted is still written before it goes on
             if self._error is None:
                 raise
-            self._thread.join()
         self._raise_if_failed()
 
     def __enter__(self) -> Self:

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -676,3 +677,45 @@ def test_failure_banner_counts(tmp_path):
     line = failure_banner({"failed": 2, "pairs_total": 8, "failed_examples": [{"qid": "q", "docid": "d",
                                                                                "error": "nan"}]}, "S", 0)  # fmt: skip
     assert "2 of 8 pairs (25.0%)" in line and "q/d: nan" in line and "\n" not in line
+
+
+# ------------------------------------------------------------------------------------------------ SIGTERM
+
+
+def _store_count(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_keeps_every_judgement_and_the_rerun_resumes(tmp_path):
+    """What scancel and preemption send: the writer flushes, one line, exit 143, no result folder; resume hits."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rank1_eval", "run", "--engine", "transformers", "--no-progress",
+           "--output-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = out / "store.sqlite"
+    deadline = time.monotonic() + 240
+    while _store_count(store) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"rank1-eval: interrupted by SIGTERM: (\d+) judgements kept in the store, rerun to resume",
+                         line)  # fmt: skip
+    assert match, stderr
+    kept = int(match.group(1))
+    assert 10 <= kept < 200 and _store_count(store) == kept  # everything judged was flushed, nothing else
+    assert not list(out.glob("*/*/*/summary.json")) and "results:" not in stdout  # no result folder written
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"from store {kept}," in rerun.stdout and _store_count(store) == 200
