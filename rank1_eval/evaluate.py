@@ -20,7 +20,7 @@ from typing import Any
 from rank1_eval import layout, outputs
 from rank1_eval.layout import safe_name
 from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
-from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
+from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task, odd_text_warning
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
             log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
                         opts.limit_queries, limited_to)  # fmt: skip
     task.check_groups()
+    odd = odd_text_warning(task.pairs())  # NUL/control characters: counted, shown, recorded in run_warnings
+    if odd:
+        log.warning("%s", odd)
+        notes.append(odd)
     return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
 
 

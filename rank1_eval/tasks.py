@@ -209,6 +209,39 @@ class LoadedTask:
         return out
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL and other control characters; not \t \n \r
+
+
+def odd_text_warning(pairs: Sequence[Pair]) -> str | None:
+    """A warning with counts and examples when queries or passages to judge hold NUL or control characters.
+
+    They reach the model (and texts.jsonl.gz) as they are: usually a broken export of the corpus, which the user
+    should know about before reading the scores.
+    """
+    seen: set[tuple[str, str]] = set()
+    found: dict[str, list[tuple[str, str]]] = {"query": [], "passage": []}
+    nul = 0
+    for p in pairs:
+        query = (p.query or "") + (p.instruction or "")
+        for kind, ident, text in (("query", p.qid, query), ("passage", p.docid, p.doc)):
+            if (kind, ident) in seen:
+                continue
+            seen.add((kind, ident))
+            hit = _CONTROL.search(text or "")
+            if hit:
+                found[kind].append((ident, text[max(0, hit.start() - 12) : hit.end() + 12]))
+                nul += "\x00" in text
+    if not any(found.values()):
+        return None
+    plural = {"query": "queries", "passage": "passages"}
+    counts = " and ".join(f"{len(v)} {k if len(v) == 1 else plural[k]}" for k, v in found.items() if v)
+    examples = "; ".join(f"{k} {i!r}: {t!r}" for k, v in found.items() for i, t in v[:2])
+    return (
+        f"{counts} contain NUL or control characters ({nul} of them NUL; e.g. {examples}): they reach the model "
+        "and texts.jsonl.gz as they are — check the export of the corpus and queries"
+    )
+
+
 def mteb_doc_text(title: str | None, text: str) -> str:
     """mteb 2.x's document text: ``(title + " " + text).strip()`` when a title is non-empty, else ``text.strip()``."""
     return (title + " " + text).strip() if title else text.strip()

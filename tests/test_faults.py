@@ -719,3 +719,31 @@ def test_sigterm_mid_run_keeps_every_judgement_and_the_rerun_resumes(tmp_path):
     rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"from store {kept}," in rerun.stdout and _store_count(store) == 200
+
+
+# ------------------------------------------------------------------------------------------- odd inputs
+
+
+@pytest.mark.parametrize("ranks", ["negative", "contradicting"])
+def test_odd_rank_columns_and_control_characters_are_flagged_with_counts(tmp_path, ranks):
+    """Ranks that cannot mean what the scores say, and NULs in texts: warnings with counts and examples."""
+    from rank1_eval.evaluate import RunOptions, prepare
+
+    docs = dict(zip(["a", "b", "c"], _demo_docs(3), strict=True))
+    docs["b"] = "a passage\x00with a NUL"
+    task = _mini_task(tmp_path / "task", {"q1": "what\x07 is it", "q2": "plain"}, docs, {"q1": "a", "q2": "b"})
+    lines = []
+    for q in ("q1", "q2"):
+        for i, (d, score) in enumerate((("a", 3.0), ("b", 2.0), ("c", 1.0)), start=1):
+            rank = -i if ranks == "negative" else (4 - i if q == "q1" else i)
+            lines.append(f"{q} Q0 {d} {rank} {score} t")
+    (tmp_path / "run.trec").write_text("\n".join(lines) + "\n")
+    prepared = prepare(RunOptions(task=str(task), run_file=str(tmp_path / "run.trec"), top_k=3,
+                                  output_dir=tmp_path / "out"))  # fmt: skip
+    text = " | ".join(prepared.warnings)
+    if ranks == "negative":
+        assert "every rank in the rank column is negative (6 lines" in text
+    else:
+        assert "1 query has a rank column that contradicts the scores (e.g. 'q1': rank 1 'c' scores 1, rank 2" in text
+    assert "1 query and 1 passage contain NUL or control characters (1 of them NUL;" in text
+    assert "passage 'b': 'a passage\\x00with a NUL'" in text
