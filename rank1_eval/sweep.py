@@ -104,6 +104,7 @@ class Deriver:
     store: Any
     cost: DeriveCost = field(default_factory=DeriveCost)
     derived: dict[str, tuple[Judgement, str]] = field(default_factory=dict)
+    deriving: bool = False  # True while a derived (kept or cut) judgement is reported: not decoded now
 
     def __call__(self, model: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
         from rank1_eval.engines.base import run_requests
@@ -169,7 +170,39 @@ class Deriver:
     def _final(self, final: Callable[[int, Judgement], None], i: int, p: PreparedPrompt, j: Judgement, how: str):
         setattr(self.cost, how, getattr(self.cost, how) + 1)
         self.derived[p.prompt] = (j, how)
-        final(i, j)
+        self.deriving = how != "run"  # read by _SweepProgress while final() reports the judgement
+        try:
+            final(i, j)
+        finally:
+            self.deriving = False
+
+
+class _SweepProgress:
+    """The run's display during one budget: derived judgements move the bar as *derived*, never as decoded
+    (pairs/s and gen tok/s count only what the engine judged for real)."""
+
+    def __init__(self, inner: Any, deriver: Deriver) -> None:
+        self.__dict__["_inner"], self.__dict__["_deriver"] = inner, deriver
+
+    def judged(self, judgement: Judgement, pairs: int = 1, generated_tokens: int | None = None) -> None:
+        if self._deriver.deriving:
+            self._inner.derived(judgement, pairs)
+        else:
+            self._inner.judged(judgement, pairs, generated_tokens)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # evaluate sets ``total``: the display's
+        setattr(self._inner, name, value)
+
+
+def _source(cost: DeriveCost) -> str:
+    """How a budget's judgements came about, as its row says: derived, judged for real, or both."""
+    derived = cost.kept + cost.cut
+    if derived and cost.run:
+        return f"mixed ({derived} derived, {cost.run} judged for real)"
+    return "derived" if derived or not cost.run else "judged for real (not derivable)"
 
 
 def verify(model: Any, deriver: Deriver, n: int, *, seed: int = 0) -> dict[str, Any]:
@@ -294,21 +327,26 @@ def sweep(
         deriver = Deriver(model, store)
         variant.judge_missing = deriver
         try:
-            summary = evaluate(variant, prepared, opts, progress=progress)
+            shown = _SweepProgress(progress, deriver) if progress is not None else None
+            summary = evaluate(variant, prepared, opts, progress=shown)
             if model._engine is None:  # the first budget that needed the engine loaded it: share it from now on
                 model._engine = variant._engine
         finally:
             store.close()
-        # the budget's own folder says how it was made: this_run counted derived judgements as scored, but the
-        # engine decoded only the forced answers' one token each (and the pairs judged for real)
+        # the budget's own folder says how it was made: derived judgements are counted as derived, never as
+        # scored; the engine decoded only the forced answers' one token each and the pairs judged for real
+        cost = deriver.cost
         this_run = summary.get("this_run", {})
-        this_run["generated_tokens"] = deriver.cost.run_generated_tokens + deriver.cost.prefill_requests
-        if this_run.get("engine_s"):
-            this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / this_run["engine_s"], 1)
+        this_run["generated_tokens"] = cost.run_generated_tokens + cost.prefill_requests
+        this_run["pairs_scored"] = summary["pairs_scored"] = cost.run
+        this_run["pairs_derived"] = summary["pairs_derived"] = cost.kept + cost.cut
+        engine_s = this_run.get("engine_s") or 0.0
+        this_run["docs_per_s"] = round(cost.run / engine_s, 3) if engine_s and cost.run else None
+        this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / engine_s, 1) if engine_s else None
         summary["derived_from"] = {"max_output_tokens": top, "folder": str(folder), **deriver.cost.to_dict()}
         budget_folder = Path(summary["output_dir"])
         write_json(budget_folder / "summary.json", {k: v for k, v in summary.items() if k != "output_dir"})
-        row = _row(b, summary, "derived")
+        row = _row(b, summary, _source(deriver.cost))
         row.update(deriver.cost.to_dict())
         row["sweep_from_store"] = summary.get("pairs_from_store")
         row["folder"] = budget_folder.name  # beside the run's folder, in its task folder
@@ -380,7 +418,7 @@ def table(result: Mapping[str, Any]) -> str:
     for r in result["budgets"]:
         value = r["metrics"].get(metric, r.get("main_score"))
         how = "the run itself"
-        if r["source"] == "derived":
+        if "sweep_kept" in r:
             how = f"{r.get('sweep_kept', '')}/{r.get('sweep_cut', '')}/{r.get('sweep_run', '')}"
         delta = r.get("vs_first_stage_delta")
         lines.append(

@@ -231,7 +231,11 @@ def test_cli_run_budgets_then_sweep(tmp_path):
     assert (folder / "sweep.png").stat().st_size > 1000
     b8 = folder.parent / sweep["budgets"][0]["folder"]  # where a real run at 8 would write: the layout's folder
     assert "-out8-" in b8.name and (b8 / "traces.jsonl").is_file()
-    assert json.loads((b8 / "summary.json").read_text())["derived_from"]["max_output_tokens"] == 24
+    b8_summary = json.loads((b8 / "summary.json").read_text())
+    assert b8_summary["derived_from"]["max_output_tokens"] == 24
+    # derived pairs are counted as derived, never as decoded: no pairs_scored, no docs/s for them
+    assert b8_summary["pairs_scored"] == 0 and b8_summary["pairs_derived"] == b8_summary["pairs_total"]
+    assert b8_summary["this_run"]["docs_per_s"] is None
     summary = json.loads((folder / "summary.json").read_text())
     assert [r["budget"] for r in summary["budget_sweep"]] == [8, 16, 24]
     from rank1_eval.report.data import read_sweep
