@@ -372,6 +372,10 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     else:
         progress.total = prepared.n_pairs
     engine_log = None if opts.verbose else out / "engine.log"
+    if opts.verbose:
+        from rank1_eval.logs import show_engine_logs
+
+        show_engine_logs()  # -v: the engine's own output on screen, also where no result folder has a log
     store = SQLiteStore(store_path)
     model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
     model.trace_sink = lambda context, judgements: traces.append((context, judgements))

@@ -533,6 +533,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         if self.store is not None:
             progress.status(f"looking up {len(keys)} pairs in the store")
         found: dict[str, Judgement] = dict(self.store.get_many(list(set(keys)))) if self.store else {}
+        if self.keep_token_ids:  # asked for token ids (a sweep cuts them): stored judgements without are decoded again
+            found = {k: j for k, j in found.items() if j.token_ids is not None or j.path == "failed" or j.rounds}
         hits = sum(k in found for k in keys)
         stats.pairs_from_store += hits
         todo: dict[str, PreparedPrompt] = {}
@@ -542,11 +544,11 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
         load_s = 0.0
         if todo and self._engine is None and self.judge_missing is None:  # judge_missing loads it if it must
-            from rank1_eval.logs import native_output
+            from rank1_eval.logs import api_engine_log, native_output
 
             progress.status(f"loading {self.model_name_or_path} ({self.engine_name} engine)")
             t0 = time.perf_counter()
-            with native_output(self.engine_log):  # the engine's own prints go to the log file, not the screen
+            with native_output(self.engine_log or api_engine_log()):  # the engine's prints: a log file, not the screen
                 self.scorer  # noqa: B018 -- loads the engine now, so its load time is not judging time
             load_s = time.perf_counter() - t0
             stats.load_s += load_s

@@ -193,7 +193,8 @@ def judgement_key(**parts: Any) -> str:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where judgements live, addressed by :func:`judgement_key`. Insert-only: first writer wins."""
+    """Where judgements live, addressed by :func:`judgement_key`. Insert-only: first writer wins (except that a
+    judgement stored without pass 1's token ids takes them from a later write: ``--keep-token-ids``)."""
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Judgement]:
         """The stored judgements for those of ``keys`` that are present (missing keys are absent)."""
@@ -237,6 +238,9 @@ def _encode(j: Judgement) -> str:
     return json.dumps(j.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+_IDS_LIKE = '%"token_ids":[%'  # a stored judgement that kept pass 1's token ids (_encode omits them when None)
+
+
 def _decode(key: str, value: str) -> Judgement:
     try:
         return Judgement.from_dict(json.loads(value))
@@ -270,7 +274,9 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             for key, value in checked:
-                self._data.setdefault(key, value)
+                old = self._data.setdefault(key, value)
+                if old.token_ids is None and value.token_ids is not None:  # as SQLiteStore: ids may be added
+                    self._data[key] = value
 
     def keys(self) -> Iterator[str]:
         with self._lock:
@@ -488,8 +494,9 @@ class SQLiteStore:
     @staticmethod
     def _insert(conn: sqlite3.Connection, items: list[tuple[str, Judgement]]) -> None:
         now = time.time()
-        conn.executemany(
-            "INSERT OR IGNORE INTO judgements (key, value, created_at) VALUES (?, ?, ?)",
+        conn.executemany(  # first writer wins; the one exception: the same judgement with its token ids added
+            "INSERT INTO judgements (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+            f"excluded.value WHERE judgements.value NOT LIKE '{_IDS_LIKE}' AND excluded.value LIKE '{_IDS_LIKE}'",
             [(key, _encode(value), now) for key, value in items],
         )
 

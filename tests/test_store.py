@@ -513,3 +513,21 @@ def test_store_check_leaves_no_wal_or_shm_files(tmp_path):
     result = check_store(path)
     assert result.ok and result.judgements == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_first_writer_wins_except_that_token_ids_may_be_added(tmp_path, kind):
+    """`run --keep-token-ids` over judgements stored without ids re-decodes them: the store keeps the ids."""
+    from dataclasses import replace
+
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "s.sqlite")
+    key, plain = judgement_key(i=1), judgement(1)
+    store.put_many([(key, plain)])
+    store.put_many([(key, replace(plain, score=0.01))])  # another value without ids: ignored
+    assert store.get_many([key])[key] == plain
+    with_ids = replace(plain, token_ids=(5, 6, 7))
+    store.put_many([(key, with_ids)])
+    assert store.get_many([key])[key] == with_ids
+    store.put_many([(key, replace(plain, token_ids=(9,)))])  # ids never replace ids
+    assert store.get_many([key])[key] == with_ids
+    store.close()
