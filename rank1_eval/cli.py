@@ -361,6 +361,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # no silent overrides: before the demo's defaults, so only what the user typed counts as asked for
     flag_warnings = check_flags(args, given_flags(args, build_parser().parse_args(["run"])), budgets=budget_list)
     _demo_defaults(args)
+    if not args.server_urls:  # servers load the model themselves
+        from rank1_eval.flags import check_model_reachable
+        from rank1_eval.model import DEFAULT_MODEL
+
+        check_model_reachable(args.model or DEFAULT_MODEL, args.revision, default=args.model is None)
     budgets = None
     if args.verify and not args.budgets:
         from rank1_eval.sweep import SweepError

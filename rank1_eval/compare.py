@@ -42,6 +42,20 @@ def trec_measure(metric: str) -> str:
     return {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}[name] + f"_{k}"
 
 
+def mteb_name(measure: str) -> str:
+    """pytrec_eval's names (``ndcg_cut_10``) -> the mteb-style ones ``run`` prints (``ndcg_at_10``)."""
+    m = re.fullmatch(r"(ndcg_cut|map_cut|recall|P)_(\d+)", measure)
+    if not m:
+        return measure
+    names = {"ndcg_cut": "ndcg", "map_cut": "map", "recall": "recall", "P": "precision"}
+    return f"{names[m.group(1)]}_at_{m.group(2)}"
+
+
+def _label(measure: str) -> str:
+    name = mteb_name(measure)
+    return measure if name == measure else f"{name} (trec_eval {measure})"
+
+
 def per_query(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
@@ -315,7 +329,7 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
     lines = [
         f"A: {result['a']}",
         f"B: {result['b']}",
-        f"metric {result['metric']} over {result['n_queries']} common queries"
+        f"metric {_label(result['metric'])} over {result['n_queries']} common queries"
         + (f" ({result['queries_only_a']} only in A, {result['queries_only_b']} only in B)"
            if result["queries_only_a"] or result["queries_only_b"] else ""),
         "",

@@ -491,8 +491,9 @@ def metric_table(summary: Mapping[str, Any]) -> str:
     for name in dict.fromkeys(names):
         lines.append(f"{name:<24}{_fmt(metrics.get(name)):>10}")
     for qname, values in summary.get("extra_qrels", {}).items():
-        for m, v in values.items():
-            lines.append(f"{qname + ':' + m:<24}{_fmt(v):>10}")
+        for m, v in values.items():  # the task's own qrels ("main") only give Judged@10: say what it is
+            label = f"{m} (task's qrels)" if qname == "main" else f"{m} (qrels {qname})"
+            lines.append(f"{label:<24}{_fmt(v):>10}")
     return "\n".join(lines)
 
 

@@ -105,3 +105,38 @@ def check_flags(args: Any, given: Set[str], *, budgets: list[int] | None = None)
     if errors:
         raise UsageError("; ".join(errors))
     return warnings
+
+
+def check_model_reachable(model: str, revision: str | None = None, *, default: bool = False) -> None:
+    """Fail in one line, before the task loads, when a Hub model is neither cached nor reachable.
+
+    Without this, an offline machine spends a minute in the Hub client's retries (each warning printed twice)
+    and then says only that the tokenizer could not be loaded. A local folder, or a model in the Hugging Face
+    cache, passes at once; otherwise the Hub gets one short connection attempt.
+    """
+    import os
+    import socket
+
+    if os.path.isdir(model) or model.count("/") != 1 or model.startswith(("/", ".", "~")):
+        return  # a local path: the model's own loader says what is wrong with it
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 -- an unusual cache layout: let the loader decide
+        return
+    if isinstance(cached, str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline:
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=3).close()
+            return
+        except OSError:
+            pass
+    why = "HF_HUB_OFFLINE is set" if offline else "huggingface.co cannot be reached"
+    which = f"the default --model {model}" if default else f"--model {model}"
+    raise UsageError(
+        f"{which} is not in the local Hugging Face cache and {why}: pass a local model folder with --model PATH "
+        "(or run once online to cache it; `rank1-eval run` without --task runs the bundled micro rank1)"
+    )

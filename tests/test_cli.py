@@ -188,9 +188,13 @@ def test_hub_unreachable_fails_fast_and_clearly(tmp_path):
     started = time.time()
     proc = _cli("--model", "jhu-clsp/rank1-7b", "--task", "NevIR", "--output-dir", tmp_path, check=False, timeout=120)
     assert proc.returncode == 2
-    assert "could not download" in proc.stderr and "NevIR" in proc.stderr
+    # the model is checked first (a second, before the task loads): one line with the fix
+    assert "--model jhu-clsp/rank1-7b is not in the local Hugging Face cache" in proc.stderr
+    assert "pass a local model folder with --model PATH" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.time() - started < 60
+    task = _cli("--model", MICRO_RANK1, "--task", "NevIR", "--output-dir", tmp_path, check=False, timeout=120)
+    assert task.returncode == 2 and "could not download" in task.stderr and "NevIR" in task.stderr
 
 
 @pytest.mark.parametrize(
