@@ -87,6 +87,7 @@ class ProgressDisplay(Progress):
         self.judged_pairs = 0
         self.from_store_pairs = 0
         self.derived_pairs = 0  # a sweep's judgements cut from a stored run: on the bar, never in the rates
+        self.first_at: float | None = None
         self.tokens = 0
         self.counts = {"pass2": 0, "failed": 0, "truncated": 0}
         self.bar: Any = None
@@ -145,6 +146,7 @@ class ProgressDisplay(Progress):
 
         # a new bar (the next budget of a sweep, the next cell of a table) counts its own pairs from zero
         self.judged_pairs = self.from_store_pairs = self.derived_pairs = self.tokens = 0
+        self.first_at = None
         self.counts = dict.fromkeys(self.counts, 0)
 
         self.bar = tqdm(
@@ -172,6 +174,8 @@ class ProgressDisplay(Progress):
         self._refresh(force=True)
 
     def judged(self, judgement: Judgement, pairs: int = 1, generated_tokens: int | None = None) -> None:
+        if self.first_at is None:  # the ETA's clock starts after the engine's warm-up (the first judgement)
+            self.first_at = time.perf_counter()
         self.judged_pairs += pairs
         self.tokens += judgement.output_tokens + (judgement.path != "pass1") if generated_tokens is None \
             else generated_tokens  # fmt: skip
@@ -200,7 +204,10 @@ class ProgressDisplay(Progress):
         rate = self.judged_pairs / since if since > 0 else 0.0
         done = self.judged_pairs + self.from_store_pairs + self.derived_pairs
         left = max(0, self.total - done) if self.total else None
-        eta = _clock(left / rate) if rate > 0 and left is not None else "?"
+        # the first judgements carry the engine's warm-up: no ETA until a share of the work is done
+        warm = self.judged_pairs >= max(3, 0.05 * max(0, self.total - self.from_store_pairs - self.derived_pairs))
+        steady = (self.judged_pairs - 1) / (now - self.first_at) if self.first_at and now > self.first_at else 0.0
+        eta = _clock(left / steady) if steady > 0 and left is not None and warm else "?"
         parts = [f"<{eta}", f"{rate:.2f} pairs/s", f"{self.tokens / since if since > 0 else 0.0:.1f} gen tok/s"]
         if self.from_store_pairs:
             parts.append(f"store {self.from_store_pairs}")

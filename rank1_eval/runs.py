@@ -678,6 +678,10 @@ def _import_bm25s() -> Any:
         import bm25s
     finally:
         del sys.modules["numba"]
+    import logging
+
+    # bm25s sets its own logger to DEBUG at import: follow the root level instead (-vv shows its lines)
+    logging.getLogger("bm25s").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.DEBUG))
     return bm25s
 
 
