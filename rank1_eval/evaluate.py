@@ -501,8 +501,14 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     """The result (all its judgements), then what this invocation did itself."""
     c = summary
     run = c.get("this_run", {})
-    rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
-        "docs_per_s") else "nothing generated"  # fmt: skip
+    if run.get("docs_per_s"):
+        rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s"
+    elif run.get("pairs_derived"):
+        rate = f"{run['pairs_derived']} pairs derived from a stored run, nothing decoded for them"
+    elif c.get("pairs_from_store"):  # a rerun: the judging was done (and costed) by an earlier invocation
+        rate = f"nothing generated, all {c['pairs_from_store']} judged pairs came from the store"
+    else:
+        rate = "nothing generated"
     return (
         f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
         f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | output tokens mean "
