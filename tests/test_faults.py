@@ -3,8 +3,10 @@
 Real files, real SQLite, real tmpfs mounts (root only; skipped with the reason elsewhere), a real HTTP server
 that misbehaves (``tests/fake_vllm_server.py``), forked writers killed with SIGKILL. The CLI runs in-process
 (``rank1_eval.cli.main``) so a case costs milliseconds where no model is needed; the cases that judge pairs use
-the micro rank1 and are marked slow. ``scripts/fault_matrix.py`` runs the same faults through the real CLI in
-subprocesses, before and after a change, and prints the table.
+the micro rank1 and are marked slow. The fault catalogue (``tools/fault_catalogue.py``) is the one list of faults:
+``test_every_fault_of_the_catalogue`` runs each of its cases through the real CLI in subprocesses (as
+``tools/fault_matrix.py`` does, before and after a change, to print the table) and requires a clear line, a
+recorded warning, or a correct outcome.
 """
 
 from __future__ import annotations
