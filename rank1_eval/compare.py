@@ -260,7 +260,8 @@ def compare(
     mteb-style name (``ndcg_at_10``).
     """
     from rank1_eval.beir import read_qrels
-    from rank1_eval.layout import ResultsError, open_run
+    from rank1_eval.layout import ResultsError
+    from rank1_eval.outputs import open_run
     from rank1_eval.runs import RunFileError, read_run
 
     try:  # the one reader: resolved, and checked whole (a `{}` or foreign summary, mixed or truncated files)

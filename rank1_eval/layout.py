@@ -328,18 +328,6 @@ def resolve_run_folder(
     return pool[0].path
 
 
-def open_run(
-    path: str | os.PathLike[str], *, allow_partial: bool = False, where: Mapping[str, Any] | None = None
-) -> RunFolder:
-    """THE reader of a result folder for every command: resolve what the user typed (:func:`resolve_run_folder`),
-    then check the folder is whole (its summary is rank1_eval's, every file of its manifest is the one the run
-    wrote). Anything else is a :class:`ResultsError` (or :class:`ResultFolderError`) of one line."""
-    from rank1_eval.outputs import check_result_folder
-
-    folder = resolve_run_folder(path, allow_partial=allow_partial, where=where)
-    return RunFolder(folder, check_result_folder(folder))
-
-
 def find_runs(results: str | os.PathLike[str]) -> list[RunFolder]:
     """Every finished run under an ``--output-dir`` (``<model>/<Task>_<subtask>/<run>/``, older layout too).
 

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from rank1_eval.layout import REBUILD_HINT, ResultFolderError, read_summary
+from rank1_eval.layout import REBUILD_HINT, ResultFolderError, RunFolder, read_summary, resolve_run_folder
 from rank1_eval.runs import Run, ranked, write_trec
 from rank1_eval.texts import TEXTS_FILE, write_texts
 
@@ -464,6 +464,17 @@ def check_result_folder(folder: str | os.PathLike[str], *, hash_limit: int = _HA
     return summary
 
 
+def open_run(
+    path: str | os.PathLike[str], *, allow_partial: bool = False, where: Mapping[str, Any] | None = None
+) -> RunFolder:
+    """THE reader of a result folder for every command: resolve what the user typed
+    (:func:`rank1_eval.layout.resolve_run_folder`), then check the folder is whole (:func:`check_result_folder`:
+    its summary is rank1_eval's, every file of its manifest is the one the run wrote). Anything else is a
+    :class:`ResultsError` (or :class:`ResultFolderError`) of one line."""
+    folder = resolve_run_folder(path, allow_partial=allow_partial, where=where)
+    return RunFolder(folder, check_result_folder(folder))
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON lines of a result file; a bad line is a :class:`ResultFolderError` naming the file and line."""
     with path.open(encoding="utf-8") as f:
@@ -516,13 +527,11 @@ def load_traces(folder: str | os.PathLike[str], *, allow_partial: bool = False) 
     """
     import pandas as pd
 
-    from rank1_eval.layout import resolve_run_folder
-
     path = Path(folder)
-    if not path.is_file():
-        path = resolve_run_folder(path, allow_partial=allow_partial) / "traces.jsonl"
-    if (path.parent / SUMMARY_FILE).is_file():
-        check_result_folder(path.parent)  # whole, or one line saying how to rebuild it
+    if not path.is_file():  # the one reader: resolved and checked whole, or one line saying how to rebuild it
+        path = open_run(path, allow_partial=allow_partial).path / "traces.jsonl"
+    elif (path.parent / SUMMARY_FILE).is_file():
+        check_result_folder(path.parent)
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent} has no traces.jsonl")
     frame = pd.DataFrame.from_records(list(read_jsonl(path)))

@@ -477,7 +477,8 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 def find_run(path: Path) -> Path:
     """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived; checked
     whole by the one reader every command uses (:func:`rank1_eval.layout.open_run`)."""
-    from rank1_eval.layout import ResultsError, list_runs, open_run
+    from rank1_eval.layout import ResultsError, list_runs
+    from rank1_eval.outputs import open_run
 
     path = Path(path)
     try:

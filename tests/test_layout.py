@@ -303,7 +303,7 @@ def test_export_command_writes_another_root(runs, tmp_path, capsys):
 @pytest.mark.parametrize("content", ["{}", '{"task_name": "SciFact", "scores": {}}'])
 def test_empty_or_foreign_summary_is_refused_by_every_reader(tmp_path, content):
     """`{}` or another tool's JSON in summary.json is not a result (it used to render a page titled "— ?")."""
-    from rank1_eval.layout import open_run
+    from rank1_eval.outputs import open_run
 
     folder = tmp_path / "m" / "T_default" / "run-1"
     folder.mkdir(parents=True)

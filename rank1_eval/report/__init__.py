@@ -28,7 +28,8 @@ def _write(path: Path, page: str) -> Path:
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
     """Write the page of one result folder (default ``<run folder>/report.html``) and return its path."""
-    from rank1_eval.layout import ResultsError, open_run
+    from rank1_eval.layout import ResultsError
+    from rank1_eval.outputs import open_run
 
     try:
         root = open_run(folder, allow_partial=kwargs.get("allow_partial", False)).path
