@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "mteb_result.json"
 SUMMARY_FILE = "summary.json"
 CARRIED_FILES = ("engine.log",)  # files a run writes into its folder before the results are swapped in
+# a budget sweep's files, written into the folder after the run: the same settings (same folder) give the same
+# judgements, so a rerun keeps them (and the summary's budget_sweep); outside the manifest, as sweep rewrites them
+SWEEP_FILES = ("sweep.json", "sweep.csv", "sweep.png")
 _HASH_LIMIT = 64 * 2**20  # readers hash files up to this size; larger ones are checked by size (table scans)
 
 
@@ -288,6 +291,14 @@ def write_run_folder(
                 shutil.copy2(out / name, tmp / name)
         files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         final = {**summary, "run_id": run_id, "files": files}
+        if (out / SWEEP_FILES[0]).is_file():  # a rerun keeps the sweep derived from this folder's run
+            for name in SWEEP_FILES:
+                if (out / name).is_file():
+                    shutil.copy2(out / name, tmp / name)
+            with contextlib.suppress(ResultFolderError):
+                old = read_summary(out / SUMMARY_FILE) if (out / SUMMARY_FILE).is_file() else {}
+                if "budget_sweep" in old and "budget_sweep" not in final:
+                    final["budget_sweep"] = old["budget_sweep"]
         _write_json_plain(tmp / SUMMARY_FILE, final)
         _fsync_tree(tmp)
         _swap_in(tmp, out)

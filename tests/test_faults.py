@@ -319,6 +319,18 @@ def _tag_of(folder: Path) -> int:
     return tags.pop()
 
 
+def test_a_rerun_keeps_the_sweep_derived_from_its_folder(tmp_path):
+    """The README's order (sweep, then run again): the sweep's files and budget_sweep stay with the run."""
+    out = tmp_path / "m" / "T_default" / "run"
+    _write(out, 1)
+    (out / "sweep.json").write_text('{"budgets": []}')
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "budget_sweep": [{"budget": 4}]}))
+    _write(out, 1)
+    assert (out / "sweep.json").read_text() == '{"budgets": []}'
+    assert check_result_folder(out)["budget_sweep"] == [{"budget": 4}]  # still whole: sweep files are outside
+
+
 def test_truncated_or_mixed_folders_are_refused_with_the_rebuild_command(tmp_path):
     a, b = tmp_path / "m" / "A_default", tmp_path / "m" / "B_default"
     _write(a, 1, n=40)
