@@ -1117,13 +1117,13 @@ def _trec(docs: list[str], ranks: Callable[[int], int]) -> str:
 @case("ranks_all_negative", "inputs", "a TREC run whose rank column is all negative")
 def _ranks_negative(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(4))
-    _odd_run(ctx, row, "ranks-negative", trec=_trec(list(docs), lambda i: -i), docs=docs, flag=r"rank.*negative")
+    _odd_run(ctx, row, "odd-a", trec=_trec(list(docs), lambda i: -i), docs=docs, flag=r"rank.*negative")
 
 
 @case("ranks_contradict_scores", "inputs", "a TREC run whose rank column contradicts its scores")
 def _ranks_contradict(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(4))
-    _odd_run(ctx, row, "ranks-contradict", trec=_trec(list(docs), lambda i: 5 - i), docs=docs,
+    _odd_run(ctx, row, "odd-b", trec=_trec(list(docs), lambda i: 5 - i), docs=docs,
              flag=r"rank column.*contradict")  # fmt: skip
 
 
@@ -1132,7 +1132,7 @@ def _nul_texts(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(4))
     first = next(iter(docs))
     docs[first] = docs[first][:40] + "\x00\x00" + docs[first][40:]
-    _odd_run(ctx, row, "nul", queries={"q1": "what is\x00 a cat", "q2": "how do plants grow"}, docs=docs,
+    _odd_run(ctx, row, "odd-c", queries={"q1": "what is\x00 a cat", "q2": "how do plants grow"}, docs=docs,
              flag=r"NUL|control char")  # fmt: skip
 
 
