@@ -536,7 +536,8 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         if self.store is not None:
             progress.status(f"looking up {len(keys)} pairs in the store")
         found: dict[str, Judgement] = dict(self.store.get_many(list(set(keys)))) if self.store else {}
-        if self.keep_token_ids:  # asked for token ids (a sweep cuts them): stored judgements without are decoded again
+        if self.keep_token_ids and self.judge_missing is None:  # a run asked for ids (a sweep cuts them): re-decode
+            # stored judgements without them (a sweep's own budgets reuse what is stored, ids or not)
             found = {k: j for k, j in found.items() if j.token_ids is not None or j.path == "failed" or j.rounds}
         hits = sum(k in found for k in keys)
         stats.pairs_from_store += hits

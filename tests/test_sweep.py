@@ -125,6 +125,24 @@ def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, mic
     assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
 
 
+def test_keep_token_ids_decodes_again_what_was_stored_without_them(hf_engine):
+    """The README's order: a plain run, then `run --keep-token-ids`: the ids are decoded and stored, so the sweep
+    that follows derives every budget instead of judging it for real."""
+    pairs = demo_pairs(1, 3)
+    store = MemoryStore()
+    _model(hf_engine, max_output_tokens=TOP, store=store).judge(pairs)
+    assert all(j.token_ids is None for j in store.get_many(list(store.keys())).values())
+    again = _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    judged = again.judge(pairs)
+    assert again.stats.pairs_scored == 3 and again.stats.pairs_from_store == 0
+    stored = store.get_many(list(store.keys()))
+    assert len(stored) == 3 and all(j.token_ids is not None for j in stored.values())
+    assert all(j.token_ids is not None for j in judged)
+    third = _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    third.judge(pairs)
+    assert third.stats.pairs_from_store == 3  # now they are hits
+
+
 def test_kept_pairs_need_no_engine(hf_engine):
     pairs = demo_pairs(1, 2)
     store = MemoryStore()
