@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-NOT_ON_THE_DEMO = re.compile(r"jhu-clsp/|--task|--server-url|reproduce|shard|table ")
+NOT_ON_THE_DEMO = re.compile(r"jhu-clsp|--task|--server-url|reproduce|shard|table ")
 TASK_FOLDER = "results/local__micro-rank1/Dl19MiniLocal_default"
 
 
