@@ -343,6 +343,11 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
 def cmd_run(args: argparse.Namespace) -> int:
     from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
 
+    from rank1_eval import baseline
+
+    # --model: rank1, or any mteb reranker (a baseline); flags of the other kind are an error naming the flag
+    is_baseline = baseline.is_baseline(args.model)
+    baseline.check_flags(args, vars(build_parser().parse_args(["run"])), baseline=is_baseline)
     _demo_defaults(args)
     budgets = None
     if args.verify and not args.budgets:
@@ -368,7 +373,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         display.status("loading mteb, datasets and transformers")
         _quiet_libraries()
-        model = build_model(args)
+        model = baseline.from_args(args) if is_baseline else build_model(args)
         opts = _run_options(args)
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
@@ -1029,15 +1034,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=parents,
-        help="rerank one task's first stage with rank1 and write the result folder",
+        help="rerank one task's first stage with rank1 (or an mteb reranker) and write the result folder",
         description="Rerank one task's first stage with rank1 and write the result folder (metrics, run, "
-        "every pair's reasoning); without --task, the bundled demo.",
+        "every pair's reasoning); without --task, the bundled demo. --model may also name any mteb reranker "
+        "(e.g. BAAI/bge-reranker-v2-m3, mteb/baseline-random-cross-encoder) or a local sentence-transformers "
+        "CrossEncoder folder: the same candidates, store and result folder, scores without reasoning.",
         epilog=_examples(
             "rank1-eval run --task BrightRetrieval --subtask biology --model jhu-clsp/rank1-7b --output-dir results"
         ),
         formatter_class=HelpFormatter,
     )
     add_model_args(run)
+    from rank1_eval.baseline import add_baseline_args
+
+    add_baseline_args(run)
     add_run_args(run)
     run.set_defaults(func=cmd_run)
     add_reproduce_parser(sub, parents)

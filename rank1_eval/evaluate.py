@@ -307,6 +307,9 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     if prepared.excluded is not None:
         info["excluded_ids"] = prepared.excluded
     info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: no prompt, no length rule, nothing to count
+        info["model"] = model.provenance()
+        return info
     try:
         from transformers import AutoTokenizer
 
@@ -344,8 +347,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
     task's loading); without one a display is made here when ``opts.progress``.
     """
-    import mteb
-
+    from rank1_eval import mteb_compat
     from rank1_eval.logs import library_logs
     from rank1_eval.model import RunStats
     from rank1_eval.preflight import check_run
@@ -375,15 +377,7 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     try:
         progress.status(f"mteb: evaluating {task.label}")
         with library_logs(engine_log, verbose=opts.verbose):
-            result = mteb.evaluate(
-                model,
-                [task.task],
-                cache=None,
-                overwrite_strategy="always",
-                show_progress_bar=False,
-                encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-                raise_error=True,
-            )
+            result = mteb_compat.evaluate(model, [task.task], batch_size=1024)
     finally:
         progress.close()
         model.store, model.progress, model.trace_sink, model.engine_log = None, None, None, None
@@ -403,6 +397,11 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
     )
     summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
     summary["preflight_warnings"] = preflight
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: the folder says it holds no reasoning
+        summary["model_kind"] = model.kind
+        summary["reasoning_traces"] = False
+        summary["traces_note"] = "a baseline reranker: traces.jsonl holds each pair's score and first-stage rank, "\
+            "no reasoning"
     summary["settings"] = settings
     summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(
@@ -492,6 +491,11 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     """The result (all its judgements), then what this invocation did itself."""
     c = summary
     run = c.get("this_run", {})
+    if c.get("model_kind"):  # a baseline: scores, no reasoning tokens or passes
+        rate = f"{run['docs_per_s']:.1f} docs/s" if run.get("docs_per_s") else "nothing scored"
+        return (f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']} | this run: "
+                f"{rate} ({run.get('engine_s', 0.0):.1f}s in the model, {run.get('engine_load_s', 0.0):.1f}s loading "
+                "it)")  # fmt: skip
     rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
         "docs_per_s") else "nothing generated"  # fmt: skip
     return (

@@ -105,6 +105,8 @@ def run_folder_name(settings: Mapping[str, Any]) -> str:
     parts = [f"top{_token(settings.get('top_k'))}"]
     if settings.get("limit_queries") is not None:
         parts.append(f"first{_token(settings['limit_queries'])}")
+    if settings.get("kind") == "mteb-cross-encoder":  # a baseline: no prompt set, budget or dtype of its own
+        return "-".join([*parts, "mteb", settings_hash(settings)])
     parts.append(_token(settings.get("prompt_set", "code")))
     if settings.get("dataset_prompt") is False:
         parts.append("noprompt")
