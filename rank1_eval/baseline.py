@@ -100,7 +100,8 @@ def check_flags(args: Any, defaults: Mapping[str, Any], *, baseline: bool) -> No
             "mteb reranker (a baseline), which mteb's own loader runs; drop "
             f"{'it' if len(given) == 1 else 'them'}"
         )
-    raise UsageError(f"{', '.join(given)} applies to baselines (mteb rerankers) only, not to rank1 ({args.model or 'the demo micro rank1'})")
+    who = args.model or "the demo micro rank1"
+    raise UsageError(f"{', '.join(given)} applies to baselines (mteb rerankers) only, not to rank1 ({who})")
 
 
 class Baseline:
@@ -128,7 +129,7 @@ class Baseline:
         self.trust_remote_code = trust_remote_code
         if self.local:
             if not _local_cross_encoder(model):
-                raise BaselineError(f"{model} is not a CrossEncoder folder (config.json of a *ForSequenceClassification)")
+                raise BaselineError(f"{model} is not a CrossEncoder folder (a *ForSequenceClassification config.json)")
             name = f"local/{os.path.basename(os.path.normpath(model))}"
             meta = mteb_compat.model_meta_class().create_empty(
                 overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
@@ -287,7 +288,7 @@ class Baseline:
             for (key, i), score in zip(chunk, scores, strict=True):
                 if not math.isfinite(score):
                     qid, docid = q.get("id", ["?"] * len(keys))[i], d.get("id", ["?"] * len(keys))[i]
-                    raise RuntimeError(f"{self.model_name_or_path} returned a non-finite score ({score}) for {qid}/{docid}")
+                    raise RuntimeError(f"{self.model_name_or_path} gave a non-finite score ({score}) to {qid}/{docid}")
                 judgement = Judgement(score=score, reasoning="", path="pass1", prompt_tokens=0, output_tokens=0,
                                       finish_reason="score")  # fmt: skip
                 found[key] = judgement

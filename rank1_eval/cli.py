@@ -341,9 +341,8 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
-
     from rank1_eval import baseline
+    from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
 
     # --model: rank1, or any mteb reranker (a baseline); flags of the other kind are an error naming the flag
     is_baseline = baseline.is_baseline(args.model)
