@@ -582,7 +582,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.out:
         stem = result.table.name
         if not args.paper:
-            stem += f"__{model_folder_name(args.model) if args.model else 'all'}"
+            stem += f"__{'+'.join(map(model_folder_name, args.model)) if args.model else 'all'}"
         files = write_table_files(result, args.out, stem)
         print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
     return 0
@@ -660,6 +660,7 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         epilog=_examples(
             "rank1-eval table bright --paper",
             "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --out tables/",
+            "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --model BAAI/bge-reranker-v2-m3",
         ),
         formatter_class=HelpFormatter,
     )
@@ -667,7 +668,9 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--results", type=Path, default=None, help="the --output-dir of earlier runs")
     src.add_argument("--paper", action="store_true", help="print the paper's own table")
-    p.add_argument("--model", default=None, help="model id, local model path or folder name under --results")
+    p.add_argument("--model", action="append", default=None,
+                   help="model id, local model path or folder name under --results; repeat it for one row per "
+                   "model (rank1 next to the mteb baselines you ran)")  # fmt: skip
     p.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     p.add_argument(
         "--set",
