@@ -385,8 +385,7 @@ def table_from_results(
     without it, every row whose checkpoint has a folder is filled. ``row`` says which paper row our numbers
     stand against when the model is not one of the table's checkpoints. First-stage rows are filled from the
     first stage's nDCG@10 that each reranked run records (``vs_first_stage``). Partial runs (``--limit-queries``)
-    fill no
-    cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
+    fill no cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
     ``pinned`` maps task folder names to the exact run to show (what ``reproduce`` just wrote; cells without
     one stay empty).
     """
