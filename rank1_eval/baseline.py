@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rank1_eval import mteb_compat
+from rank1_eval.errors import UsageError
 from rank1_eval.records import Judgement
 
 __all__ = ["BASELINE_FLAGS", "RANK1_ONLY_FLAGS", "Baseline", "BaselineError", "check_flags", "is_baseline"]
@@ -47,7 +48,7 @@ RANK1_ONLY_FLAGS: dict[str, str] = {
 BASELINE_FLAGS: dict[str, str] = {"batch_size": "--batch-size"}  # baseline-only flags (an error with rank1)
 
 
-class BaselineError(ValueError):
+class BaselineError(UsageError):
     """A baseline that cannot run as asked (not a cross-encoder, a rank1-only flag): one line with the fix."""
 
 
@@ -88,8 +89,6 @@ def is_baseline(model: str | None) -> bool:
 
 def check_flags(args: Any, defaults: Mapping[str, Any], *, baseline: bool) -> None:
     """rank1-only flags with a baseline, or baseline-only flags with rank1: an error naming the flag."""
-    from rank1_eval.errors import UsageError
-
     wrong = RANK1_ONLY_FLAGS if baseline else BASELINE_FLAGS
     given = [flag for dest, flag in wrong.items() if getattr(args, dest, None) != defaults.get(dest)]
     if not given:
