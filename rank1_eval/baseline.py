@@ -318,22 +318,3 @@ def from_args(args: Any) -> Baseline:
         batch_size=getattr(args, "batch_size", None) or DEFAULT_BATCH_SIZE,
         trust_remote_code=bool(args.trust_remote_code),
     )
-
-
-def _positive_int(value: str) -> int:
-    import argparse
-
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
-def add_baseline_args(p: Any) -> None:
-    """The baseline group of ``rank1-eval run``'s flags."""
-    g = p.add_argument_group("baselines (--model: an mteb reranker name or a local CrossEncoder folder)")
-    g.add_argument("--batch-size", type=_positive_int, default=None,
-                   help=f"pairs per forward pass of a baseline (default {DEFAULT_BATCH_SIZE}; an error with rank1)")

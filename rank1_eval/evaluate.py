@@ -515,9 +515,8 @@ def export_results(
     ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
     always). Returns (run folder, mteb result file) pairs.
     """
-    from mteb.results import TaskResult
-
     from rank1_eval.model import load_rank1
+    from rank1_eval.mteb_compat import task_result_class
     from rank1_eval.registry import model_meta_for
 
     results = Path(results_dir)
@@ -536,6 +535,6 @@ def export_results(
             continue
         meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
-        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        task_result = task_result_class().from_disk(run.path / outputs.RESULT_FILE)
         done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
     return done

@@ -39,10 +39,11 @@ def evaluate(model: Any, tasks: Sequence[Any], *, batch_size: int) -> Any:
     )
 
 
-def get_task(name: str) -> Any:
+def get_task(name: str, **kwargs: Any) -> Any:
+    """``mteb.get_task`` (``eval_splits``, ``hf_subsets`` narrow it)."""
     import mteb
 
-    return mteb.get_task(name)
+    return mteb.get_task(name, **kwargs)
 
 
 def retrieval_task_classes() -> tuple[Any, Any]:
