@@ -103,6 +103,23 @@ def check_flags(args: Any, defaults: Mapping[str, Any], *, baseline: bool) -> No
     raise UsageError(f"{', '.join(given)} applies to baselines (mteb rerankers) only, not to rank1 ({who})")
 
 
+def _local_meta(name: str, revision: str | None) -> Any:
+    """mteb's ModelMeta of a local CrossEncoder folder, named ``local/<folder>`` as rank1's local folders are."""
+    return mteb_compat.model_meta_class().create_empty(
+        overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
+                    "framework": ["Sentence Transformers", "PyTorch"], "open_weights": True}  # fmt: skip
+    )
+
+
+def export_meta(name: str, revision: str | None) -> Any:
+    """The ModelMeta a baseline's result was filed under (``rank1-eval export``): mteb's registered one, else a
+    local folder's."""
+    meta = mteb_compat.registered_meta(name)
+    if meta is None:
+        return _local_meta(name, revision)
+    return meta if revision in (None, meta.revision) else meta.model_copy(update={"revision": revision})
+
+
 class Baseline:
     """An mteb cross-encoder as the driver sees rank1: ``predict`` through the store, traces, settings."""
 
@@ -129,11 +146,7 @@ class Baseline:
         if self.local:
             if not _local_cross_encoder(model):
                 raise BaselineError(f"{model} is not a CrossEncoder folder (a *ForSequenceClassification config.json)")
-            name = f"local/{os.path.basename(os.path.normpath(model))}"
-            meta = mteb_compat.model_meta_class().create_empty(
-                overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
-                            "framework": ["Sentence Transformers", "PyTorch"], "open_weights": True}  # fmt: skip
-            )
+            meta = _local_meta(f"local/{os.path.basename(os.path.normpath(model))}", revision)
         else:
             meta = mteb_compat.registered_meta(model)
             if meta is None or not mteb_compat.is_cross_encoder(meta):

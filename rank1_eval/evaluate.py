@@ -533,7 +533,12 @@ def export_results(
         if run.partial and not allow_partial:
             log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
             continue
-        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        if run.summary.get("model_kind"):  # a baseline: mteb's own meta of it, as its run exported it
+            from rank1_eval.baseline import export_meta
+
+            meta = export_meta(info["name"], info.get("revision"))
+        else:
+            meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
         task_result = task_result_class().from_disk(run.path / outputs.RESULT_FILE)
         done.append((run.path, layout.export_to_mteb(target, task_result, meta)))

@@ -166,3 +166,30 @@ def test_a_baseline_dry_run_loads_no_model(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["pairs"] == 60 and report["model"]["model_kind"] == "mteb-cross-encoder"
     assert report["model"]["mteb_wrapper"] is None  # nothing loaded
+
+
+def test_export_files_a_baseline_under_mteb_s_own_name(results, tmp_path):
+    from rank1_eval.evaluate import export_results
+
+    done = export_results(results, tmp_path / "cache", allow_partial=True)
+    files = {str(path.relative_to(tmp_path / "cache")) for _, path in done}
+    assert any(f.startswith("results/mteb__baseline-random-cross-encoder/2/") for f in files), files
+    assert any(f.startswith("results/local__micro-crossencoder/") for f in files), files
+
+
+def test_launch_job_runs_a_baseline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = ["bash", str(root / "scripts" / "launch_job.sh"), RANDOM, str(DEMO), "default", "--run-file",
+           str(DEMO / "bm25s_top20.trec"), "--top-k", "20", "--limit-queries", "2", "--no-progress",
+           "--output-dir", str(tmp_path)]  # fmt: skip
+    env = dict(os.environ, PYTHON=sys.executable, HF_HUB_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ndcg_at_10" in proc.stdout and "scored 40" in proc.stdout
+    assert only_run(tmp_path, "mteb__baseline-random-cross-encoder").is_dir()
+    proc = subprocess.run([*cmd[:5], "2", *cmd[5:]], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == EXIT_ERROR and "--num-gpus is a rank1 flag" in proc.stderr
