@@ -148,6 +148,10 @@ def test_compare_report_and_table_side_by_side(results, tmp_path, capsys):
     # the two-run page: rank1's reasoning on A's side, the baseline's scores on B's
     page = write_comparison(rank1_dir, base_dir, tmp_path / "two.html").read_text(encoding="utf-8")
     assert "score B" in page and "mteb-cross-encoder" in page
+    from rank1_eval.report import write_report
+
+    single = write_report(base_dir, tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "own scale and no reasoning" in single and "Calibration" not in single
     # one table row per model, rank1 next to the baselines
     table = table_from_results("dl19", results, [str(MICRO_RANK1), RANDOM, str(MICRO_CE)], allow_partial=True)
     rows = [r for r in table.rows if not r.first_stage]
