@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-MTEB_FLOOR = "2.12.0"
-MTEB_RANGE = ">=2.12,<3"  # pyproject.toml's requirement; tests/test_mteb.py checks the two agree
-TESTED = ("2.12.0", "2.26.24")  # the floor and the newest on PyPI: demo, baselines and the mteb tests (README)
+MTEB_FLOOR = "2.12.21"
+MTEB_RANGE = ">=2.12.21,<3"  # pyproject.toml's requirement; tests/test_mteb.py checks the two agree
+TESTED = ("2.12.21", "2.26.24")  # the floor and the newest on PyPI: demo, baselines and the mteb tests (README)
 
 
 def mteb_version() -> str | None:

@@ -39,7 +39,7 @@ for VERSION in "$@"; do
     "$PY" -m venv --system-site-packages "$VENV"
     "$VENV/bin/pip" install -q "mteb==$VERSION"
     before=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('mteb'))")
-    "$VENV/bin/pip" install "$WHEEL" | grep -iE "mteb|Successfully" || true
+    "$VENV/bin/pip" install "$WHEEL" | grep -E "^Requirement already satisfied: mteb|mteb-|^Successfully" || true
     after=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('mteb'))")
     echo "mteb before the wheel: $before, after: $after"
     if [ "$before" != "$after" ] || [ "$after" != "$VERSION" ]; then
