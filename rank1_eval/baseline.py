@@ -13,12 +13,13 @@ rank, and ``summary.json`` says ``"reasoning_traces": false``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,31 @@ class Baseline:
     def template_info(self, task: str | None, subset: str | None) -> dict[str, Any]:
         return {"key": None, "source": "none: the baseline sees mteb's query text (instruction included)",
                 "prompt_set": None, "template": None, "sha256": None}  # fmt: skip
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        *,
+        store: Any = None,
+        progress: Any = None,
+        engine_log: Path | None = None,
+        traces: Callable[[dict[str, Any], list[Judgement]], None] | None = None,
+        missing: Any = None,
+        shard: tuple[int, int] | None = None,
+    ) -> Iterator[Any]:
+        """A run's context, as rank1's: its store, display, engine log and trace sink; yields fresh stats.
+        Budget sweeps (``missing``) and shards are rank1's: refused."""
+        from rank1_eval.model import RunStats
+
+        if missing is not None or shard is not None:
+            raise BaselineError("budget sweeps and shards are for rank1 runs, not for a baseline reranker")
+        saved = (self.store, self.progress, self.engine_log, self.trace_sink)
+        self.store, self.stats, self.progress, self.engine_log = store, RunStats(), progress, engine_log
+        self.trace_sink = traces
+        try:
+            yield self.stats
+        finally:
+            self.store, self.progress, self.engine_log, self.trace_sink = saved
 
     # ----------------------------------------------------------------- scoring
     def inner(self) -> Any:

@@ -10,7 +10,10 @@ Differences from the reference scripts, on purpose and documented:
 
 * A pair counts as *answered* in pass 1 only when generation stopped on ``"</think> true"`` or
   ``"</think> false"``, the last generated token is the answer token, and both answer tokens are among the
-  top-k logprobs of that position. The reference only checked the last position's top-k, whatever it was.
+  top-k logprobs of that position (``answer_rule="rank1"``, the default). The reference only checked the last
+  position's top-k, whatever it was: ``answer_rule="reference"`` reproduces that (see ``ANSWER_RULES``), and
+  with it the budget vLLM 0.7.2's V0 engine gave a context-capped generation, one token more than the context
+  leaves (:meth:`ScoringConfig.generation_budget`).
 * A pair that cannot be scored by either pass is ``path="failed"``: counted, flagged with an ``error``, and
   given the explicit ``failed_score`` (default 0.5, the reference's value; ``"raise"`` stops the run).
 * Lengths (``length_rule``, SPEC §1.5). ``"reference"`` (default) keeps the reference's semantics (vLLM 0.7.2
@@ -40,9 +43,19 @@ from typing import Any
 
 from rank1_eval.engines.base import Engine, Request, run_requests
 from rank1_eval.prompts import format_prompt
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 
 log = logging.getLogger(__name__)
+
+# The version of the rule and of the engines' decoding semantics, part of every judgement key: bump it with any
+# change that can change a judgement of the same request (tests/test_settings.py pins it to a digest of this
+# file's code, and a golden set of micro rank1 judgements). Version 1 was the unversioned key scheme; 2 the rule as
+# it was then; 3 greedy on every engine (the Transformers engine and servers no longer apply the checkpoint's
+# generation_config) and the reference's answer rule as an option.
+RULE_VERSION = 3
+# pass 2 re-tokenises the decoded reasoning, which may take a few tokens more than were generated: a request is
+# "near the context" (its pass 2 may be cut by context_size) within this many tokens
+PASS2_MARGIN = 16
 
 STOP_STRINGS = ("</think> true", "</think> false")
 THINK_END = "</think>"  # force_rethink: a round stops when the model closes its reasoning...
@@ -54,6 +67,15 @@ LENGTH_RULES = {
     "generates min(max_output_tokens, context_size - prompt_tokens) tokens",
     "reserve_output": "passages cut so every prompt fits context_size - max_output_tokens; each pair generates "
     "max_output_tokens tokens",
+}
+
+ANSWER_RULES = {
+    "rank1": "pass 1 answered only when generation stopped on '</think> true|false', the last generated token is "
+    "the answer token and both answer tokens are in its top-k; each pair generates at most "
+    "min(max_output_tokens, context_size - prompt_tokens) tokens",
+    "reference": "the reference scripts' rule: pass 1 scored from the last generated position whenever both answer "
+    "tokens are in its top-k, whatever ended the generation (budget, context, EOS); a context-capped pair generates "
+    "context_size - prompt_tokens + 1 tokens, as vLLM 0.7.2's V0 engine let it",
 }
 
 
@@ -78,7 +100,8 @@ def rule_budget(rule: str, context_size: int, max_output_tokens: int, forced_res
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Settings of the rule; ``sampling()`` (everything but the length rule) enters the judgement key."""
+    """Settings of the rule. Each field is also a setting (rank1_eval.settings); the judgement key holds the
+    request they shape (``Rule.request_identity``), not the fields themselves."""
 
     max_output_tokens: int = 8192
     context_size: int = 16000
@@ -86,8 +109,11 @@ class ScoringConfig:
     failed_score: float | str = 0.5  # a float, or "raise"
     length_rule: str = "reference"
     force_rethink: int = 0  # rounds of s1-style budget forcing (SPEC §1.5, paper §3.6); 0 = the plain rule
+    answer_rule: str = "rank1"  # "reference": the reference scripts' pass-1 rule and vLLM 0.7.2's length cap
 
     def __post_init__(self) -> None:
+        if self.answer_rule not in ANSWER_RULES:
+            raise ValueError(f"answer_rule must be one of {', '.join(ANSWER_RULES)}, got {self.answer_rule!r}")
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
         if self.length_rule not in LENGTH_RULES:
@@ -111,11 +137,25 @@ class ScoringConfig:
         return rule_budget(self.length_rule, self.context_size, self.max_output_tokens, forced_reserve)
 
     def generation_budget(self, prompt_tokens: int) -> int:
-        """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context."""
-        return max(1, min(self.max_output_tokens, self.context_size - prompt_tokens))
+        """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context.
+
+        Under ``answer_rule="reference"`` (with the reference length rule) what is left of the context is one
+        token more: vLLM 0.7.2's V0 ``StopChecker`` (``vllm/engine/output_processor/stop_checker.py``) ends a
+        sequence only once ``seq.get_len() > max_model_len``, i.e. after ``max_model_len - prompt + 1`` tokens;
+        the engine then needs ``max_model_len = context_size + 1`` (:meth:`engine_context_size`), since today's
+        vLLM stops at ``num_tokens >= max_model_len``. The default rule keeps every request inside the context."""
+        left = self.context_size - prompt_tokens + (1 if self._reference_length() else 0)
+        return max(1, min(self.max_output_tokens, left))
+
+    def _reference_length(self) -> bool:
+        return self.answer_rule == "reference" and self.length_rule == "reference"
+
+    def engine_context_size(self) -> int:
+        """The context (``max_model_len``) the engine needs for every request of this rule."""
+        return self.context_size + (1 if self._reference_length() else 0)
 
     def sampling(self) -> dict[str, Any]:
-        """The settings that determine a judgement, for keys and provenance."""
+        """The sampling settings, for provenance and the result folder's hash (not the judgement key)."""
         return {
             "temperature": 0.0,
             "max_output_tokens": self.max_output_tokens,
@@ -126,10 +166,12 @@ class ScoringConfig:
             "failed_score": self.failed_score,
             # only when on, so the keys of every plain judgement stay what they were
             **({"force_rethink": self.force_rethink} if self.force_rethink else {}),
+            **({"answer_rule": self.answer_rule} if self.answer_rule != "rank1" else {}),
         }
 
     def provenance(self) -> dict[str, Any]:
-        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule]}
+        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule],
+                "answer_rule": self.answer_rule, "answer_rule_means": ANSWER_RULES[self.answer_rule]}  # fmt: skip
         return {**self.sampling(), "force_rethink": self.force_rethink, **rule}
 
 
@@ -200,8 +242,14 @@ def _answer_logprobs(logprobs: dict[int, float], answer: AnswerTokens) -> tuple[
     return lt, lf
 
 
-def pass1_answer(completion: Completion, answer: AnswerTokens) -> tuple[float, float] | None:
-    """The answer logprobs if pass 1 answered (SPEC §1.3, stricter than the reference), else None."""
+def pass1_answer(completion: Completion, answer: AnswerTokens, rule: str = "rank1") -> tuple[float, float] | None:
+    """The answer logprobs if pass 1 answered, else None.
+
+    ``"rank1"`` (SPEC §1.3, stricter than the reference): stopped on an answer stop string and the last token is
+    an answer token. ``"reference"``: the last generated position's top-k holds both answer tokens, whatever
+    ended the generation (the reference scripts read ``logprobs[-1]`` and nothing else)."""
+    if rule == "reference":
+        return _answer_logprobs(completion.last_logprobs, answer)
     if completion.finish_reason != "stop" or completion.stop_reason not in STOP_STRINGS:
         return None
     if not completion.token_ids or completion.token_ids[-1] not in (answer.true_id, answer.false_id):
@@ -218,7 +266,7 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int, rule: str 
     doc_ids = tokenizer(passage, add_special_tokens=False).input_ids
     keep = max(0, len(doc_ids) - (n - budget))
     while True:
-        cut = tokenizer.decode(doc_ids[:keep], skip_special_tokens=False)
+        cut = decode_ids(tokenizer, doc_ids[:keep])
         prompt = format_prompt(query, cut)
         n = len(tokenizer(prompt).input_ids)
         if n <= budget:
@@ -263,8 +311,26 @@ class Rule:
         return PairState(self, prepared, keep_token_ids=keep_token_ids)
 
     def pass1_request(self, prepared: PreparedPrompt) -> Request:
+        """The first request of a pair (under ``force_rethink`` it stops where the model closes its reasoning)."""
         cfg = self.config
-        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), STOP_STRINGS, cfg.top_logprobs)
+        stop = (THINK_END,) if cfg.force_rethink else STOP_STRINGS
+        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), stop, cfg.top_logprobs)
+
+    def request_identity(self, prepared: PreparedPrompt) -> dict[str, Any]:
+        """What pass 1 asks of the engine, for the judgement key: prompt, budget, stop strings, top-k logprobs,
+        and ``pass2_context`` (the context size) only when pass 2's forced prompt (prompt + reasoning + closing,
+        with ``"\nWait"`` per forced round) may not fit it: otherwise the context cannot change the judgement."""
+        cfg = self.config
+        request = self.pass1_request(prepared)
+        waits = cfg.force_rethink * len(self.tokenizer(WAIT, add_special_tokens=False).input_ids)
+        need = prepared.prompt_tokens + request.max_tokens + self.forced_reserve + waits + PASS2_MARGIN
+        return {
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "stop": list(request.stop),
+            "top_logprobs": request.top_logprobs,
+            "pass2_context": cfg.context_size if need > cfg.context_size else None,
+        }
 
     def forced_request(self, prompt: str, reasoning: str) -> tuple[Request, str, bool]:
         """The forced-answer request, the reasoning text it carries, and whether that was cut by tokens to fit.
@@ -283,7 +349,7 @@ class Rule:
             keep = len(ids)
             while n > limit and keep > 0:
                 keep = max(0, keep - (n - limit))
-                text = cut_reasoning(tok.decode(ids[:keep], skip_special_tokens=False))
+                text = cut_reasoning(decode_ids(tok, ids[:keep]))
                 forced = prompt + "\n" + text + PASS2_SUFFIX
                 n = len(tok(forced).input_ids)
         cands = (self.answer.true_id, self.answer.false_id)
@@ -321,10 +387,7 @@ class PairState:
         if self.stage != "new":
             raise RuntimeError(f"pair already started (stage {self.stage})")
         self.stage = "pass1"
-        request = self.rule.pass1_request(self.prepared)
-        if self.rule.config.force_rethink:  # stop where the model closes its reasoning, to replace the closing
-            request = replace(request, stop=(THINK_END,))
-        return request
+        return self.rule.pass1_request(self.prepared)
 
     def advance(self, completion: Completion) -> Request | Judgement:
         if self.stage == "pass1":
@@ -388,7 +451,7 @@ class PairState:
                 return following
         comp = self._combined()
         self.pass1 = comp
-        answered = pass1_answer(comp, self.rule.answer)
+        answered = pass1_answer(comp, self.rule.answer, self.rule.config.answer_rule)
         if answered is not None:
             self.stage = "done"
             return Judgement(
@@ -425,6 +488,18 @@ class PairState:
         )
 
 
+def all_judged(results: Sequence[Judgement | None]) -> list[Judgement]:
+    """The judgements in input order; a pair left without one is a lost request, never a shorter result list.
+
+    Callers zip the result with their pairs: dropping a ``None`` would silently shift every later score onto the
+    wrong pair, so any gap raises, naming the pairs."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise RuntimeError(f"{len(missing)} of {len(results)} pair(s) ended without a judgement: pair(s) {shown}")
+    return [r for r in results if r is not None]
+
+
 class Scorer:
     """The synchronous form of the rule: every pass-1 request in one engine call, then every forced answer."""
 
@@ -452,4 +527,4 @@ class Scorer:
                 else:
                     following.append((i, out))
             todo = following
-        return [r for r in results if r is not None]
+        return all_judged(results)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 from rank1_eval.scoring import PreparedPrompt
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class DeriveCost:
 
 @dataclass
 class Deriver:
-    """``rank1.judge_missing`` for a budget below the source run's: derives judgements, runs what it cannot.
+    """What judges the pairs the store lacks (``evaluate(..., missing=)``) for a budget below the source run's:
+    derives judgements, runs what it cannot. Derived judgements carry ``derived_from`` (the run's budget).
 
     ``source`` is the model at the run's budget (its keys find the stored run), ``store`` the judgement store.
     ``derived`` keeps each derived judgement by prompt, with how it came about, for ``--verify``.
@@ -105,15 +106,17 @@ class Deriver:
     cost: DeriveCost = field(default_factory=DeriveCost)
     derived: dict[str, tuple[Judgement, str]] = field(default_factory=dict)
 
-    def __call__(self, model: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
+    def __call__(self, judge: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
+        """``judge``: the :class:`rank1_eval.judge.Judge` at the budget being derived."""
         from rank1_eval.engines.base import run_requests
         from rank1_eval.scheduler import Scheduler
 
-        config, keep_ids = model.scoring, model.keep_token_ids
-        keys = [self.source.judgement_key(p.prompt) for p in prepared]
+        config, keep_ids = judge.scoring, judge.settings.keep_token_ids
+        top = self.source.scoring.max_output_tokens
+        keys = self.source.core.keys(prepared)
         stored = self.store.get_many(list(set(keys))) if self.store is not None else {}
         # the tokenizer alone derives the kept and cut pairs; the engine loads only for prefills and real runs
-        rule = model.scorer.rule if model._engine is not None else model._tokenizer_rule()
+        rule = judge.rule
         tok = rule.tokenizer
         to_run: list[int] = []
         pending: list[tuple[int, Any, Any]] = []  # (index, pair state, forced request)
@@ -125,39 +128,40 @@ class Deriver:
                 continue
             n = src.output_tokens
             if n <= budget and (src.finish_reason == "stop" or n == budget):
-                j = replace(src, token_ids=src.token_ids if keep_ids else None)
+                j = replace(src, token_ids=src.token_ids if keep_ids else None, derived_from=src.derived_from or top)
                 self._final(final, i, p, j, "kept")
                 continue
             if n < budget or src.token_ids is None or len(src.token_ids) != n:
                 to_run.append(i)  # the run stopped short of this budget on a budget of its own, or kept no ids
                 continue
             ids = tuple(src.token_ids[:budget])
-            text = tok.decode(list(ids), skip_special_tokens=False)
+            text = decode_ids(tok, ids)
             state = rule.pair(p, keep_token_ids=keep_ids)
             state.start()
             out = state.advance(Completion(text, ids, "length", None, {}, p.prompt_tokens))
             if isinstance(out, Judgement):  # not reached: a pass 1 cut by its budget never answered
-                self._final(final, i, p, out, "cut")
+                self._final(final, i, p, replace(out, derived_from=top), "cut")
             else:
                 pending.append((i, state, out))
-        if (pending or to_run) and model._engine is None:
+        if (pending or to_run) and not judge.loaded:
             t0 = time.perf_counter()
-            rule = model.scorer.rule  # loads the engine
+            judge.engine  # noqa: B018 -- loads the engine (shared with the source model and every budget)
+            rule = judge.rule
             self.cost.engine_load_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         if pending:
-            completions = run_requests(model.engine, [r for _, _, r in pending])
+            completions = run_requests(judge.engine, [r for _, _, r in pending])
             self.cost.prefill_requests += len(pending)
             self.cost.prefill_tokens += sum(len(ids) for ids in tok([r.prompt for _, _, r in pending]).input_ids)
             for (i, state, _), completion in zip(pending, completions, strict=True):
                 j = state.advance(completion)
                 assert isinstance(j, Judgement)
-                self._final(final, i, prepared[i], j, "cut")
+                self._final(final, i, prepared[i], replace(j, derived_from=top), "cut")
         if to_run:
             log.warning("%d pair(s) not derivable from the stored run (missing, or no token ids): judged for real",
                         len(to_run))  # fmt: skip
             scheduler = Scheduler(
-                model.engine,
+                judge.engine,
                 rule,
                 keep_token_ids=keep_ids,
                 on_final=lambda k, j: self._final(final, to_run[k], prepared[to_run[k]], j, "run"),
@@ -241,10 +245,16 @@ def _row(budget: int, summary: Mapping[str, Any], source: str) -> dict[str, Any]
     return row
 
 
-def check_budgets(budgets: Sequence[int], top: int, force_rethink: int = 0) -> None:
-    """Budgets a run at ``top`` can be cut to; a budget-forced run cannot be cut at all."""
+def check_budgets(budgets: Sequence[int], top: int, force_rethink: int = 0, answer_rule: str = "rank1") -> None:
+    """Budgets a run at ``top`` can be cut to; a budget-forced run, or one under the reference's answer rule (which
+    may score a cut pass 1 from logprobs the stored run never kept), cannot be cut at all."""
     if force_rethink:
         raise SweepError("a budget sweep derives plain runs; force_rethink runs cannot be cut to a smaller budget")
+    if answer_rule != "rank1":
+        raise SweepError(
+            f"a budget sweep derives runs under answer_rule 'rank1'; under {answer_rule!r} a pass 1 cut by a smaller "
+            "budget may be scored from its last position's top-20 logprobs, which the stored run did not keep"
+        )
     above = [b for b in budgets if b > top]
     if above:
         raise SweepError(
@@ -276,7 +286,7 @@ def sweep(
     from rank1_eval.store import SQLiteStore
 
     top = model.scoring.max_output_tokens
-    check_budgets(budgets, top, model.scoring.force_rethink)
+    check_budgets(budgets, top, model.scoring.force_rethink, model.scoring.answer_rule)
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if base_summary is None:
@@ -292,11 +302,8 @@ def sweep(
         variant = model.with_scoring(max_output_tokens=b)
         store = SQLiteStore(store_path)
         deriver = Deriver(model, store)
-        variant.judge_missing = deriver
-        try:
-            summary = evaluate(variant, prepared, opts, progress=progress)
-            if model._engine is None:  # the first budget that needed the engine loaded it: share it from now on
-                model._engine = variant._engine
+        try:  # the variant shares the model's engine: the first budget that needs it loads it for all
+            summary = evaluate(variant, prepared, opts, progress=progress, missing=deriver)
         finally:
             store.close()
         # the budget's own folder says how it was made: this_run counted derived judgements as scored, but the

@@ -380,7 +380,7 @@ def test_gpu_count_check_refuses_with_the_count(monkeypatch):
     monkeypatch.setattr(servers, "launch_servers", lambda *a, **k: pytest.fail("a server was started"))
     model = rank1(str(MICRO_RANK1), device="cuda", num_gpus=2, data_parallel=2, engine="vllm")
     with pytest.raises(DeviceError, match="--data-parallel 2 x --num-gpus 2 needs 4 GPUs but only 3"):
-        model._load_engine()
+        model.engine  # noqa: B018 -- loads it
 
 
 def test_cpu_blocks_and_server_command():

@@ -22,7 +22,7 @@ from rank1_eval.prompts import format_prompt
 from rank1_eval.records import Judgement
 from rank1_eval.scoring import STOP_STRINGS, THINK_END, WAIT, ScoringConfig
 from rank1_eval.store import MemoryStore
-from rank1_eval.sweep import Deriver, SweepError, parse_budgets, verify
+from rank1_eval.sweep import Deriver, SweepError, check_budgets, parse_budgets, verify
 
 CONTEXT = 1024
 TOP = 24  # the max-budget run; the micro rank1 reasons 16-18 tokens before "</think> true/false"
@@ -63,7 +63,7 @@ def _pairs(tokenizer) -> list[tuple[str, str]]:
     ids = tokenizer(long_doc, add_special_tokens=False).input_ids
     base = len(tokenizer(format_prompt(query, "")).input_ids)
     keep = CONTEXT - 19 - base
-    pairs.append((query, tokenizer.decode(ids[:keep])))
+    pairs.append((query, tokenizer.decode(ids[:keep], clean_up_tokenization_spaces=False)))
     return pairs
 
 
@@ -88,11 +88,14 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
     counts = {}
     for b in budgets:
         variant = source.with_scoring(max_output_tokens=b)
-        variant.store = store
         deriver = Deriver(source, store)
-        variant.judge_missing = deriver
-        derived = variant.judge(pairs)
+        with variant.session(store=store, missing=deriver):
+            derived = variant.judge(pairs)
         real = _model(engine, max_output_tokens=b).judge(pairs)
+        # marked: derived from the run at TOP, not decoded at b; a pair whose request at b is the one it had at TOP
+        # (the long pair once b >= what its context leaves) is the run's own judgement, found under its own key
+        marks = [j.derived_from for j in derived]
+        assert set(marks) <= {TOP, None} and marks.count(TOP) == deriver.cost.kept + deriver.cost.cut
         for d, r in zip(derived, real, strict=True):
             _same(d, r)
         assert deriver.cost.run == 0  # everything derived, nothing re-decoded
@@ -102,7 +105,9 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
         again = _model(engine, max_output_tokens=b, store=store)
         assert [j.score for j in again.judge(pairs)] == [j.score for j in derived]
         assert again.stats.pairs_from_store == len(pairs) and again.stats.pairs_scored == 0
-    assert counts[8] == (0, len(pairs)) and counts[lengths[-1]] == (len(pairs), 0)
+        assert again.stats.derived_from_store == marks.count(TOP) == again.stats.summary()["derived"]
+    # at the longest length the long pair's request is the run's own (its budget is what the context leaves)
+    assert counts[8] == (0, len(pairs)) and counts[lengths[-1]] == (len(pairs) - 1, 0)
     assert any(k and c for k, c in counts.values())  # a budget between the pairs' lengths mixes both
     print(f"\n{engine.kind}: budgets {budgets}, (kept, cut) {counts}")
 
@@ -114,12 +119,13 @@ def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, mic
     source.judge(pairs)
     real = _model(hf_engine, max_output_tokens=9, store=store).judge(pairs)  # the real run first
     variant = source.with_scoring(max_output_tokens=9)
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    assert [j.score for j in variant.judge(pairs)] == [j.score for j in real]
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        assert [j.score for j in variant.judge(pairs)] == [j.score for j in real]
     assert variant.stats.pairs_from_store == 3 and deriver.cost.cut == 0  # nothing derived again
-    variant.store = MemoryStore()  # now derive for real, then --verify re-runs them
-    assert [j.path for j in variant.judge(pairs)] == ["pass2"] * 3 and deriver.cost.cut == 3
+    assert variant.stats.derived_from_store == 0  # real judgements: no mark
+    with variant.session(store=MemoryStore(), missing=deriver):  # now derive for real, then --verify re-runs them
+        assert [j.path for j in variant.judge(pairs)] == ["pass2"] * 3 and deriver.cost.cut == 3
     check = verify(variant, deriver, 2)
     assert (check["pairs"], check["cut_pairs"], check["same_path"], check["same_reasoning"]) == (2, 2, 2, 2)
     assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
@@ -132,9 +138,9 @@ def test_kept_pairs_need_no_engine(hf_engine):
     source = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
                    dataset_prompt=False, max_output_tokens=TOP, store=store)  # fmt: skip
     variant = source.with_scoring(max_output_tokens=20)  # above both pairs' 17 tokens: every pair kept
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    assert [j.path for j in variant.judge(pairs)] == ["pass1", "pass1"] and deriver.cost.kept == 2
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        assert [j.path for j in variant.judge(pairs)] == ["pass1", "pass1"] and deriver.cost.kept == 2
     assert variant._engine is None and source._engine is None  # the tokenizer alone did it
 
 
@@ -144,9 +150,10 @@ def test_pairs_without_token_ids_are_run_for_real(hf_engine):
     source = _model(hf_engine, max_output_tokens=TOP, store=store)  # keep_token_ids off: nothing to cut
     source.judge(pairs)
     variant = source.with_scoring(max_output_tokens=6)
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    derived = variant.judge(pairs)
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        derived = variant.judge(pairs)
+    assert {j.derived_from for j in derived} == {None}  # decoded for real: not marked
     # decoded for real: 6 pass-1 tokens per pair, plus its forced answer's one
     assert (deriver.cost.run, deriver.cost.cut, deriver.cost.run_generated_tokens) == (2, 0, 2 * (6 + 1))
     for d, r in zip(derived, _model(hf_engine, max_output_tokens=6).judge(pairs), strict=True):
@@ -191,6 +198,55 @@ def test_force_rethink_within_the_budget_ends_in_pass2(hf_engine):
     assert j.reasoning.startswith(j.rounds[0]["text"] + WAIT)
 
 
+def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
+    """A tokenizer that enables ``clean_up_tokenization_spaces``: the text a sweep rebuilds from stored ids for a
+    cut pass 1 is the tokens' own bytes (what vLLM's detokenizer and the Transformers engine give a real run),
+    so its forced prompt is the real run's. The micro rank1 never writes " ." itself: the ids are built here."""
+    import shutil
+
+    from rank1_eval.engines import EngineConfig, load_engine
+    from rank1_eval.scoring import forced_prompt
+
+    model = tmp_path / "micro-rank1"
+    shutil.copytree(MICRO_RANK1, model)
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    cfg.update(clean_up_tokenization_spaces=True,  # 5.x applies it to BPE only with the second key (4.x always)
+               clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output=True)  # fmt: skip
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    engine = load_engine("transformers", EngineConfig(str(model), device="cpu", dtype="float32", context_size=CONTEXT))
+    tok = engine.tokenizer
+    assert tok.clean_up_tokenization_spaces  # tests/test_greedy.py shows its plain decode() rewrites " ."
+    head = " The query is a question . The passage is short , it 's fine ?"  # pass 1 at budget b: these tokens
+    ids_head = tok(head, add_special_tokens=False).input_ids
+    ids = ids_head + tok(" It looks relevant .", add_special_tokens=False).input_ids  # the stored run at B
+    store = MemoryStore()
+    source = rank1(str(model), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
+                   dataset_prompt=False, max_output_tokens=len(ids), keep_token_ids=True, store=store)  # fmt: skip
+    source._engine = engine
+    pair = demo_pairs(1, 1)
+    p = source.prepare([pair[0][0]], [pair[0][1]])[0]
+    stored = Judgement(score=0.5, reasoning=head + " It looks relevant .", path="pass2", prompt_tokens=p.prompt_tokens,
+                       output_tokens=len(ids), finish_reason="length", token_ids=tuple(ids))  # fmt: skip
+    store.put_many([(source.judgement_key(p.prompt), stored)])
+    variant = source.with_scoring(max_output_tokens=len(ids_head))
+    variant.store, deriver = store, Deriver(source, store)
+    recording = Recording(engine)
+    variant._engine = recording
+    variant.judge_missing = deriver
+    (derived,) = variant.judge(pair)
+    assert deriver.cost.cut == 1 and derived.path == "pass2"
+    assert derived.reasoning == head  # the bytes, not "...question. The passage is short, it's fine?"
+    (request,) = recording.requests
+    assert request.prompt == forced_prompt(p.prompt, head)
+    # the real run's side: the Transformers engine's text for the same ids cut by the budget is the same bytes
+    import torch
+
+    n = len(ids_head)
+    real = engine._completion(ids_head, torch.zeros(n, 2), torch.zeros(n, 2, dtype=torch.long), STOP_STRINGS, n, 1)
+    assert (real.text, real.finish_reason) == (head, "length")
+    engine.close()
+
+
 def test_settings_and_errors():
     assert parse_budgets("512, 256,256") == [256, 512]
     for bad in ("", "0,4", "a,b"):
@@ -198,6 +254,9 @@ def test_settings_and_errors():
             parse_budgets(bad)
     assert "force_rethink" not in ScoringConfig().sampling()  # plain judgements keep the keys they had
     assert ScoringConfig(force_rethink=1).sampling()["force_rethink"] == 1
+    check_budgets([8, 16], 24)
+    with pytest.raises(SweepError, match="answer_rule"):  # a cut pass 1 may score from logprobs never stored
+        check_budgets([8, 16], 24, answer_rule="reference")
     with pytest.raises(ValueError, match="force_rethink"):
         ScoringConfig(force_rethink=-1)
 
