@@ -44,9 +44,10 @@ RANK1_ONLY_FLAGS: dict[str, str] = {
     "prompt_key": "--prompt-key", "data_parallel": "--data-parallel", "server_urls": "--server-url",
     "api_key_env": "--api-key-env", "max_concurrency": "--max-concurrency", "request_timeout": "--request-timeout",
     "max_retries": "--max-retries", "stall_warning": "--stall-warning", "budgets": "--budgets",
-    "verify": "--verify", "shard": "--shard",
+    "verify": "--verify", "shard": "--shard", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
+    "answer_rule": "--answer-rule",
 }  # fmt: skip
-BASELINE_FLAGS: dict[str, str] = {"batch_size": "--batch-size"}  # baseline-only flags (an error with rank1)
+BASELINE_FLAGS: dict[str, str] = {}  # baseline-only flags (an error with rank1); --batch-size serves both
 
 
 class BaselineError(UsageError):
@@ -104,23 +105,6 @@ def check_flags(args: Any, defaults: Mapping[str, Any], *, baseline: bool) -> No
     raise UsageError(f"{', '.join(given)} applies to baselines (mteb rerankers) only, not to rank1 ({who})")
 
 
-def _local_meta(name: str, revision: str | None) -> Any:
-    """mteb's ModelMeta of a local CrossEncoder folder, named ``local/<folder>`` as rank1's local folders are."""
-    return mteb_compat.model_meta_class().create_empty(
-        overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
-                    "framework": ["Sentence Transformers", "PyTorch"], "open_weights": True}  # fmt: skip
-    )
-
-
-def export_meta(name: str, revision: str | None) -> Any:
-    """The ModelMeta a baseline's result was filed under (``rank1-eval export``): mteb's registered one, else a
-    local folder's."""
-    meta = mteb_compat.registered_meta(name)
-    if meta is None:
-        return _local_meta(name, revision)
-    return meta if revision in (None, meta.revision) else meta.model_copy(update={"revision": revision})
-
-
 class Baseline:
     """An mteb cross-encoder as the driver sees rank1: ``predict`` through the store, traces, settings."""
 
@@ -147,7 +131,7 @@ class Baseline:
         if self.local:
             if not _local_cross_encoder(model):
                 raise BaselineError(f"{model} is not a CrossEncoder folder (a *ForSequenceClassification config.json)")
-            meta = _local_meta(f"local/{os.path.basename(os.path.normpath(model))}", revision)
+            meta = mteb_compat.local_cross_encoder_meta(f"local/{os.path.basename(os.path.normpath(model))}", revision)
         else:
             meta = mteb_compat.registered_meta(model)
             if meta is None or not mteb_compat.is_cross_encoder(meta):
@@ -354,6 +338,6 @@ def from_args(args: Any) -> Baseline:
         args.model,
         revision=args.revision,
         device=args.device,
-        batch_size=getattr(args, "batch_size", None) or DEFAULT_BATCH_SIZE,
+        batch_size=getattr(args, "batch_size", None) or DEFAULT_BATCH_SIZE,  # --batch-size: pairs per forward pass
         trust_remote_code=bool(args.trust_remote_code),
     )

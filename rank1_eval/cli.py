@@ -176,13 +176,6 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def add_baseline_args(p: argparse.ArgumentParser) -> None:
-    """Flags of a baseline (``--model``: an mteb reranker or a local CrossEncoder folder; rank1_eval.baseline)."""
-    g = p.add_argument_group("baselines (--model: an mteb reranker name or a local CrossEncoder folder)")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=None,
-                   help="pairs per forward pass of a baseline (default 32; an error with rank1)")  # fmt: skip
-
-
 def build_model(args: argparse.Namespace):
     """The model the flags describe; device and dtype defaults are the API's (float16 on CUDA, float32 on CPU)."""
     from rank1_eval.model import rank1
@@ -1046,7 +1039,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_model_args(run)
-    add_baseline_args(run)
     add_run_args(run)
     run.set_defaults(func=cmd_run)
     add_reproduce_parser(sub, parents)

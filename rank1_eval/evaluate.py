@@ -540,9 +540,9 @@ def export_results(
             log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
             continue
         if run.summary.get("model_kind"):  # a baseline: mteb's own meta of it, as its run exported it
-            from rank1_eval.baseline import export_meta
+            from rank1_eval.mteb_compat import baseline_meta
 
-            meta = export_meta(info["name"], info.get("revision"))
+            meta = baseline_meta(info["name"], info.get("revision"))
         else:
             meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})

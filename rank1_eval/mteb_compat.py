@@ -76,6 +76,23 @@ def is_cross_encoder(meta: Any) -> bool:
     return "cross-encoder" in (getattr(meta, "model_type", None) or [])
 
 
+def local_cross_encoder_meta(name: str, revision: str | None) -> Any:
+    """The ModelMeta of a local CrossEncoder folder, named ``local/<folder>`` as rank1's local folders are."""
+    return model_meta_class().create_empty(
+        overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
+                    "framework": ["Sentence Transformers", "PyTorch"], "open_weights": True}  # fmt: skip
+    )
+
+
+def baseline_meta(name: str, revision: str | None) -> Any:
+    """The ModelMeta a baseline's result is filed under (``rank1-eval export``): mteb's registered one, else a
+    local folder's."""
+    meta = registered_meta(name)
+    if meta is None:
+        return local_cross_encoder_meta(name, revision)
+    return meta if revision in (None, meta.revision) else meta.model_copy(update={"revision": revision})
+
+
 def get_model(name: str, revision: str | None = None, device: str | None = None, **kwargs: Any) -> Any:
     """mteb's own loader of a registered model (``mteb.get_model``)."""
     import mteb

@@ -56,8 +56,8 @@ def test_rank1_flags_with_a_baseline_are_an_error_naming_them(tmp_path, capsys):
     assert _run(tmp_path, RANDOM, "--max-output-tokens", "5", "--prompt-set", "paper") == EXIT_ERROR
     err = capsys.readouterr().err
     assert "--max-output-tokens, --prompt-set are rank1 flags" in err and RANDOM in err
-    assert _run(tmp_path, str(MICRO_RANK1), "--batch-size", "4") == EXIT_ERROR
-    assert "--batch-size applies to baselines" in capsys.readouterr().err
+    assert _run(tmp_path, RANDOM, "--answer-rule", "reference") == EXIT_ERROR
+    assert "--answer-rule is a rank1 flag" in capsys.readouterr().err
     assert not (tmp_path / "store.sqlite").exists()  # refused before anything was written
 
 
