@@ -191,13 +191,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         metavar="VAR",
         help="environment variable holding the servers' API key (sent as Bearer, never logged)",
     )
-    s.add_argument("--max-concurrency", type=_int_at_least(1), default=8, help="requests in flight per server")
+    s.add_argument("--max-concurrency", type=_int_at_least(1), default=None, metavar="N",
+                   help="most requests in flight per server (default 256); below it the window follows the "
+                   "server's /metrics: its batch full, a few requests waiting")  # fmt: skip
     s.add_argument("--request-timeout", type=_positive_float, default=None,
                    help="seconds per request (default: 30 s + 0.2 s per output token of the request)")  # fmt: skip
     s.add_argument("--max-retries", type=_int_at_least(0), default=5,
                    help="failed backoff rounds before a server is dropped")  # fmt: skip
-    s.add_argument("--stall-warning", type=_int_at_least(0), default=300, metavar="S",
-                   help="warn when no request has finished for S seconds (0: never)")  # fmt: skip
+    s.add_argument("--stall-warning", type=_int_at_least(0), default=None, metavar="S",
+                   help="warn when no request has finished for S seconds (0: never; default: 4x the slowest "
+                   "request so far, at least 60 s)")  # fmt: skip
 
 
 def build_model(args: argparse.Namespace):
@@ -235,7 +238,7 @@ def build_model(args: argparse.Namespace):
         max_concurrency=args.max_concurrency,
         request_timeout=args.request_timeout,
         max_retries=args.max_retries,
-        stall_warning_s=float(args.stall_warning),
+        stall_warning_s=None if args.stall_warning is None else float(args.stall_warning),
         data_parallel=args.data_parallel,
     )
 

@@ -148,6 +148,8 @@ class FakeServer:
                                                        "max_model_len": self.max_model_len}]})  # fmt: skip
         if request.url.path.endswith("/version"):
             return httpx.Response(200, json={"version": "0.32.0"})
+        if request.url.path.endswith("/metrics"):
+            return httpx.Response(404, text="not found")  # not a vLLM server's: a fixed window
         allowed = body.get("allowed_token_ids")
         if allowed:  # forced answer: logprobs over the allowed ids (raw mode: far from summing to 1)
             lps = [math.log(0.7), math.log(0.3)] if self.processed else [-5.0, -6.0]
