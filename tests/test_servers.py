@@ -28,9 +28,9 @@ from rank1_eval.engines.openai_engine import (
     ServerResponseError,
     next_window,
     normalise_url,
-    parse_metrics,
     parse_completion,
     parse_forced,
+    parse_metrics,
     token_id,
 )
 from rank1_eval.progress import Progress
