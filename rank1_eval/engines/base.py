@@ -2,7 +2,9 @@
 
 An engine knows nothing about true/false semantics. Its unit of work is a :class:`Request`: one greedy
 generation of a prompt with its *own* budget (``max_tokens``), stop strings, and top-k logprobs of the last
-generated position; with ``allowed_token_ids`` the next token is restricted to those ids and the returned
+generated position (``top_logprobs=0``: none at all, the generated token ids only); ``continuation`` appends
+token ids to the tokenized prompt (a read of the position after tokens generated earlier, served by the prefix
+cache); with ``allowed_token_ids`` the next token is restricted to those ids and the returned
 logprobs are renormalised over them (the forced answer). ``submit`` hands requests over, ``collect`` advances
 the engine and returns the ones that finished, whatever their order, so a caller (``rank1_eval.scheduler``)
 can keep the engine's batch full and chain a pair's next request on its last one.
@@ -70,8 +72,9 @@ class Request:
     prompt: str
     max_tokens: int
     stop: tuple[str, ...] = ()
-    top_logprobs: int = 20
+    top_logprobs: int = 20  # 0: no logprobs (the engine returns the generated token ids only)
     allowed_token_ids: tuple[int, ...] | None = None  # restrict the next token(s); logprobs renormalised over them
+    continuation: tuple[int, ...] = ()  # token ids after the tokenized prompt (exact: never re-tokenized from text)
     id: int = 0  # set by whoever submits it; unique among the requests in flight
     priority: int = 0  # lower runs first among waiting requests (a pair's follow-up before new pairs)
 

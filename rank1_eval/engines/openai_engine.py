@@ -150,10 +150,17 @@ def _top_logprobs(position: Any) -> dict[int, float]:
 
 
 def parse_completion(data: Mapping[str, Any]) -> Completion:
-    """A ``/v1/completions`` response for one prompt -> :class:`Completion` (vLLM semantics, like the engines)."""
+    """A ``/v1/completions`` response for one prompt -> :class:`Completion` (vLLM semantics, like the engines).
+
+    Without logprobs (a request with ``top_logprobs=0``) the token ids come from ``token_ids``
+    (``return_token_ids``)."""
     choice = _one_choice(data)
-    logprobs = _logprobs(choice)
-    tokens = tuple(token_id(t) for t in logprobs["tokens"])
+    if choice.get("logprobs") is None and isinstance(choice.get("token_ids"), list):
+        logprobs: Mapping[str, Any] = {}
+        tokens = tuple(int(t) for t in choice["token_ids"])
+    else:
+        logprobs = _logprobs(choice)
+        tokens = tuple(token_id(t) for t in logprobs["tokens"])
     tops = logprobs.get("top_logprobs") or []
     last = _top_logprobs(tops[-1]) if tops else {}
     stop_reason = choice.get("stop_reason")
@@ -493,8 +500,14 @@ class OpenAIEngine(BatchCalls):
         return slots + max(8, slots // 2)
 
     def _body(self, r: Request) -> dict[str, Any]:
-        body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": r.prompt, "max_tokens": r.max_tokens,
-                                "logprobs": r.top_logprobs}  # fmt: skip
+        prompt: str | list[int] = r.prompt
+        if r.continuation:  # token ids: the server's own tokenization of the prompt text, then the continuation
+            prompt = [*self._tokenizer(r.prompt).input_ids, *r.continuation]
+        body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": prompt, "max_tokens": r.max_tokens}
+        if r.top_logprobs:
+            body["logprobs"] = r.top_logprobs
+        else:  # no logprobs at all: the generated ids come back as token_ids
+            body["return_token_ids"] = True
         if r.stop:
             body["stop"] = list(r.stop)
         if r.allowed_token_ids is not None:
