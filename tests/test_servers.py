@@ -925,3 +925,31 @@ def test_server_killed_mid_run_work_moves_to_the_other(vllm_servers, vllm_engine
     again.store = SQLiteStore(tmp_path / "store.sqlite")
     again.judge(pairs)
     assert again.stats.pairs_scored == 0 and again.stats.pairs_from_store == len(pairs)
+
+
+@pytest.mark.slow
+def test_servers_read_answers_by_prefill_and_size_windows_from_metrics(vllm_servers, api_key):
+    """On real vLLM servers: answer_logprobs='prefill' (token-id prompts, return_token_ids) judges as the
+    streamed logprobs do, and both servers' /metrics are read (window and occupancy)."""
+    from rank1_eval.scheduler import Scheduler
+    from rank1_eval.scoring import Rule, ScoringConfig
+
+    pairs = demo_pairs(3, 8)
+    engine = OpenAIEngine(EngineConfig(str(MICRO_RANK1), context_size=1024, server_urls=vllm_servers.urls))
+    try:
+        for budget in (64, 17):
+            out = {}
+            for mode in ("stream", "prefill"):
+                rule = Rule(engine.tokenizer, ScoringConfig(max_output_tokens=budget, context_size=1024,
+                                                            answer_logprobs=mode))  # fmt: skip
+                prepared = rule.prepare([q for q, _ in pairs], [d for _, d in pairs])
+                out[mode] = Scheduler(engine, rule, keep_token_ids=True).run(prepared)
+            assert [j.token_ids for j in out["stream"]] == [j.token_ids for j in out["prefill"]]
+            _same(out["stream"], out["prefill"], tol=1e-6)
+            assert any(j.path == "pass1" for j in out["prefill"])
+        info = engine.info()
+        assert info["window"] == "server /metrics" and all(s["window"]["metrics"] for s in info["servers"])
+        occupancy = engine.meter.summary()
+        assert occupancy["source"] == "server /metrics" and occupancy["max_running"] > 0
+    finally:
+        engine.close()
