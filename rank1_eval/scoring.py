@@ -289,9 +289,9 @@ class Rule:
         return PairState(self, prepared, keep_token_ids=keep_token_ids)
 
     def pass1_request(self, prepared: PreparedPrompt) -> Request:
+        """The logical pass-1 request (top-k at the answer position), whichever way ``answer_logprobs`` reads it."""
         cfg = self.config
-        top = cfg.top_logprobs if cfg.answer_logprobs == "stream" else 0  # "prefill": read after, at one position
-        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), STOP_STRINGS, top)
+        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), STOP_STRINGS, cfg.top_logprobs)
 
     def answer_read_request(self, prompt: str, pass1: Completion) -> Request:
         """answer_logprobs='prefill': the top-k at pass 1's answer position, over the same prefix (one token)."""
@@ -353,6 +353,8 @@ class PairState:
             raise RuntimeError(f"pair already started (stage {self.stage})")
         self.stage = "pass1"
         request = self.rule.pass1_request(self.prepared)
+        if self.rule.config.answer_logprobs == "prefill":  # no logprobs while decoding: read after, at one position
+            request = replace(request, top_logprobs=0)
         if self.rule.config.force_rethink:  # stop where the model closes its reasoning, to replace the closing
             request = replace(request, stop=(THINK_END,))
         return request
