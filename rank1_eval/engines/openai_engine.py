@@ -17,7 +17,8 @@ runs. Design choices worth knowing:
   (with their logprobs) it sends back at once. A server without ``/metrics`` gets the ceiling as a fixed window.
   The same samples feed ``meter`` (running/waiting sequences over time: ``engine_occupancy`` in summary.json).
 * **A silent server is visible at once**: while no request has come back, a warning names each server with
-  the time waited, requests sent and retries (after ``FIRST_ANSWER_NOTICE_S``, then at growing intervals);
+  the time waited, requests sent and retries (after ``FIRST_ANSWER_NOTICE_S`` or an explicit
+  ``stall_warning_s`` if shorter, then at growing intervals);
   once answers come, a stall warning fires when none has come for ``STALL_FACTOR`` times the slowest request
   so far (at least ``STALL_MIN_S``; ``stall_warning_s`` overrides); the first timeout of a server names it and
   the setting to change.
@@ -851,17 +852,19 @@ class _Stream:
         """Say so while no request has come back (with what was sent); warn when answers stop coming."""
         engine = self.engine
         started = engine._last_progress = warned_at = time.monotonic()
-        notice = FIRST_ANSWER_NOTICE_S
+        explicit = engine.config.stall_warning_s
+        notice = FIRST_ANSWER_NOTICE_S if not explicit or explicit <= 0 else min(FIRST_ANSWER_NOTICE_S, explicit)
+        tick = min(1.0, notice / 4)
         while not self._stop.is_set():
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(tick)
             now, last = time.monotonic(), engine._last_progress
             busy = {url: n for url, n in self.in_flight.items() if n > 0}
             if not engine._answered:
                 if busy and now - started >= notice:
-                    notice *= 2 if notice > FIRST_ANSWER_NOTICE_S else 3
+                    notice = max(notice * 2, now - started + FIRST_ANSWER_NOTICE_S)  # then 30 s, 60 s, 120 s...
                     log.warning(
-                        "no answer yet after %.0f s from %s; each request gives up after its own timeout (%s)",
-                        now - started, engine.silence(), engine._timeout_rule(),
+                        "stalled? no request has finished for %.0f s: no answer yet from %s; each request gives "
+                        "up after its own timeout (%s)", now - started, engine.silence(), engine._timeout_rule(),
                     )  # fmt: skip
                 continue
             period = engine.stall_period()
