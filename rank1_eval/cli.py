@@ -156,6 +156,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "max_output_tokens")  # fmt: skip
     g.add_argument("--ngram-speculation", type=_int_at_least(0), default=0, metavar="K",
                    help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
+    g.add_argument("--answer-rule", default="rank1", choices=["rank1", "reference"],
+                   help="rank1 (default): pass 1 is answered only when it stopped on '</think> true|false'; "
+                   "reference: the reference scripts' rule (bit for bit with the paper): any last position whose "
+                   "top-20 holds both answer tokens is scored in pass 1, budget-cut generations included, and a "
+                   "context-capped pair generates one token more, as vLLM 0.7.2 did")  # fmt: skip
     g.add_argument("--force-rethink", type=_int_at_least(0), default=0, metavar="N",
                    help="s1-style budget forcing (paper §3.6): N times, the model's closing </think> is replaced "
                    "by '\\nWait' and decoding continues within the same budget; then scored as usual")  # fmt: skip
@@ -232,6 +237,7 @@ def build_model(args: argparse.Namespace):
         length_rule=args.length_rule,
         keep_token_ids=bool(getattr(args, "keep_token_ids", False) or getattr(args, "budgets", None)),
         force_rethink=getattr(args, "force_rethink", 0),
+        answer_rule=getattr(args, "answer_rule", "rank1"),
         ngram_speculation=args.ngram_speculation,
         server_urls=tuple(args.server_urls),
         api_key_env=args.api_key_env,
@@ -447,7 +453,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         argv, cwd, summary = S.recorded_command(folder)
         sampling = summary.get("provenance", {}).get("sampling", {})
         if "max_output_tokens" in sampling:  # fail before anything loads
-            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0))
+            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0),
+                            sampling.get("answer_rule", "rank1"))  # fmt: skip
         run_args = build_parser().parse_args(argv)
         run_args.keep_token_ids = True
         _demo_defaults(run_args)

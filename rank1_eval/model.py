@@ -54,6 +54,7 @@ OUTCOME_DEFAULTS: dict[str, Any] = {
     "failed_score": 0.5,
     "length_rule": "reference",
     "force_rethink": 0,
+    "answer_rule": "rank1",
 }
 
 
@@ -262,6 +263,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         length_rule: str = "reference",
         keep_token_ids: bool = False,
         force_rethink: int = 0,
+        answer_rule: str = "rank1",
         ngram_speculation: int = 0,
         store: Store | None = None,
         server_urls: Sequence[str] = (),
@@ -301,6 +303,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             failed_score=failed_score,
             length_rule=length_rule,
             force_rethink=force_rethink,
+            answer_rule=answer_rule,
         )
         if scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {scheduling!r}")
@@ -316,7 +319,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             revision=revision,
             num_gpus=num_gpus,
             device=device,
-            context_size=context_size,
+            context_size=self.scoring.engine_context_size(),  # one more under answer_rule="reference" (vLLM 0.7.2)
             dtype=self._dtype or "float16",  # placeholder until the device is known; see `dtype`
             gpu_memory_utilization=gpu_memory_utilization,
             enforce_eager=enforce_eager,
@@ -723,6 +726,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             "failed_score": self.scoring.failed_score,
             "length_rule": self.scoring.length_rule,
             "force_rethink": self.scoring.force_rethink,
+            "answer_rule": self.scoring.answer_rule,
         }
         out = {k: v for k, v in values.items() if v != OUTCOME_DEFAULTS[k]}
         if self._prompt_file is not None:  # the file's path says nothing portable; its content hash does

@@ -6,6 +6,7 @@ They are frozen dataclasses so they can be hashed, shared between threads and se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -94,3 +95,13 @@ class Judgement:
         if fields.get("rounds") is not None:
             fields["rounds"] = tuple(dict(r) for r in fields["rounds"])
         return cls(**fields)
+
+
+def decode_ids(tokenizer: Any, ids: Sequence[int]) -> str:
+    """Token ids to text exactly as vLLM's detokenizer gives a ``Completion.text`` (SPEC §6.1).
+
+    Special tokens are kept (``</think>`` must stay visible) and ``clean_up_tokenization_spaces`` is never
+    applied: a tokenizer that enables it would rewrite ``" ."`` to ``"."`` (transformers 4.x; 5.x only with
+    its BPE override), so text rebuilt from ids (Transformers engine, sweep, passage and reasoning cuts) would
+    differ from the text a vLLM run saw, and with it the forced-answer prompt."""
+    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)

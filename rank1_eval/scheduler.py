@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from rank1_eval.engines.base import Engine, Request
 from rank1_eval.records import Judgement
-from rank1_eval.scoring import PairState, PreparedPrompt, Rule
+from rank1_eval.scoring import PairState, PreparedPrompt, Rule, all_judged
 
 FOLLOW_UP, NEW_PAIR = 0, 1  # request priorities: a started pair's next request runs before pairs not started yet
 
@@ -101,9 +101,17 @@ class Scheduler:
                 done = engine.collect()
                 stats.engine_s += time.perf_counter() - t0
                 if not done:
-                    raise RuntimeError(f"engine {engine.kind} returned nothing, {len(in_flight)} requests in flight")
+                    raise RuntimeError(
+                        f"engine {engine.kind} returned nothing with {len(in_flight)} request(s) in flight: "
+                        f"request id(s) {_ids(in_flight)} (pairs {_ids(in_flight.values())}) were lost"
+                    )
                 following: list[Request] = []
                 for rid, completion in done:
+                    if rid not in in_flight:
+                        raise RuntimeError(
+                            f"engine {engine.kind} returned request id {rid!r}, which is not in flight (a duplicate "
+                            f"or renamed request); in flight: {_ids(in_flight)}"
+                        )
                     i = in_flight.pop(rid)
                     stats.generated_tokens += completion.output_tokens
                     out = states[i].advance(completion)
@@ -130,4 +138,10 @@ class Scheduler:
             raise
         finally:
             stats.wall_s += time.perf_counter() - started
-        return [r for r in results if r is not None]
+        return all_judged(results)
+
+
+def _ids(values: Iterable[int]) -> str:
+    """Up to 20 ids for an error message, then how many more."""
+    items = sorted(values)
+    return ", ".join(map(str, items[:20])) + (f" (+{len(items) - 20} more)" if len(items) > 20 else "")

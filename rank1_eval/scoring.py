@@ -10,7 +10,10 @@ Differences from the reference scripts, on purpose and documented:
 
 * A pair counts as *answered* in pass 1 only when generation stopped on ``"</think> true"`` or
   ``"</think> false"``, the last generated token is the answer token, and both answer tokens are among the
-  top-k logprobs of that position. The reference only checked the last position's top-k, whatever it was.
+  top-k logprobs of that position (``answer_rule="rank1"``, the default). The reference only checked the last
+  position's top-k, whatever it was: ``answer_rule="reference"`` reproduces that (see ``ANSWER_RULES``), and
+  with it the budget vLLM 0.7.2's V0 engine gave a context-capped generation, one token more than the context
+  leaves (:meth:`ScoringConfig.generation_budget`).
 * A pair that cannot be scored by either pass is ``path="failed"``: counted, flagged with an ``error``, and
   given the explicit ``failed_score`` (default 0.5, the reference's value; ``"raise"`` stops the run).
 * Lengths (``length_rule``, SPEC §1.5). ``"reference"`` (default) keeps the reference's semantics (vLLM 0.7.2
@@ -47,7 +50,7 @@ from typing import Any
 
 from rank1_eval.engines.base import Engine, Request, run_requests
 from rank1_eval.prompts import format_prompt
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,15 @@ LENGTH_RULES = {
     "generates min(max_output_tokens, context_size - prompt_tokens) tokens",
     "reserve_output": "passages cut so every prompt fits context_size - max_output_tokens; each pair generates "
     "max_output_tokens tokens",
+}
+
+ANSWER_RULES = {
+    "rank1": "pass 1 answered only when generation stopped on '</think> true|false', the last generated token is "
+    "the answer token and both answer tokens are in its top-k; each pair generates at most "
+    "min(max_output_tokens, context_size - prompt_tokens) tokens",
+    "reference": "the reference scripts' rule: pass 1 scored from the last generated position whenever both answer "
+    "tokens are in its top-k, whatever ended the generation (budget, context, EOS); a context-capped pair generates "
+    "context_size - prompt_tokens + 1 tokens, as vLLM 0.7.2's V0 engine let it",
 }
 
 
@@ -98,15 +110,21 @@ class ScoringConfig:
     failed_score: float | str = 0.5  # a float, or "raise"
     length_rule: str = "reference"
     force_rethink: int = 0  # rounds of s1-style budget forcing (SPEC §1.5, paper §3.6); 0 = the plain rule
+    answer_rule: str = "rank1"  # "reference": the reference scripts' pass-1 rule and vLLM 0.7.2's length cap
     answer_logprobs: str = "stream"  # where pass 1's answer logprobs are read (ANSWER_LOGPROBS); not in the key
 
     def __post_init__(self) -> None:
+        if self.answer_rule not in ANSWER_RULES:
+            raise ValueError(f"answer_rule must be one of {', '.join(ANSWER_RULES)}, got {self.answer_rule!r}")
         if self.answer_logprobs not in ANSWER_LOGPROBS:
             raise ValueError(
                 f"answer_logprobs must be one of {', '.join(ANSWER_LOGPROBS)}, got {self.answer_logprobs!r}"
             )
         if self.answer_logprobs == "prefill" and self.force_rethink:
             raise ValueError("answer_logprobs='prefill' reads the answer of one round: not with force_rethink")
+        if self.answer_logprobs == "prefill" and self.answer_rule != "rank1":
+            raise ValueError("answer_logprobs='prefill' reads the answer position only: not with answer_rule "
+                             f"{self.answer_rule!r}, which reads the last position of every generation")  # fmt: skip
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
         if self.length_rule not in LENGTH_RULES:
@@ -130,8 +148,22 @@ class ScoringConfig:
         return rule_budget(self.length_rule, self.context_size, self.max_output_tokens, forced_reserve)
 
     def generation_budget(self, prompt_tokens: int) -> int:
-        """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context."""
-        return max(1, min(self.max_output_tokens, self.context_size - prompt_tokens))
+        """Pass 1's ``max_tokens`` for a prompt: the output budget or what is left of the context.
+
+        Under ``answer_rule="reference"`` (with the reference length rule) what is left of the context is one
+        token more: vLLM 0.7.2's V0 ``StopChecker`` (``vllm/engine/output_processor/stop_checker.py``) ends a
+        sequence only once ``seq.get_len() > max_model_len``, i.e. after ``max_model_len - prompt + 1`` tokens;
+        the engine then needs ``max_model_len = context_size + 1`` (:meth:`engine_context_size`), since today's
+        vLLM stops at ``num_tokens >= max_model_len``. The default rule keeps every request inside the context."""
+        left = self.context_size - prompt_tokens + (1 if self._reference_length() else 0)
+        return max(1, min(self.max_output_tokens, left))
+
+    def _reference_length(self) -> bool:
+        return self.answer_rule == "reference" and self.length_rule == "reference"
+
+    def engine_context_size(self) -> int:
+        """The context (``max_model_len``) the engine needs for every request of this rule."""
+        return self.context_size + (1 if self._reference_length() else 0)
 
     def sampling(self) -> dict[str, Any]:
         """The settings that determine a judgement, for keys and provenance."""
@@ -145,10 +177,12 @@ class ScoringConfig:
             "failed_score": self.failed_score,
             # only when on, so the keys of every plain judgement stay what they were
             **({"force_rethink": self.force_rethink} if self.force_rethink else {}),
+            **({"answer_rule": self.answer_rule} if self.answer_rule != "rank1" else {}),
         }
 
     def provenance(self) -> dict[str, Any]:
-        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule]}
+        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule],
+                "answer_rule": self.answer_rule, "answer_rule_means": ANSWER_RULES[self.answer_rule]}  # fmt: skip
         read = {"answer_logprobs": self.answer_logprobs,
                 "answer_logprobs_means": ANSWER_LOGPROBS[self.answer_logprobs]}  # fmt: skip
         return {**self.sampling(), "force_rethink": self.force_rethink, **rule, **read}
@@ -228,8 +262,14 @@ def stopped_on_answer(completion: Completion, answer: AnswerTokens) -> bool:
     return bool(completion.token_ids) and completion.token_ids[-1] in (answer.true_id, answer.false_id)
 
 
-def pass1_answer(completion: Completion, answer: AnswerTokens) -> tuple[float, float] | None:
-    """The answer logprobs if pass 1 answered (SPEC §1.3, stricter than the reference), else None."""
+def pass1_answer(completion: Completion, answer: AnswerTokens, rule: str = "rank1") -> tuple[float, float] | None:
+    """The answer logprobs if pass 1 answered, else None.
+
+    ``"rank1"`` (SPEC §1.3, stricter than the reference): stopped on an answer stop string and the last token is
+    an answer token. ``"reference"``: the last generated position's top-k holds both answer tokens, whatever
+    ended the generation (the reference scripts read ``logprobs[-1]`` and nothing else)."""
+    if rule == "reference":
+        return _answer_logprobs(completion.last_logprobs, answer)
     if not stopped_on_answer(completion, answer):
         return None
     return _answer_logprobs(completion.last_logprobs, answer)
@@ -244,7 +284,7 @@ def fit_prompt(tokenizer: Any, query: str, passage: str, budget: int, rule: str 
     doc_ids = tokenizer(passage, add_special_tokens=False).input_ids
     keep = max(0, len(doc_ids) - (n - budget))
     while True:
-        cut = tokenizer.decode(doc_ids[:keep], skip_special_tokens=False)
+        cut = decode_ids(tokenizer, doc_ids[:keep])
         prompt = format_prompt(query, cut)
         n = len(tokenizer(prompt).input_ids)
         if n <= budget:
@@ -314,7 +354,7 @@ class Rule:
             keep = len(ids)
             while n > limit and keep > 0:
                 keep = max(0, keep - (n - limit))
-                text = cut_reasoning(tok.decode(ids[:keep], skip_special_tokens=False))
+                text = cut_reasoning(decode_ids(tok, ids[:keep]))
                 forced = prompt + "\n" + text + PASS2_SUFFIX
                 n = len(tok(forced).input_ids)
         cands = (self.answer.true_id, self.answer.false_id)
@@ -435,7 +475,7 @@ class PairState:
         return self._judge_pass1(self.pass1)
 
     def _judge_pass1(self, comp: Completion) -> Request | Judgement:
-        answered = pass1_answer(comp, self.rule.answer)
+        answered = pass1_answer(comp, self.rule.answer, self.rule.config.answer_rule)
         if answered is not None:
             self.stage = "done"
             return Judgement(
@@ -472,6 +512,18 @@ class PairState:
         )
 
 
+def all_judged(results: Sequence[Judgement | None]) -> list[Judgement]:
+    """The judgements in input order; a pair left without one is a lost request, never a shorter result list.
+
+    Callers zip the result with their pairs: dropping a ``None`` would silently shift every later score onto the
+    wrong pair, so any gap raises, naming the pairs."""
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else "")
+        raise RuntimeError(f"{len(missing)} of {len(results)} pair(s) ended without a judgement: pair(s) {shown}")
+    return [r for r in results if r is not None]
+
+
 class Scorer:
     """The synchronous form of the rule: every pass-1 request in one engine call, then every forced answer."""
 
@@ -499,4 +551,4 @@ class Scorer:
                 else:
                     following.append((i, out))
             todo = following
-        return [r for r in results if r is not None]
+        return all_judged(results)

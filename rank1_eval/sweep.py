@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.records import Completion, Judgement
+from rank1_eval.records import Completion, Judgement, decode_ids
 from rank1_eval.scoring import PreparedPrompt
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Deriver:
                 to_run.append(i)  # the run stopped short of this budget on a budget of its own, or kept no ids
                 continue
             ids = tuple(src.token_ids[:budget])
-            text = tok.decode(list(ids), skip_special_tokens=False)
+            text = decode_ids(tok, ids)
             state = rule.pair(p, keep_token_ids=keep_ids)
             state.start()
             out = state.advance(Completion(text, ids, "length", None, {}, p.prompt_tokens))
@@ -241,10 +241,16 @@ def _row(budget: int, summary: Mapping[str, Any], source: str) -> dict[str, Any]
     return row
 
 
-def check_budgets(budgets: Sequence[int], top: int, force_rethink: int = 0) -> None:
-    """Budgets a run at ``top`` can be cut to; a budget-forced run cannot be cut at all."""
+def check_budgets(budgets: Sequence[int], top: int, force_rethink: int = 0, answer_rule: str = "rank1") -> None:
+    """Budgets a run at ``top`` can be cut to; a budget-forced run, or one under the reference's answer rule (which
+    may score a cut pass 1 from logprobs the stored run never kept), cannot be cut at all."""
     if force_rethink:
         raise SweepError("a budget sweep derives plain runs; force_rethink runs cannot be cut to a smaller budget")
+    if answer_rule != "rank1":
+        raise SweepError(
+            f"a budget sweep derives runs under answer_rule 'rank1'; under {answer_rule!r} a pass 1 cut by a smaller "
+            "budget may be scored from its last position's top-20 logprobs, which the stored run did not keep"
+        )
     above = [b for b in budgets if b > top]
     if above:
         raise SweepError(
@@ -276,7 +282,7 @@ def sweep(
     from rank1_eval.store import SQLiteStore
 
     top = model.scoring.max_output_tokens
-    check_budgets(budgets, top, model.scoring.force_rethink)
+    check_budgets(budgets, top, model.scoring.force_rethink, model.scoring.answer_rule)
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if base_summary is None:

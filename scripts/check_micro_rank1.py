@@ -182,7 +182,7 @@ def run_hf(model: str, prompts: list[str], t_id: int, f_id: int, tok) -> list[di
         new = g.sequences[0, ids.shape[1] :].tolist()
         stop, end = None, len(new)
         for k in range(len(new)):  # earliest position whose text completes a stop string
-            text = tok.decode(new[: k + 1], skip_special_tokens=False)
+            text = tok.decode(new[: k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
             hit = [s for s in STOPS if s in text]
             if hit:
                 stop, end = hit[0], k + 1
@@ -193,7 +193,7 @@ def run_hf(model: str, prompts: list[str], t_id: int, f_id: int, tok) -> list[di
             top = torch.topk(lp, TOP).indices.tolist()
             lps = {i: lp[i].item() for i in top}
             score = score_from(lps, t_id, f_id)
-        text = tok.decode(new[:end], skip_special_tokens=False)
+        text = tok.decode(new[:end], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if stop:
             text = text[: text.index(stop)]
         rows.append(
@@ -208,7 +208,9 @@ def run_hf(model: str, prompts: list[str], t_id: int, f_id: int, tok) -> list[di
         )
     f_scores, texts = [], []
     for prompt, row in zip(prompts, rows, strict=True):
-        text = tok.decode(row["token_ids"][:FORCED_BUDGET], skip_special_tokens=False)
+        text = tok.decode(
+            row["token_ids"][:FORCED_BUDGET], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
         ids = tok(forced_prompt(prompt, text), add_special_tokens=False, return_tensors="pt").input_ids
         with torch.no_grad():
             lp = torch.log_softmax(lm(ids).logits[0, -1].float(), dim=-1)

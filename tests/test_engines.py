@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from conftest import MICRO_RANK1, demo_pairs
 
 from rank1_eval import rank1
-from rank1_eval.scoring import Scorer, ScoringConfig
+from rank1_eval.engines.base import Request
+from rank1_eval.scoring import STOP_STRINGS, Scorer, ScoringConfig
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +84,37 @@ def test_public_class_on_local_folder(hf_engine, pairs):
     judged = model.judge(pairs[:4])
     assert scores == [j.score for j in judged]
     assert model.mteb_model_meta.name == f"local/{MICRO_RANK1.name}"
+
+
+def test_vllm_collect_names_a_request_lost_inside_the_engine(vllm_engine):
+    """A request vLLM stops tracking (aborted inside the engine here) must not make collect() spin forever."""
+    rs = [Request("Query: a\nPassage: b\n<think>", 24, STOP_STRINGS, 20, id=i) for i in (7, 8, 9)]
+    vllm_engine.submit(rs)
+    vllm_engine._engine.abort_request(["8"])  # vLLM forgets request 8 without an output
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match=r"request id\(s\) 8 were lost"):
+        while True:
+            got += [i for i, _ in vllm_engine.collect()]
+    assert sorted(got) == [7, 9]  # the others finished and were handed back first
+    vllm_engine.submit([replace(rs[0], id=11)])  # the engine is still usable afterwards
+    assert [i for i, _ in vllm_engine.collect()] == [11]
+
+
+@pytest.mark.parametrize("rule", ["rank1", "reference"])
+def test_context_capped_generation_length_per_answer_rule(engine, micro_tokenizer, rule):
+    """A prompt that leaves the context ~12 tokens (the micro rank1 reasons 16-18): the rank1 rule generates
+    context - prompt tokens; the reference's rule one more, as vLLM 0.7.2's V0 engine did. Context 1023 under the
+    reference rule needs max_model_len 1024, the session engines' (ScoringConfig.engine_context_size)."""
+    from rank1_eval.prompts import format_prompt
+
+    query, doc = demo_pairs(1, 1)[0]
+    words = " ".join(doc.split() * 40)
+    ids = micro_tokenizer(words, add_special_tokens=False).input_ids
+    base = len(micro_tokenizer(format_prompt(query, "")).input_ids)
+    long_doc = micro_tokenizer.decode(ids[: 1023 - 12 - base], clean_up_tokenization_spaces=False)
+    config = ScoringConfig(max_output_tokens=64, context_size=1023, answer_rule=rule)
+    assert config.engine_context_size() == (1024 if rule == "reference" else 1023)
+    (j,) = _score(engine, config, [(query, long_doc)])
+    assert 1023 - 16 < j.prompt_tokens < 1023 - 4 and not j.truncated
+    assert j.finish_reason == "length"
+    assert j.output_tokens == 1023 - j.prompt_tokens + (1 if rule == "reference" else 0)

@@ -185,3 +185,23 @@ def test_settings_off_the_defaults_are_mteb_experiment_kwargs():
     assert dict(m.mteb_model_meta.experiment_kwargs) == expected
     assert m.mteb_model_meta.experiment_name == "dataset_prompt_False__engine_transformers__fp_options_bfloat16__" \
         "max_output_tokens_64__prompt_set_paper"
+
+
+def test_answer_rule_is_identity_and_reaches_the_engine_context():
+    """answer_rule='reference' is a rule setting: its own judgement keys, an mteb experiment, and an engine context
+    one token longer (vLLM 0.7.2's length cap); the CLI flag and the keyword reach the same place."""
+    from rank1_eval.cli import build_model, build_parser
+
+    plain = rank1("jhu-clsp/rank1-7b", device="cpu", context_size=1000)
+    ref = rank1("jhu-clsp/rank1-7b", device="cpu", context_size=1000, answer_rule="reference")
+    assert plain.judgement_key("p") != ref.judgement_key("p")
+    assert (plain.engine_config.context_size, ref.engine_config.context_size) == (1000, 1001)
+    assert ref.experiment_kwargs() == {"context_size": 1000, "answer_rule": "reference"}
+    assert ref.provenance()["sampling"]["answer_rule"] == "reference"
+    assert "answer_rule" not in plain.provenance()["sampling"]
+    args = build_parser().parse_args(["run", "--device", "cpu", "--answer-rule", "reference"])
+    assert build_model(args).scoring.answer_rule == "reference"
+    args = build_parser().parse_args(["reproduce", "bright", "--device", "cpu", "--answer-rule", "reference"])
+    assert build_model(args).scoring.answer_rule == "reference"
+    with pytest.raises(ValueError, match="answer_rule"):
+        rank1("jhu-clsp/rank1-7b", answer_rule="paper")

@@ -14,7 +14,7 @@ from fakes import ScriptedEngine
 from rank1_eval import rank1
 from rank1_eval.records import Completion, Judgement
 from rank1_eval.scheduler import Scheduler
-from rank1_eval.scoring import PreparedPrompt, Rule, Scorer, ScoringConfig, ScoringError
+from rank1_eval.scoring import PreparedPrompt, Rule, Scorer, ScoringConfig, ScoringError, all_judged
 from rank1_eval.store import MemoryStore
 
 T, F = 830, 895  # Qwen2.5's " true" / " false"
@@ -92,6 +92,50 @@ def test_error_cancels_what_is_in_flight(qwen25_tokenizer):
     with pytest.raises(ScoringError):
         Scheduler(engine, Rule(qwen25_tokenizer, config)).run(_prepared(10)[::-1])  # pair 9 fails first
     assert engine.cancelled > 0 and engine.queued == []
+
+
+class _Losing(ScriptedEngine):
+    """Loses pair 4's pass-1 request (``drop``), or hands one completion back under a wrong id (``rename``)."""
+
+    def __init__(self, tok, how: str) -> None:
+        super().__init__(tok, _complete, _forced, window=3, per_collect=1)
+        self.how = how
+
+    def submit(self, requests):
+        lost = [r for r in requests if r.prompt.endswith("<think>4")]
+        super().submit([r for r in requests if r not in lost] if self.how == "drop" else requests)
+
+    def collect(self):
+        done = super().collect()
+        if self.how == "rename":
+            return [(rid + 1000 if c.text == "Reason 4.\n" else rid, c) for rid, c in done]
+        if self.how == "duplicate":
+            return done + done
+        return done
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("drop", r"returned nothing with 1 request\(s\) in flight: request id\(s\) \d+ \(pairs 4\) were lost"),
+        ("rename", r"returned request id 100\d, which is not in flight"),
+        ("duplicate", r"returned request id 0, which is not in flight"),
+    ],
+)
+def test_a_lost_request_stops_the_run_naming_it(qwen25_tokenizer, how, message):
+    engine = _Losing(qwen25_tokenizer, how)
+    judged: list[int] = []
+    scheduler = Scheduler(engine, Rule(qwen25_tokenizer, CONFIG), on_final=lambda i, j: judged.append(i))
+    with pytest.raises(RuntimeError, match=message):
+        scheduler.run(_prepared(6))
+    assert 4 not in judged
+
+
+def test_a_pair_without_a_judgement_is_an_error_not_a_shorter_list():
+    j = Judgement(score=0.5, reasoning="", path="pass1", prompt_tokens=1, output_tokens=1, finish_reason="stop")
+    assert all_judged([j, j]) == [j, j]
+    with pytest.raises(RuntimeError, match=r"1 of 3 pair\(s\) ended without a judgement: pair\(s\) 1"):
+        all_judged([j, None, j])
 
 
 def test_model_streams_each_judgement_to_the_store(qwen25_tokenizer):

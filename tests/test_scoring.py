@@ -131,6 +131,65 @@ def test_not_answered(change):
     assert pass1_answer(_comp(**change), ANS) is None
 
 
+# --------------------------------------------------------------------------- answer_rule="reference"
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, (-0.1, -2.4)),  # answered under both rules
+        ({"finish_reason": "length", "stop_reason": None, "token_ids": (1, 2, 3)}, (-0.1, -2.4)),  # budget cut
+        ({"stop_reason": None, "token_ids": (1, 2, 0)}, (-0.1, -2.4)),  # EOS: its position's top-20 counts too
+        ({"stop_reason": "</think> maybe"}, (-0.1, -2.4)),  # another answer format
+        ({"last_logprobs": {T: -0.01, 5: -5.0}}, None),  # " false" outside the top 20: pass 2 under both
+        ({"last_logprobs": {T: -0.01, F: float("-inf")}}, None),
+        ({"token_ids": (), "last_logprobs": {}}, None),  # nothing generated, no logprobs
+    ],
+)
+def test_reference_answer_rule_reads_any_last_position(change, expected):
+    assert pass1_answer(_comp(**change), ANS, "reference") == expected
+
+
+def test_budget_cut_pair_scores_in_pass1_under_reference_and_pass2_under_rank1(qwen25_tokenizer):
+    """Hand-computed: a generation cut by its budget whose last position's top-20 holds " true" at ln 0.3 and
+    " false" at ln 0.1 (the rest of the mass elsewhere) scores 0.3 / (0.3 + 0.1) = 0.75 in pass 1 under the
+    reference's rule; under rank1's rule it goes to pass 2, whose forced answer gives 0.2 / (0.2 + 0.8) = 0.2."""
+    cut = _comp(text="It is about X. And then the budget ran o", token_ids=(1, 2, 3, 4), finish_reason="length",
+                stop_reason=None, last_logprobs={7: -0.5, T: math.log(0.3), F: math.log(0.1)})  # fmt: skip
+
+    def judge(rule):
+        engine = ScriptedEngine(qwen25_tokenizer, lambda p: cut, lambda p: {T: math.log(0.2), F: math.log(0.8)})
+        (j,) = Scorer(engine, ScoringConfig(max_output_tokens=4, context_size=512, answer_rule=rule)).score(_prepared())
+        return j, engine
+
+    ref, ref_engine = judge("reference")
+    assert (ref.path, ref.finish_reason, ref.output_tokens) == ("pass1", "length", 4)
+    assert ref.score == pytest.approx(0.75, abs=1e-12)
+    assert (ref.logprob_true, ref.logprob_false) == (math.log(0.3), math.log(0.1))
+    assert ref_engine.forced_calls == []  # no forced answer asked
+    own, own_engine = judge("rank1")
+    assert own.path == "pass2" and own.score == pytest.approx(0.2, abs=1e-12)
+    assert own_engine.forced_calls == [[f"{PROMPT}0\nIt is about X.\n</think>"]]
+
+
+def test_answer_rule_settings():
+    plain, ref = ScoringConfig(context_size=1000, max_output_tokens=8192), ScoringConfig(
+        context_size=1000, max_output_tokens=8192, answer_rule="reference")  # fmt: skip
+    assert "answer_rule" not in plain.sampling()  # the keys of every plain judgement stay what they were
+    assert ref.sampling()["answer_rule"] == "reference"
+    assert ref.provenance()["answer_rule"] == "reference" and plain.provenance()["answer_rule"] == "rank1"
+    # vLLM 0.7.2 (V0 StopChecker: stop once prompt + output > max_model_len) let a context-capped pair generate
+    # context - prompt + 1 tokens; the rank1 rule keeps max_model_len - prompt (what today's vLLM can produce)
+    assert (plain.generation_budget(900), ref.generation_budget(900)) == (100, 101)
+    assert (plain.generation_budget(999), ref.generation_budget(999)) == (1, 2)
+    assert (plain.engine_context_size(), ref.engine_context_size()) == (1000, 1001)
+    small = ScoringConfig(context_size=1000, max_output_tokens=50, answer_rule="reference")
+    assert small.generation_budget(900) == 50  # the output budget still wins when it is smaller
+    reserve = ScoringConfig(context_size=1000, max_output_tokens=50, answer_rule="reference",
+                            length_rule="reserve_output")  # fmt: skip
+    assert reserve.engine_context_size() == 1000 and reserve.generation_budget(900) == 50
+    with pytest.raises(ValueError, match="answer_rule"):
+        ScoringConfig(answer_rule="paper")
+
+
 # --------------------------------------------------------------------------- pass 1 / pass 2 / failed
 PROMPT = "Determine ... Passage: x\n<think>"
 

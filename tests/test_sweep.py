@@ -22,7 +22,7 @@ from rank1_eval.prompts import format_prompt
 from rank1_eval.records import Judgement
 from rank1_eval.scoring import STOP_STRINGS, THINK_END, WAIT, ScoringConfig
 from rank1_eval.store import MemoryStore
-from rank1_eval.sweep import Deriver, SweepError, parse_budgets, verify
+from rank1_eval.sweep import Deriver, SweepError, check_budgets, parse_budgets, verify
 
 CONTEXT = 1024
 TOP = 24  # the max-budget run; the micro rank1 reasons 16-18 tokens before "</think> true/false"
@@ -63,7 +63,7 @@ def _pairs(tokenizer) -> list[tuple[str, str]]:
     ids = tokenizer(long_doc, add_special_tokens=False).input_ids
     base = len(tokenizer(format_prompt(query, "")).input_ids)
     keep = CONTEXT - 19 - base
-    pairs.append((query, tokenizer.decode(ids[:keep])))
+    pairs.append((query, tokenizer.decode(ids[:keep], clean_up_tokenization_spaces=False)))
     return pairs
 
 
@@ -191,6 +191,55 @@ def test_force_rethink_within_the_budget_ends_in_pass2(hf_engine):
     assert j.reasoning.startswith(j.rounds[0]["text"] + WAIT)
 
 
+def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
+    """A tokenizer that enables ``clean_up_tokenization_spaces``: the text a sweep rebuilds from stored ids for a
+    cut pass 1 is the tokens' own bytes (what vLLM's detokenizer and the Transformers engine give a real run),
+    so its forced prompt is the real run's. The micro rank1 never writes " ." itself: the ids are built here."""
+    import shutil
+
+    from rank1_eval.engines import EngineConfig, load_engine
+    from rank1_eval.scoring import forced_prompt
+
+    model = tmp_path / "micro-rank1"
+    shutil.copytree(MICRO_RANK1, model)
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    cfg.update(clean_up_tokenization_spaces=True,  # 5.x applies it to BPE only with the second key (4.x always)
+               clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output=True)  # fmt: skip
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    engine = load_engine("transformers", EngineConfig(str(model), device="cpu", dtype="float32", context_size=CONTEXT))
+    tok = engine.tokenizer
+    assert tok.clean_up_tokenization_spaces  # tests/test_greedy.py shows its plain decode() rewrites " ."
+    head = " The query is a question . The passage is short , it 's fine ?"  # pass 1 at budget b: these tokens
+    ids_head = tok(head, add_special_tokens=False).input_ids
+    ids = ids_head + tok(" It looks relevant .", add_special_tokens=False).input_ids  # the stored run at B
+    store = MemoryStore()
+    source = rank1(str(model), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
+                   dataset_prompt=False, max_output_tokens=len(ids), keep_token_ids=True, store=store)  # fmt: skip
+    source._engine = engine
+    pair = demo_pairs(1, 1)
+    p = source.prepare([pair[0][0]], [pair[0][1]])[0]
+    stored = Judgement(score=0.5, reasoning=head + " It looks relevant .", path="pass2", prompt_tokens=p.prompt_tokens,
+                       output_tokens=len(ids), finish_reason="length", token_ids=tuple(ids))  # fmt: skip
+    store.put_many([(source.judgement_key(p.prompt), stored)])
+    variant = source.with_scoring(max_output_tokens=len(ids_head))
+    variant.store, deriver = store, Deriver(source, store)
+    recording = Recording(engine)
+    variant._engine = recording
+    variant.judge_missing = deriver
+    (derived,) = variant.judge(pair)
+    assert deriver.cost.cut == 1 and derived.path == "pass2"
+    assert derived.reasoning == head  # the bytes, not "...question. The passage is short, it's fine?"
+    (request,) = recording.requests
+    assert request.prompt == forced_prompt(p.prompt, head)
+    # the real run's side: the Transformers engine's text for the same ids cut by the budget is the same bytes
+    import torch
+
+    n = len(ids_head)
+    real = engine._completion(ids_head, torch.zeros(n, 2), torch.zeros(n, 2, dtype=torch.long), STOP_STRINGS, n, 1)
+    assert (real.text, real.finish_reason) == (head, "length")
+    engine.close()
+
+
 def test_settings_and_errors():
     assert parse_budgets("512, 256,256") == [256, 512]
     for bad in ("", "0,4", "a,b"):
@@ -198,6 +247,9 @@ def test_settings_and_errors():
             parse_budgets(bad)
     assert "force_rethink" not in ScoringConfig().sampling()  # plain judgements keep the keys they had
     assert ScoringConfig(force_rethink=1).sampling()["force_rethink"] == 1
+    check_budgets([8, 16], 24)
+    with pytest.raises(SweepError, match="answer_rule"):  # a cut pass 1 may score from logprobs never stored
+        check_budgets([8, 16], 24, answer_rule="reference")
     with pytest.raises(ValueError, match="force_rethink"):
         ScoringConfig(force_rethink=-1)
 

@@ -2,8 +2,17 @@
 
 Mirrors the vLLM engine so both give the same paths and reasoning: the text keeps special tokens and ends
 before the matched stop string, ``token_ids`` include the stop string's tokens (and an EOS when generation
-ended on it), and the logprobs are those of the last generated position, in float32. The model's own
-``generation_config`` (penalties, sampling) is ignored on purpose: rank1 decodes greedily with no processors.
+ended on it), and the logprobs are those of the last generated position, in float32.
+
+Greedy means greedy (SPEC §6.1). transformers fills every generation setting a caller leaves unset (5.x: ``None``;
+4.x: equal to the global default) from the checkpoint's ``generation_config.json`` — sampling, temperature,
+top-k/p, ``repetition_penalty``, ``no_repeat_ngram_size``, bad words, ``min_new_tokens``, assisted decoding... —
+and a ``do_sample=False`` alone does not stop penalties or bad words. The reference decoded with vLLM and explicit
+sampling parameters, so none of that ever applied. This engine therefore (1) replaces the loaded model's
+``generation_config`` with a neutral one that keeps only the checkpoint's EOS/pad/BOS ids (the file's EOS ids stop
+generation, as vLLM's do), (2) passes every setting explicitly at its no-op value, and (3) passes
+``use_model_defaults=False`` where ``generate`` takes it (transformers 4.50-4.x). Text rebuilt from token ids
+never applies ``clean_up_tokenization_spaces`` (vLLM's detokenizer never does; it rewrites ``" ."`` to ``"."``).
 
 Scheduling: **static batches**. Requests are queued on ``submit``; each ``collect`` runs one ``generate`` over
 up to ``batch_size`` queued prompts of similar length (longest first, as the batch form always did) and returns
@@ -14,14 +23,58 @@ as one forward pass over a batch, as soon as a batch of them is queued or no gen
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineError, EngineLoad, Request
 from rank1_eval.engines.device import check_device, torch_dtype
-from rank1_eval.records import Completion
+from rank1_eval.records import Completion, decode_ids
 
 QUEUE_WINDOW = 1024  # requests a caller keeps queued: batches are picked longest-first among them
+
+# Greedy decoding with nothing on top: each setting that adds a logits processor, a warper, a stopping rule or
+# another decoding mode, at its no-op value (the values transformers' own defaults give when nothing is set).
+NEUTRAL_GENERATION: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "num_return_sequences": 1,
+    "temperature": 1.0,
+    "top_k": 50,  # warpers (temperature, top-k/p, min-p, typical, epsilon, eta) only run when sampling
+    "top_p": 1.0,
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
+    "guidance_scale": None,
+    "max_time": None,
+    "use_cache": True,
+    "output_scores": False,
+    "return_dict_in_generate": False,
+}
+
+
+def neutral_generation_config(**fields: Any) -> Any:
+    """A ``GenerationConfig`` with every setting at its no-op value (``NEUTRAL_GENERATION``) plus ``fields``."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(**{**NEUTRAL_GENERATION, **fields})
 
 
 class _TopKRecorder:
@@ -86,6 +139,14 @@ class TransformersEngine(BatchCalls):
         self.model.eval()
         self._device = next(self.model.parameters()).device
         self._eos_ids = self._collect_eos_ids()
+        # nothing of the checkpoint's generation_config.json but its special ids may reach generate() (see above)
+        checkpoint = self.model.generation_config
+        self.model.generation_config = neutral_generation_config(
+            eos_token_id=sorted(self._eos_ids) or None,
+            pad_token_id=self._tokenizer.pad_token_id,
+            bos_token_id=checkpoint.bos_token_id,
+        )
+        self._use_model_defaults = "use_model_defaults" in inspect.signature(self.model.generate).parameters
         self._torch = torch
         self._queue: list[tuple[Request, int]] = []  # (request, prompt length), in submission order
 
@@ -151,15 +212,14 @@ class TransformersEngine(BatchCalls):
         return {k: v.to(self._device) for k, v in enc.items()}
 
     def _generate(self, batch: Sequence[Request]) -> list[Completion]:
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         stop, top_logprobs = batch[0].stop, batch[0].top_logprobs
         enc = self._encode([r.prompt for r in batch])
         prompt_len = enc["input_ids"].shape[1]
         recorder = _TopKRecorder(top_logprobs)
         budgets = [r.max_tokens for r in batch]
-        gen_config = GenerationConfig(
-            do_sample=False,
+        gen_config = neutral_generation_config(
             max_new_tokens=max(budgets),
             stop_strings=list(stop) or None,
             pad_token_id=self._tokenizer.pad_token_id,
@@ -173,6 +233,7 @@ class TransformersEngine(BatchCalls):
                 logits_processor=LogitsProcessorList([recorder]),
                 stopping_criteria=criteria,
                 tokenizer=self._tokenizer,
+                **({"use_model_defaults": False} if self._use_model_defaults else {}),
             )
         values = self._torch.stack(recorder.values, dim=1).cpu()  # [batch, steps, k]
         indices = self._torch.stack(recorder.indices, dim=1).cpu()
@@ -192,17 +253,17 @@ class TransformersEngine(BatchCalls):
         # output length, so decode once and binary-search the first prefix that contains a stop string.
         eos_at = next((j for j, t in enumerate(gen) if t in self._eos_ids), None)
         limit = min(len(gen), max_tokens) if eos_at is None else eos_at
-        full = tok.decode(gen[:limit], skip_special_tokens=False)
+        full = decode_ids(tok, gen[:limit])
         stop_reason = None
         if stop and any(s in full for s in stop):
             lo, hi = 1, limit
             while lo < hi:
                 mid = (lo + hi) // 2
-                if any(s in tok.decode(gen[:mid], skip_special_tokens=False) for s in stop):
+                if any(s in decode_ids(tok, gen[:mid]) for s in stop):
                     hi = mid
                 else:
                     lo = mid + 1
-            decoded = tok.decode(gen[:lo], skip_special_tokens=False)
+            decoded = decode_ids(tok, gen[:lo])
             pos, stop_reason = min((decoded.find(s), s) for s in stop if s in decoded)
             end, finish, text = lo, "stop", decoded[:pos]
         elif eos_at is not None:

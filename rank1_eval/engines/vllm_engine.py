@@ -10,6 +10,12 @@ arrival order (FCFS among equals), so a follow-up request overtakes a deep queue
 ``logprobs_mode="processed_logprobs"`` makes the forced answer's logprobs reflect ``allowed_token_ids``
 (vLLM >= 0.8 otherwise returns logprobs computed *before* logits processors; SPEC §1.4). For greedy pass-1
 requests without processors the processed logprobs equal the raw ones, computed in float32.
+
+Greedy means greedy (SPEC §6.1): requests carry explicit ``SamplingParams``, which vLLM never merges with the
+checkpoint's ``generation_config.json`` (its ``generation_config="auto"`` only fills ``LLM.generate`` calls made
+without sampling parameters, and the OpenAI server's omitted fields); every sampling field is still set to its
+neutral value and the engine starts with ``generation_config="vllm"``, so no checkpoint default can reach a
+request on any vLLM version. The file's ``eos_token_id`` still stops generation (vLLM reads it in both modes).
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class VLLMEngine(BatchCalls):
             trust_remote_code=config.trust_remote_code,
             enable_prefix_caching=config.enable_prefix_caching,
             logprobs_mode="processed_logprobs",
+            generation_config="vllm",  # vLLM's neutral defaults, never the checkpoint's sampling settings
             seed=0,
             disable_log_stats=not config.load_stats,
             # waiting requests run by Request.priority (then arrival): a pair's forced answer goes ahead of pairs
@@ -139,6 +146,13 @@ class VLLMEngine(BatchCalls):
     def _params(self, r: Request) -> Any:
         params = self._SamplingParams(
             temperature=0.0,
+            top_p=1.0,
+            top_k=0,  # disabled (vLLM >= 0.8; -1 before)
+            min_p=0.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            repetition_penalty=1.0,
+            min_tokens=0,
             max_tokens=r.max_tokens,
             logprobs=r.top_logprobs or None,  # 0 would still return the sampled token's logprob at every step
             stop=list(r.stop) or None,
@@ -171,8 +185,21 @@ class VLLMEngine(BatchCalls):
             self._pending[rid] = r
 
     def collect(self) -> list[tuple[int, Completion]]:
+        """Step vLLM until at least one pending request finishes; raise if vLLM has lost pending requests.
+
+        A request vLLM no longer runs (aborted or renamed inside the engine, dropped by a version change) would
+        otherwise make this loop step an idle engine forever: when vLLM reports no unfinished request while ids
+        are pending, those ids are dropped from the pending set and named in a ``RuntimeError``."""
         done: list[tuple[int, Completion]] = []
         while self._pending and not done:
+            if not self._engine.has_unfinished_requests():
+                lost = sorted(self._pending, key=lambda rid: (len(rid), rid))
+                self._pending.clear()
+                shown = ", ".join(lost[:20]) + (f" (+{len(lost) - 20} more)" if len(lost) > 20 else "")
+                raise RuntimeError(
+                    f"vLLM reports no unfinished request but {len(lost)} submitted request(s) never finished: "
+                    f"request id(s) {shown} were lost inside the engine"
+                )
             for out in self._engine.step():
                 if out.finished and out.request_id in self._pending:
                     request = self._pending.pop(out.request_id)
