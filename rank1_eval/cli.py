@@ -125,128 +125,65 @@ def _qrels_arg(value: str) -> tuple[str, str]:
     return name, path
 
 
+_KINDS: dict[str, Any] = {
+    "str": str,
+    "int>=0": _int_at_least(0),
+    "int>=1": _int_at_least(1),
+    "int>=2": _int_at_least(2),
+    "fraction": _fraction,
+    "float>0": _positive_float,
+    "failed_score": _failed_score,
+}
+MODEL_GROUPS = {
+    "model": "model (mirrors rank1(...))",
+    "scaling": "scaling out (vLLM servers; see README 'Scaling out')",
+}
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (mirrors rank1(...))")
-    g.add_argument("--model", default=None, help="model id or local folder (default: jhu-clsp/rank1-7b)")
-    g.add_argument("--revision", default=None, help="Hub revision (commit, branch or tag) of the model")
-    g.add_argument("--num-gpus", type=_int_at_least(1), default=1, help="tensor parallel size")
-    g.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers", "openai"],
-                   help="openai: vLLM servers at --server-url (auto picks it when URLs are given)")  # fmt: skip
-    g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when visible, else cpu)")
-    g.add_argument("--dtype", default=None, help="fp_options: float16 (GPU default), bfloat16, float32 (CPU default)")
-    g.add_argument("--context-size", type=_int_at_least(2), default=16000,
-                   help="prompt + output tokens per pair (> --max-output-tokens)")  # fmt: skip
-    g.add_argument("--max-output-tokens", type=_int_at_least(1), default=8192, help="reasoning budget per pair")
-    g.add_argument("--gpu-memory-utilization", type=_fraction, default=0.9,
-                   help="vLLM's share of GPU memory, in (0, 1]")  # fmt: skip
-    g.add_argument("--enforce-eager", action="store_true", help="vLLM without CUDA graphs (faster start)")
-    g.add_argument("--max-num-seqs", type=_int_at_least(1), default=None,
-                   help="vLLM sequences in flight (default: vLLM's)")  # fmt: skip
-    g.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own model code")
-    g.add_argument("--scheduling", default="stream", choices=["stream", "chunked"],
-                   help="stream (default): requests stream into the engine, each judgement stored when final; "
-                   "chunked: the former synchronous chunks of --chunk-size pairs")  # fmt: skip
-    g.add_argument("--chunk-size", type=_int_at_least(1), default=None,
-                   help="--scheduling chunked: pairs per engine call (default 1024; with servers 4 per request "
-                   "slot, at least 256)")  # fmt: skip
-    g.add_argument("--length-rule", default="reference", choices=["reference", "reserve_output"],
-                   help="reference (default, as the paper ran): a passage is cut only when the prompt alone "
-                   "leaves no room for the forced answer, each pair generates min(max_output_tokens, "
-                   "context_size - prompt tokens); reserve_output: prompts cut to context_size - "
-                   "max_output_tokens")  # fmt: skip
-    g.add_argument("--ngram-speculation", type=_int_at_least(0), default=0, metavar="K",
-                   help="vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)")
-    g.add_argument("--answer-rule", default="rank1", choices=["rank1", "reference"],
-                   help="rank1 (default): pass 1 is answered only when it stopped on '</think> true|false'; "
-                   "reference: the reference scripts' rule (bit for bit with the paper): any last position whose "
-                   "top-20 holds both answer tokens is scored in pass 1, budget-cut generations included, and a "
-                   "context-capped pair generates one token more, as vLLM 0.7.2 did")  # fmt: skip
-    g.add_argument("--force-rethink", type=_int_at_least(0), default=0, metavar="N",
-                   help="s1-style budget forcing (paper §3.6): N times, the model's closing </think> is replaced "
-                   "by '\\nWait' and decoding continues within the same budget; then scored as usual")  # fmt: skip
-    g.add_argument("--keep-token-ids", action="store_true",
-                   help="keep pass 1's generated token ids in each judgement (what `rank1-eval sweep` cuts)")
-    g.add_argument("--failed-score", type=_failed_score, default=0.5,
-                   help="score of a pair no pass could score (finite), or 'raise' to stop the run")  # fmt: skip
-    g.add_argument("--skip-prompt", action="store_true", help="no dataset prompt (dataset_prompt=False)")
-    g.add_argument("--prompt-set", default="code", choices=["code", "paper"], help="bundled dataset prompts")
-    g.add_argument("--prompt-file", default=None, help="JSON {key: template} overriding the bundled prompts")
-    g.add_argument("--prompt-key", default=None, metavar="KEY",
-                   help="use this dataset template for every task, e.g. SciFact for a local BEIR copy of SciFact "
-                   "(a key of the prompt set)")  # fmt: skip
-    s = p.add_argument_group("scaling out (vLLM servers; see README 'Scaling out')")
-    s.add_argument(
-        "--data-parallel",
-        type=_int_at_least(1),
-        default=1,
-        metavar="N",
-        help="start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them",
-    )
-    s.add_argument(
-        "--server-url",
-        dest="server_urls",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a vLLM OpenAI-compatible server, e.g. http://host:8000/v1 (repeatable; engine openai)",
-    )
-    s.add_argument(
-        "--api-key-env",
-        default="RANK1_API_KEY",
-        metavar="VAR",
-        help="environment variable holding the servers' API key (sent as Bearer, never logged)",
-    )
-    s.add_argument("--max-concurrency", type=_int_at_least(1), default=None, metavar="N",
-                   help="most requests in flight per server (default 256); below it the window follows the "
-                   "server's /metrics: its batch full, a few requests waiting")  # fmt: skip
-    s.add_argument("--request-timeout", type=_positive_float, default=None,
-                   help="seconds per request (default: 30 s + 0.2 s per output token of the request)")  # fmt: skip
-    s.add_argument("--max-retries", type=_int_at_least(0), default=5,
-                   help="failed backoff rounds before a server is dropped")  # fmt: skip
-    s.add_argument("--stall-warning", type=_int_at_least(0), default=None, metavar="S",
-                   help="warn when no request has finished for S seconds (0: never; default: 4x the slowest "
-                   "request so far, at least 60 s)")  # fmt: skip
+    """The model flags, generated from :class:`rank1_eval.settings.Settings` (one flag per setting)."""
+    from rank1_eval import settings as S
+
+    groups = {name: p.add_argument_group(title) for name, title in MODEL_GROUPS.items()}
+    for name in S.names():
+        role = S.role(name)
+        default = S.default(name) if role.cli_default == "=field" else role.cli_default
+        options: dict[str, Any] = {"help": role.help, "dest": S.cli_dest(name)}
+        if role.kind == "flag":
+            options["action"] = "store_true"
+        elif role.kind == "append":
+            options.update(action="append", default=[])
+        else:
+            options.update(type=_KINDS[role.kind], default=default)
+        if role.choices:
+            options["choices"] = list(role.choices)
+        if role.metavar:
+            options["metavar"] = role.metavar
+        groups[role.cli_group].add_argument(role.flag, **options)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``rank1(...)`` keyword arguments from the parsed model flags (every setting, by its field name)."""
+    from rank1_eval import settings as S
+
+    out = {}
+    for name in S.names():
+        value = getattr(args, S.cli_dest(name))
+        role = S.role(name)
+        out[name] = role.from_cli(value) if role.from_cli is not None else value
+    if out["model_name_or_path"] is None:
+        out["model_name_or_path"] = S.DEFAULT_MODEL
+    return out
 
 
 def build_model(args: argparse.Namespace):
     """The model the flags describe; device and dtype defaults are the API's (float16 on CUDA, float32 on CPU)."""
-    from rank1_eval.model import DEFAULT_MODEL, rank1
+    from rank1_eval.model import rank1
 
     check_model_args(args)
-    failed = args.failed_score  # a float or 'raise' (checked by the parser)
-    return rank1(
-        args.model or DEFAULT_MODEL,
-        num_gpus=args.num_gpus,
-        device=args.device,
-        context_size=args.context_size,
-        max_output_tokens=args.max_output_tokens,
-        fp_options=args.dtype,
-        engine=args.engine,
-        dataset_prompt=False if args.skip_prompt else None,
-        prompt_set=args.prompt_set,
-        prompt_file=args.prompt_file,
-        prompt_key=args.prompt_key,
-        revision=args.revision,
-        failed_score=failed,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        enforce_eager=args.enforce_eager,
-        max_num_seqs=args.max_num_seqs,
-        trust_remote_code=args.trust_remote_code,
-        chunk_size=args.chunk_size,
-        scheduling=args.scheduling,
-        length_rule=args.length_rule,
-        keep_token_ids=bool(getattr(args, "keep_token_ids", False) or getattr(args, "budgets", None)),
-        force_rethink=getattr(args, "force_rethink", 0),
-        answer_rule=getattr(args, "answer_rule", "rank1"),
-        ngram_speculation=args.ngram_speculation,
-        server_urls=tuple(args.server_urls),
-        api_key_env=args.api_key_env,
-        max_concurrency=args.max_concurrency,
-        request_timeout=args.request_timeout,
-        max_retries=args.max_retries,
-        stall_warning_s=None if args.stall_warning is None else float(args.stall_warning),
-        data_parallel=args.data_parallel,
-    )
+    kwargs = model_kwargs(args)
+    kwargs["keep_token_ids"] = bool(kwargs["keep_token_ids"] or getattr(args, "budgets", None))
+    return rank1(**kwargs)
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -948,7 +885,52 @@ def add_store_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     d = actions.add_parser("drop-failed", parents=parents, help="delete failed judgements: a rerun scores them")
     d.add_argument("path", type=Path, help="the store")
     d.set_defaults(func=cmd_store_drop_failed)
+    m = actions.add_parser(
+        "migrate",
+        parents=parents,
+        help="re-key a store of the previous key scheme, given the flags of the run that made it",
+        description="Recompute, for every pair of the run these flags describe, the key the previous scheme gave "
+        "it and the key it has now, and copy each judgement found under its old key into --into under its new "
+        "key. Exact: only judgements made with these settings move; the rest are counted (migrate again with "
+        "the flags of their runs). The old store is only read.",
+        epilog=_examples("rank1-eval store migrate results/store.sqlite --into results/store.v2.sqlite "
+                         "--task SciFact --max-output-tokens 8192"),  # fmt: skip
+        formatter_class=HelpFormatter,
+    )
+    m.add_argument("path", type=Path, help="the store of the previous key scheme (only read)")
+    m.add_argument("--into", type=Path, required=True, help="the store to write (new, or one of today's scheme)")
+    add_model_args(m)
+    add_run_args(m)
+    m.set_defaults(func=cmd_store_migrate)
     return p
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    """``rank1-eval store migrate OLD --into NEW <run flags>``: old key -> new key for every pair of that run."""
+    from rank1_eval.errors import UsageError
+    from rank1_eval.evaluate import prepare
+    from rank1_eval.judge import LEGACY_REUSABLE_ENGINES, LEGACY_RULE_VERSION, legacy_key
+    from rank1_eval.scoring import RULE_VERSION
+    from rank1_eval.shards import task_prompts
+    from rank1_eval.store import migrate_store
+
+    _demo_defaults(args)
+    _quiet_libraries()
+    model = build_model(args)
+    engines = LEGACY_REUSABLE_ENGINES.get(RULE_VERSION, frozenset())
+    if model.engine_name not in engines or args.data_parallel > 1:
+        dp = " with --data-parallel" if args.data_parallel > 1 else ""
+        raise UsageError(
+            f"judgements of the previous key scheme were decoded under rule version {LEGACY_RULE_VERSION}; under "
+            f"this rank1_eval's rule ({RULE_VERSION}) the {model.engine_name} engine{dp} decodes differently: they "
+            f"cannot be reused, only rerun (re-keyable: the {', '.join(sorted(engines)) or 'no'} engine)"
+        )
+    prepared = prepare(_run_options(args), model.mteb_model_meta.name)
+    prompts = task_prompts(model, prepared.task)
+    mapping = {legacy_key(model.core, p.prompt): model.core.key(p) for p in prompts}
+    report = migrate_store(args.path, args.into, mapping)
+    print(report.message())
+    return 0
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:

@@ -338,16 +338,18 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     return info
 
 
-def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None) -> dict[str, Any]:
+def evaluate(
+    model: Any, prepared: Prepared, opts: RunOptions, progress: Any = None, *, missing: Any = None
+) -> dict[str, Any]:
     """Judge every pair (resuming through the store), let mteb score, write the result folder.
 
     ``progress`` is a :class:`rank1_eval.progress.Progress` (the CLI passes its display, already showing the
-    task's loading); without one a display is made here when ``opts.progress``.
+    task's loading); without one a display is made here when ``opts.progress``. ``missing`` judges what the
+    store lacks instead of the engine (:class:`rank1_eval.sweep.Deriver`).
     """
     import mteb
 
     from rank1_eval.logs import library_logs
-    from rank1_eval.model import RunStats
     from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
@@ -369,24 +371,26 @@ def evaluate(model: Any, prepared: Prepared, opts: RunOptions, progress: Any = N
         progress.total = prepared.n_pairs
     engine_log = None if opts.verbose else out / "engine.log"
     store = SQLiteStore(store_path)
-    model.store, model.stats, model.progress, model.engine_log = store, RunStats(), progress, engine_log
-    model.trace_sink = lambda context, judgements: traces.append((context, judgements))
     started = time.perf_counter()
+
+    def sink(context: dict[str, Any], judgements: list[Any]) -> None:
+        traces.append((context, judgements))
+
     try:
-        progress.status(f"mteb: evaluating {task.label}")
-        with library_logs(engine_log, verbose=opts.verbose):
-            result = mteb.evaluate(
-                model,
-                [task.task],
-                cache=None,
-                overwrite_strategy="always",
-                show_progress_bar=False,
-                encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-                raise_error=True,
-            )
+        with model.session(store=store, progress=progress, engine_log=engine_log, traces=sink, missing=missing):
+            progress.status(f"mteb: evaluating {task.label}")
+            with library_logs(engine_log, verbose=opts.verbose):
+                result = mteb.evaluate(
+                    model,
+                    [task.task],
+                    cache=None,
+                    overwrite_strategy="always",
+                    show_progress_bar=False,
+                    encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
+                    raise_error=True,
+                )
     finally:
         progress.close()
-        model.store, model.progress, model.trace_sink, model.engine_log = None, None, None, None
         store.close()
     wall = time.perf_counter() - started
     task_result = result.task_results[0]
@@ -494,8 +498,10 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     run = c.get("this_run", {})
     rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
         "docs_per_s") else "nothing generated"  # fmt: skip
+    derived = run.get("derived_from_store") or 0
+    derived_note = f" ({derived} of them derived by a budget sweep)" if derived else ""
     return (
-        f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}, "
+        f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']}{derived_note}, "
         f"pass2 {c['pass2']}, failed {c['failed']}, truncated {c['truncated']} | output tokens mean "
         f"{c['output_tokens_mean']}, p50 {c['output_tokens_p50']}, p95 {c['output_tokens_p95']} | this run: "
         f"{rate} ({run.get('engine_s', 0.0):.1f}s in the engine)"

@@ -98,11 +98,12 @@ def predictions_from_traces(traces: Sequence[tuple[Mapping[str, Any], Sequence[A
 def path_counts(traces: Sequence[tuple[Mapping[str, Any], Sequence[Any]]]) -> dict[str, Any]:
     """How every pair of the folder ended (pass1/pass2/failed, truncated), whether scored now or read from the
     store: the failure count of a resumed or merged run is the folder's, not just this process's."""
-    counts: dict[str, Any] = {"pass1": 0, "pass2": 0, "failed": 0, "truncated": 0}
+    counts: dict[str, Any] = {"pass1": 0, "pass2": 0, "failed": 0, "truncated": 0, "derived": 0}
     examples = []
     for qid, docid, j in iter_traces(traces):
         counts[j.path] = counts.get(j.path, 0) + 1
         counts["truncated"] += bool(j.truncated)
+        counts["derived"] += j.derived_from is not None  # derived by a budget sweep, not decoded at this budget
         if j.path == "failed" and len(examples) < 3:
             examples.append({"qid": str(qid), "docid": str(docid), "error": j.error})
     counts["failed_examples"] = examples

@@ -160,7 +160,7 @@ def check_prompt_budget(model: Any, prepared: Any) -> None:
     texts = list(by_query)
     lengths = [len(ids) for ids in tokenizer([format_prompt(q, "") for q in texts]).input_ids]
     cfg = model.scoring
-    reserve = model._forced_reserve()
+    reserve = model.forced_reserve()
     budget = cfg.prompt_budget(reserve)
     over = [(by_query[q], n) for q, n in zip(texts, lengths, strict=True) if n > budget]
     if over:

@@ -77,13 +77,15 @@ class Judgement:
     token_ids: tuple[int, ...] | None = None
     # force_rethink: each round of pass 1 ({text, output_tokens, finish_reason, stop_reason}); absent if None
     rounds: tuple[dict[str, Any], ...] | None = None
+    # a budget sweep's judgement: the larger budget it was derived from (not decoded at its own); absent if None
+    derived_from: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("token_ids", "rounds"):
+        for name in ("token_ids", "rounds", "derived_from"):
             if data[name] is None:
                 del data[name]
-            else:
+            elif isinstance(data[name], tuple | list):
                 data[name] = list(data[name])
         return data
 

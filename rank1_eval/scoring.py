@@ -54,6 +54,16 @@ from rank1_eval.records import Completion, Judgement, decode_ids
 
 log = logging.getLogger(__name__)
 
+# The version of the rule and of the engines' decoding semantics, part of every judgement key: bump it with any
+# change that can change a judgement of the same request (tests/test_settings.py pins it to a digest of this
+# file's code, and a golden set of micro rank1 judgements). Version 1 was the unversioned key scheme; 2 the rule as
+# it was then; 3 greedy on every engine (the Transformers engine and servers no longer apply the checkpoint's
+# generation_config) and the reference's answer rule as an option.
+RULE_VERSION = 3
+# pass 2 re-tokenises the decoded reasoning, which may take a few tokens more than were generated: a request is
+# "near the context" (its pass 2 may be cut by context_size) within this many tokens
+PASS2_MARGIN = 16
+
 STOP_STRINGS = ("</think> true", "</think> false")
 THINK_END = "</think>"  # force_rethink: a round stops when the model closes its reasoning...
 WAIT = "\nWait"  # ...and the closing is replaced by this before decoding continues (s1's budget forcing)
@@ -102,7 +112,8 @@ def rule_budget(rule: str, context_size: int, max_output_tokens: int, forced_res
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Settings of the rule; ``sampling()`` (everything but the length rule) enters the judgement key."""
+    """Settings of the rule. Each field is also a setting (rank1_eval.settings); the judgement key holds the
+    request they shape (``Rule.request_identity``), not the fields themselves."""
 
     max_output_tokens: int = 8192
     context_size: int = 16000
@@ -166,7 +177,7 @@ class ScoringConfig:
         return self.context_size + (1 if self._reference_length() else 0)
 
     def sampling(self) -> dict[str, Any]:
-        """The settings that determine a judgement, for keys and provenance."""
+        """The sampling settings, for provenance and the result folder's hash (not the judgement key)."""
         return {
             "temperature": 0.0,
             "max_output_tokens": self.max_output_tokens,
@@ -329,9 +340,27 @@ class Rule:
         return PairState(self, prepared, keep_token_ids=keep_token_ids)
 
     def pass1_request(self, prepared: PreparedPrompt) -> Request:
-        """The logical pass-1 request (top-k at the answer position), whichever way ``answer_logprobs`` reads it."""
+        """The first request of a pair, the logical one (top-k at the answer position, whichever way
+        ``answer_logprobs`` reads it; under ``force_rethink`` it stops where the model closes its reasoning)."""
         cfg = self.config
-        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), STOP_STRINGS, cfg.top_logprobs)
+        stop = (THINK_END,) if cfg.force_rethink else STOP_STRINGS
+        return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), stop, cfg.top_logprobs)
+
+    def request_identity(self, prepared: PreparedPrompt) -> dict[str, Any]:
+        """What pass 1 asks of the engine, for the judgement key: prompt, budget, stop strings, top-k logprobs,
+        and ``pass2_context`` (the context size) only when pass 2's forced prompt (prompt + reasoning + closing,
+        with ``"\nWait"`` per forced round) may not fit it: otherwise the context cannot change the judgement."""
+        cfg = self.config
+        request = self.pass1_request(prepared)
+        waits = cfg.force_rethink * len(self.tokenizer(WAIT, add_special_tokens=False).input_ids)
+        need = prepared.prompt_tokens + request.max_tokens + self.forced_reserve + waits + PASS2_MARGIN
+        return {
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "stop": list(request.stop),
+            "top_logprobs": request.top_logprobs,
+            "pass2_context": cfg.context_size if need > cfg.context_size else None,
+        }
 
     def answer_read_request(self, prompt: str, pass1: Completion) -> Request:
         """answer_logprobs='prefill': the top-k at pass 1's answer position, over the same prefix (one token)."""
@@ -395,8 +424,6 @@ class PairState:
         request = self.rule.pass1_request(self.prepared)
         if self.rule.config.answer_logprobs == "prefill":  # no logprobs while decoding: read after, at one position
             request = replace(request, top_logprobs=0)
-        if self.rule.config.force_rethink:  # stop where the model closes its reasoning, to replace the closing
-            request = replace(request, stop=(THINK_END,))
         return request
 
     def advance(self, completion: Completion) -> Request | Judgement:

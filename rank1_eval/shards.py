@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.model import in_shard  # noqa: F401 -- the shard rule lives beside the judging that applies it
+from rank1_eval.judge import in_shard  # noqa: F401 -- the shard rule lives beside the judging that applies it
 from rank1_eval.scoring import PreparedPrompt
 
 
@@ -53,7 +53,6 @@ def task_prompts(model: Any, task: Any) -> list[PreparedPrompt]:
 
 def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> dict[str, Any]:
     """Judge shard ``shard`` of a prepared task into its own store; no mteb, no outputs."""
-    from rank1_eval.model import RunStats
     from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
     from rank1_eval.store import SQLiteStore
@@ -64,12 +63,11 @@ def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> d
     prompts = task_prompts(model, prepared.task)
     store = SQLiteStore(store_path)
     progress = ProgressDisplay(0, enabled=opts.progress)  # the shard's share is known once keys are hashed
-    model.store, model.stats, model.shard = store, RunStats(), shard
     try:
-        model.judge_prompts(prompts, progress=progress)
+        with model.session(store=store, shard=shard):
+            model.judge_prompts(prompts, progress=progress)
     finally:
         progress.close()
-        model.store, model.shard = None, None
         store.close()
     stats = model.stats.summary()
     return {

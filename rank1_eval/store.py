@@ -33,7 +33,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,13 +60,22 @@ __all__ = [
     "check_store",
     "drop_failed",
     "judgement_key",
+    "key_scheme_of",
     "merge_stores",
+    "migrate_store",
     "salvage_store",
     "take_writer_failure",
 ]
 
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this code; a store with a newer version is refused."""
+
+KEY_SCHEME = 2
+"""How the keys of a store were made, kept in its ``meta`` table (``key_scheme``). 2: the exact pass-1 request, the
+rule version, the model's identity and its numerics (``rank1_eval.judge.Judge.key``). A store without the marker
+that holds judgements was keyed by the previous scheme (1: a hand-picked settings list; rank1_eval before
+RULE_VERSION); it is refused for runs, and ``rank1-eval store migrate`` re-keys it."""
+LEGACY_KEY_SCHEME = 1
 
 APPLICATION_ID = int.from_bytes(b"rk1e", "big")
 """SQLite ``application_id`` stamped into every store this code creates (older stores carry 0)."""
@@ -82,6 +91,10 @@ class StoreError(RuntimeError):
 
 class StoreSchemaError(StoreError):
     """The store was written with a schema this code does not understand."""
+
+
+class StoreKeySchemeError(StoreError):
+    """A store whose keys were made by another scheme: its judgements would never be found (or be stale)."""
 
 
 class StoreFullError(StoreError):
@@ -318,8 +331,12 @@ class SQLiteStore:
     is not a rank1_eval store, and :class:`StoreSchemaError` when the store's schema is newer than this code.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0, create: bool = True):
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 60.0, create: bool = True, legacy_ok: bool = False
+    ):
         self.path = Path(path)
+        self.legacy_ok = legacy_ok  # open a store of the previous key scheme (migrate, drop-failed) instead of refusing
+        self.key_scheme = KEY_SCHEME
         self.timeout = float(timeout)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -401,6 +418,34 @@ class SQLiteStore:
             raise StoreSchemaError(
                 f"judgement store {self.path} has old schema version {version} (current {SCHEMA_VERSION})"
             )
+        self._check_key_scheme(conn)
+
+    def _check_key_scheme(self, conn: sqlite3.Connection) -> None:
+        """Mark a new (empty) store with :data:`KEY_SCHEME`; refuse one keyed by another scheme, in one line."""
+        scheme = key_scheme_of(conn)
+        if scheme is None:  # empty and unmarked: ours from now on
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_scheme', ?)", (str(KEY_SCHEME),))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            scheme = key_scheme_of(conn)
+        self.key_scheme = scheme or KEY_SCHEME
+        if self.key_scheme == KEY_SCHEME or self.legacy_ok:
+            return
+        n = conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0]
+        if self.key_scheme > KEY_SCHEME:
+            raise StoreKeySchemeError(
+                f"judgement store {self.path} is keyed by scheme {self.key_scheme}, newer than this rank1_eval's "
+                f"({KEY_SCHEME}): upgrade rank1_eval or pass another --store"
+            )
+        raise StoreKeySchemeError(
+            f"judgement store {self.path} holds {n} judgements keyed by the previous key scheme (settings, not the "
+            f"exact request): none would be found. Re-key them with `rank1-eval store migrate {self.path} --into "
+            "NEW.sqlite` plus the flags of the runs that made them, then use --store NEW.sqlite (or pass a new --store)"
+        )
 
     def _check_ours(self, conn: sqlite3.Connection, tables: set[str]) -> None:
         """Refuse, without writing a byte, a SQLite file of another application (even one with a ``meta`` table)."""
@@ -599,6 +644,67 @@ class MergeReport:
     per_source: tuple[SourceMergeCounts, ...]
 
 
+def key_scheme_of(conn: sqlite3.Connection) -> int | None:
+    """The key scheme a store's ``meta`` names; :data:`LEGACY_KEY_SCHEME` for an unmarked store with judgements,
+    None for an unmarked empty one."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'key_scheme'").fetchone()
+    if row is not None:
+        try:
+            return int(row[0])
+        except ValueError:
+            raise StoreSchemaError(f"unreadable key scheme {row[0]!r}") from None
+    has_rows = conn.execute("SELECT 1 FROM judgements LIMIT 1").fetchone() is not None
+    return LEGACY_KEY_SCHEME if has_rows else None
+
+
+@dataclass(frozen=True)
+class MigrateReport:
+    """What :func:`migrate_store` did: judgements read, re-keyed, already there, and not re-keyable."""
+
+    source: Path
+    into: Path
+    read: int
+    rekeyed: int
+    already: int
+    not_rekeyable: int
+
+    def message(self) -> str:
+        return (
+            f"store migrate {self.source} -> {self.into}: {self.read} judgements read, {self.rekeyed} re-keyed, "
+            f"{self.already} already there, {self.not_rekeyable} not re-keyable with these flags (no prompt of "
+            "this run has their old key: migrate again with the flags of the runs that made them)"
+        )
+
+
+def migrate_store(
+    source: str | os.PathLike[str], into: str | os.PathLike[str], mapping: Mapping[str, str]
+) -> MigrateReport:
+    """Copy the judgements of a previous-scheme store whose old key ``mapping`` knows into ``into`` under their
+    new keys (``mapping``: old key -> new key, made from the run's prompts and settings). The source is only
+    read. Exact: a judgement moves only when its old key is recomputed from a prompt and settings that made it.
+    """
+    src, dst = Path(source), Path(into)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise StoreError(f"migrate needs another store: --into {dst} is the source itself")
+    read = rekeyed = already = 0
+    with SQLiteStore(src, create=False, legacy_ok=True) as old, SQLiteStore(dst) as target:
+        if old.key_scheme != LEGACY_KEY_SCHEME:
+            raise StoreKeySchemeError(
+                f"{src} is keyed by scheme {old.key_scheme}, not the previous one: nothing to migrate"
+            )
+        for key, value in old.items():
+            read += 1
+            new = mapping.get(key)
+            if new is None:
+                continue
+            if new in target.get_many([new]):
+                already += 1
+                continue
+            target.put_many([(new, value)])
+            rekeyed += 1
+    return MigrateReport(src, dst, read, rekeyed, already, read - rekeyed - already)
+
+
 def _same_judgement(a: Judgement, b: Judgement, atol: float) -> bool:
     if a.path != b.path:
         return False
@@ -674,6 +780,10 @@ def _merge(into_path: Path, source_paths: list[Path], atol: float) -> MergeRepor
 
 
 # --------------------------------------------------------------------------------------------------- repair
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -925,8 +1035,23 @@ def salvage_store(source: str | os.PathLike[str], into: str | os.PathLike[str], 
     for key, (_, value) in found.items():
         with contextlib.suppress(StoreError):
             good.append((key, _decode(key, value)))
+    conn = _open_readonly(src)
+    try:
+        scheme = key_scheme_of(conn) if {"meta", "judgements"} <= _tables(conn) else None
+    except sqlite3.Error:  # a damaged meta table: the rows themselves tell nothing either way
+        scheme = None
+    finally:
+        conn.close()
     copied = duplicates = 0
-    with SQLiteStore(dst) as target:
+    if scheme == LEGACY_KEY_SCHEME and not dst.exists():  # keep the source's keys' meaning: still to migrate
+        with SQLiteStore(dst) as fresh, fresh._write_txn() as wconn:
+            wconn.execute("UPDATE meta SET value = ? WHERE key = 'key_scheme'", (str(LEGACY_KEY_SCHEME),))
+    with SQLiteStore(dst, legacy_ok=scheme == LEGACY_KEY_SCHEME) as target:
+        if target.key_scheme != (scheme or KEY_SCHEME):
+            raise StoreKeySchemeError(
+                f"salvage {src} (key scheme {scheme}) into {dst} (key scheme {target.key_scheme}) would mix keys of "
+                "two schemes: salvage into a new store"
+            )
         for start in range(0, len(good), _CHUNK):
             page = good[start : start + _CHUNK]
             present = target.get_many([k for k, _ in page])
@@ -943,7 +1068,7 @@ def drop_failed(path: str | os.PathLike[str]) -> int:
     The store is otherwise insert-only (first writer wins); this is the one deliberate exception, for failures
     whose cause was outside the model (a server answering NaN, an engine bug) and has been fixed.
     """
-    with SQLiteStore(path, create=False) as store:
+    with SQLiteStore(path, create=False, legacy_ok=True) as store:
         try:
             store._connection().execute(
                 "PRAGMA secure_delete = ON"

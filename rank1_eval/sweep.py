@@ -94,7 +94,8 @@ class DeriveCost:
 
 @dataclass
 class Deriver:
-    """``rank1.judge_missing`` for a budget below the source run's: derives judgements, runs what it cannot.
+    """What judges the pairs the store lacks (``evaluate(..., missing=)``) for a budget below the source run's:
+    derives judgements, runs what it cannot. Derived judgements carry ``derived_from`` (the run's budget).
 
     ``source`` is the model at the run's budget (its keys find the stored run), ``store`` the judgement store.
     ``derived`` keeps each derived judgement by prompt, with how it came about, for ``--verify``.
@@ -105,15 +106,17 @@ class Deriver:
     cost: DeriveCost = field(default_factory=DeriveCost)
     derived: dict[str, tuple[Judgement, str]] = field(default_factory=dict)
 
-    def __call__(self, model: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
+    def __call__(self, judge: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
+        """``judge``: the :class:`rank1_eval.judge.Judge` at the budget being derived."""
         from rank1_eval.engines.base import run_requests
         from rank1_eval.scheduler import Scheduler
 
-        config, keep_ids = model.scoring, model.keep_token_ids
-        keys = [self.source.judgement_key(p.prompt) for p in prepared]
+        config, keep_ids = judge.scoring, judge.settings.keep_token_ids
+        top = self.source.scoring.max_output_tokens
+        keys = self.source.core.keys(prepared)
         stored = self.store.get_many(list(set(keys))) if self.store is not None else {}
         # the tokenizer alone derives the kept and cut pairs; the engine loads only for prefills and real runs
-        rule = model.scorer.rule if model._engine is not None else model._tokenizer_rule()
+        rule = judge.rule
         tok = rule.tokenizer
         to_run: list[int] = []
         pending: list[tuple[int, Any, Any]] = []  # (index, pair state, forced request)
@@ -125,7 +128,7 @@ class Deriver:
                 continue
             n = src.output_tokens
             if n <= budget and (src.finish_reason == "stop" or n == budget):
-                j = replace(src, token_ids=src.token_ids if keep_ids else None)
+                j = replace(src, token_ids=src.token_ids if keep_ids else None, derived_from=src.derived_from or top)
                 self._final(final, i, p, j, "kept")
                 continue
             if n < budget or src.token_ids is None or len(src.token_ids) != n:
@@ -137,27 +140,28 @@ class Deriver:
             state.start()
             out = state.advance(Completion(text, ids, "length", None, {}, p.prompt_tokens))
             if isinstance(out, Judgement):  # not reached: a pass 1 cut by its budget never answered
-                self._final(final, i, p, out, "cut")
+                self._final(final, i, p, replace(out, derived_from=top), "cut")
             else:
                 pending.append((i, state, out))
-        if (pending or to_run) and model._engine is None:
+        if (pending or to_run) and not judge.loaded:
             t0 = time.perf_counter()
-            rule = model.scorer.rule  # loads the engine
+            judge.engine  # noqa: B018 -- loads the engine (shared with the source model and every budget)
+            rule = judge.rule
             self.cost.engine_load_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         if pending:
-            completions = run_requests(model.engine, [r for _, _, r in pending])
+            completions = run_requests(judge.engine, [r for _, _, r in pending])
             self.cost.prefill_requests += len(pending)
             self.cost.prefill_tokens += sum(len(ids) for ids in tok([r.prompt for _, _, r in pending]).input_ids)
             for (i, state, _), completion in zip(pending, completions, strict=True):
                 j = state.advance(completion)
                 assert isinstance(j, Judgement)
-                self._final(final, i, prepared[i], j, "cut")
+                self._final(final, i, prepared[i], replace(j, derived_from=top), "cut")
         if to_run:
             log.warning("%d pair(s) not derivable from the stored run (missing, or no token ids): judged for real",
                         len(to_run))  # fmt: skip
             scheduler = Scheduler(
-                model.engine,
+                judge.engine,
                 rule,
                 keep_token_ids=keep_ids,
                 on_final=lambda k, j: self._final(final, to_run[k], prepared[to_run[k]], j, "run"),
@@ -298,11 +302,8 @@ def sweep(
         variant = model.with_scoring(max_output_tokens=b)
         store = SQLiteStore(store_path)
         deriver = Deriver(model, store)
-        variant.judge_missing = deriver
-        try:
-            summary = evaluate(variant, prepared, opts, progress=progress)
-            if model._engine is None:  # the first budget that needed the engine loaded it: share it from now on
-                model._engine = variant._engine
+        try:  # the variant shares the model's engine: the first budget that needs it loads it for all
+            summary = evaluate(variant, prepared, opts, progress=progress, missing=deriver)
         finally:
             store.close()
         # the budget's own folder says how it was made: this_run counted derived judgements as scored, but the

@@ -9,6 +9,9 @@ from typing import Any
 from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, Request
 from rank1_eval.records import Completion
 
+# a Hub commit for scripted models named like Hub ids ("fake/model"): their judgements need a model identity
+FAKE_COMMIT = "f" * 40
+
 
 class ScriptedEngine(BatchCalls):
     """Answers from functions of the prompt; records every submission so tests can check what the rule asked.

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from fakes import ScriptedEngine
+from fakes import FAKE_COMMIT, ScriptedEngine
 
 from rank1_eval import Rank1, rank1
 from rank1_eval.engines import EngineError
@@ -35,7 +35,8 @@ def _scripted(tokenizer, calls=None):
 
 
 def _model(tokenizer, **kwargs):
-    m = rank1("fake/model", device="cpu", fp_options="float32", engine="transformers", **kwargs)
+    m = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
+              **kwargs)  # fmt: skip
     m._engine = _scripted(tokenizer)
     return m
 
@@ -131,7 +132,8 @@ def test_store_hits_and_duplicates(qwen25_tokenizer):
 def test_store_key_depends_on_settings(qwen25_tokenizer):
     a = _model(qwen25_tokenizer)
     b = _model(qwen25_tokenizer, max_output_tokens=64, context_size=512)
-    c = rank1("fake/model", device="cpu", fp_options="bfloat16", engine="transformers")
+    c = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="bfloat16", engine="transformers")
+    c.use_engine(_scripted(qwen25_tokenizer))
     keys = {x.judgement_key("same prompt") for x in (a, b, c)}
     assert len(keys) == 3
     assert a.judgement_key("p") == _model(qwen25_tokenizer).judgement_key("p")
@@ -159,17 +161,19 @@ def test_length_rule_is_provenance_not_identity(qwen25_tokenizer):
         rank1("jhu-clsp/rank1-7b", length_rule="whatever")
 
 
-def test_default_dtype_follows_the_device():
+def test_default_dtype_follows_the_device(qwen25_tokenizer):
     """The API's own default, not only the CLI's: float32 on CPU (float16 is refused there), float16 on CUDA."""
-    cpu = rank1("fake/model", device="cpu", engine="transformers")
-    cuda = rank1("fake/model", device="cuda", engine="transformers")
-    chosen = rank1("fake/model", device="cpu", fp_options="bfloat16", engine="transformers")
+    cpu = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", engine="transformers")
+    cuda = rank1("fake/model", revision=FAKE_COMMIT, device="cuda", engine="transformers")
+    chosen = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="bfloat16", engine="transformers")
+    same = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers")
+    for m in (cpu, chosen, same):
+        m.use_engine(_scripted(qwen25_tokenizer))
     assert (cpu.dtype, cuda.dtype, chosen.dtype) == ("float32", "float16", "bfloat16")
     assert cpu.provenance()["dtype"] == "float32" and cpu.outcome_settings()["dtype"] == "float32"
-    assert cpu.judgement_key("p") == rank1("fake/model", device="cpu", fp_options="float32",
-                                           engine="transformers").judgement_key("p")  # fmt: skip
+    assert cpu.judgement_key("p") == same.judgement_key("p")
     assert cpu.judgement_key("p") != chosen.judgement_key("p")
-    auto = rank1("fake/model", device=None, engine="transformers")  # decided when the device is: CPU here
+    auto = rank1("fake/model", revision=FAKE_COMMIT, device=None, engine="transformers")  # decided with the device
     assert auto.engine_config.device == "auto" and auto.dtype == "float32"
 
 

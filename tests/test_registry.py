@@ -128,7 +128,9 @@ def test_a_user_revision_is_accepted_and_recorded():
         assert model.revision == sha and model.engine_config.revision == sha
         assert model.mteb_model_meta.revision == sha and model.provenance()["revision"] == sha
         assert model.outcome_settings()["revision"] == sha  # part of the result folder's hash
-        assert model.judgement_key("p") != rank1_eval.rank1(name, device="cpu").judgement_key("p")
+        assert model.core.model_identity() == {"hub": name, "commit": sha}  # what the judgement keys hold
+        with pytest.raises(rank1_eval.model.ModelIdentityError, match="not in the local Hub cache"):
+            rank1_eval.rank1(name, device="cpu").core.model_identity()  # not cached, offline: said, not guessed
         assert mteb.get_model_meta(name).max_tokens == 131_072  # the facts stay
     finally:
         rank1_eval.pin_revision(name, None)

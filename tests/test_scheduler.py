@@ -9,7 +9,7 @@ import re
 
 import pytest
 from conftest import MICRO_RANK1, demo_pairs
-from fakes import ScriptedEngine
+from fakes import FAKE_COMMIT, ScriptedEngine
 
 from rank1_eval import rank1
 from rank1_eval.records import Completion, Judgement
@@ -141,12 +141,14 @@ def test_a_pair_without_a_judgement_is_an_error_not_a_shorter_list():
 def test_model_streams_each_judgement_to_the_store(qwen25_tokenizer):
     """judge_prompts: store hits are not re-asked, each new judgement is stored, stats split result/this run."""
     store = MemoryStore()
-    model = rank1("fake/model", device="cpu", fp_options="float32", engine="transformers", store=store)
+    model = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
+                  store=store)  # fmt: skip
     model._engine = _engine(qwen25_tokenizer, window=3, per_collect=1, shuffle_seed=4)
     first = model.judge([("q", f"doc {i}") for i in range(4)])
-    assert len(store.get_many([model.judgement_key(p.prompt) for p in model.prepare(["q"] * 4, [
+    assert len(store.get_many([model.judgement_key(p) for p in model.prepare(["q"] * 4, [
         f"doc {i}" for i in range(4)])])) == 4  # fmt: skip
-    again = rank1("fake/model", device="cpu", fp_options="float32", engine="transformers", store=store)
+    again = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
+                  store=store)  # fmt: skip
     again._engine = _engine(qwen25_tokenizer)
     assert again.judge([("q", f"doc {i}") for i in range(6)])[:4] == first
     summary = again.stats.summary()

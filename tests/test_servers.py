@@ -540,6 +540,7 @@ def test_api_key_variables(qwen25_tokenizer, monkeypatch, caplog):
         _engine(qwen25_tokenizer, fake, api_key_env="SOME_UNSET_VAR")
     assert fake.requests == []
     seen = []
+    openai_engine_module()._SAID_NO_KEY.clear()  # said once per process: this test's engine says it
     with caplog.at_level(logging.INFO, logger="rank1_eval"):
         engine = _engine(qwen25_tokenizer, lambda r: (seen.append(r.headers.get("authorization")), fake(r))[1])
     assert len(_score(engine, n=2)) == 2 and set(seen) == {None}
@@ -606,7 +607,7 @@ def test_gpu_count_check_refuses_with_the_count(monkeypatch):
     monkeypatch.setattr(servers, "launch_servers", lambda *a, **k: pytest.fail("a server was started"))
     model = rank1(str(MICRO_RANK1), device="cuda", num_gpus=2, data_parallel=2, engine="vllm")
     with pytest.raises(DeviceError, match="--data-parallel 2 x --num-gpus 2 needs 4 GPUs but only 3"):
-        model._load_engine()
+        model.engine  # noqa: B018 -- loads it
 
 
 def test_cpu_blocks_and_server_command():

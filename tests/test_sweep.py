@@ -88,11 +88,14 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
     counts = {}
     for b in budgets:
         variant = source.with_scoring(max_output_tokens=b)
-        variant.store = store
         deriver = Deriver(source, store)
-        variant.judge_missing = deriver
-        derived = variant.judge(pairs)
+        with variant.session(store=store, missing=deriver):
+            derived = variant.judge(pairs)
         real = _model(engine, max_output_tokens=b).judge(pairs)
+        # marked: derived from the run at TOP, not decoded at b; a pair whose request at b is the one it had at TOP
+        # (the long pair once b >= what its context leaves) is the run's own judgement, found under its own key
+        marks = [j.derived_from for j in derived]
+        assert set(marks) <= {TOP, None} and marks.count(TOP) == deriver.cost.kept + deriver.cost.cut
         for d, r in zip(derived, real, strict=True):
             _same(d, r)
         assert deriver.cost.run == 0  # everything derived, nothing re-decoded
@@ -102,7 +105,9 @@ def test_sweep_equals_real_runs_at_every_budget(engine, micro_tokenizer):
         again = _model(engine, max_output_tokens=b, store=store)
         assert [j.score for j in again.judge(pairs)] == [j.score for j in derived]
         assert again.stats.pairs_from_store == len(pairs) and again.stats.pairs_scored == 0
-    assert counts[8] == (0, len(pairs)) and counts[lengths[-1]] == (len(pairs), 0)
+        assert again.stats.derived_from_store == marks.count(TOP) == again.stats.summary()["derived"]
+    # at the longest length the long pair's request is the run's own (its budget is what the context leaves)
+    assert counts[8] == (0, len(pairs)) and counts[lengths[-1]] == (len(pairs) - 1, 0)
     assert any(k and c for k, c in counts.values())  # a budget between the pairs' lengths mixes both
     print(f"\n{engine.kind}: budgets {budgets}, (kept, cut) {counts}")
 
@@ -114,12 +119,13 @@ def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, mic
     source.judge(pairs)
     real = _model(hf_engine, max_output_tokens=9, store=store).judge(pairs)  # the real run first
     variant = source.with_scoring(max_output_tokens=9)
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    assert [j.score for j in variant.judge(pairs)] == [j.score for j in real]
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        assert [j.score for j in variant.judge(pairs)] == [j.score for j in real]
     assert variant.stats.pairs_from_store == 3 and deriver.cost.cut == 0  # nothing derived again
-    variant.store = MemoryStore()  # now derive for real, then --verify re-runs them
-    assert [j.path for j in variant.judge(pairs)] == ["pass2"] * 3 and deriver.cost.cut == 3
+    assert variant.stats.derived_from_store == 0  # real judgements: no mark
+    with variant.session(store=MemoryStore(), missing=deriver):  # now derive for real, then --verify re-runs them
+        assert [j.path for j in variant.judge(pairs)] == ["pass2"] * 3 and deriver.cost.cut == 3
     check = verify(variant, deriver, 2)
     assert (check["pairs"], check["cut_pairs"], check["same_path"], check["same_reasoning"]) == (2, 2, 2, 2)
     assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
@@ -132,9 +138,9 @@ def test_kept_pairs_need_no_engine(hf_engine):
     source = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
                    dataset_prompt=False, max_output_tokens=TOP, store=store)  # fmt: skip
     variant = source.with_scoring(max_output_tokens=20)  # above both pairs' 17 tokens: every pair kept
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    assert [j.path for j in variant.judge(pairs)] == ["pass1", "pass1"] and deriver.cost.kept == 2
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        assert [j.path for j in variant.judge(pairs)] == ["pass1", "pass1"] and deriver.cost.kept == 2
     assert variant._engine is None and source._engine is None  # the tokenizer alone did it
 
 
@@ -144,9 +150,10 @@ def test_pairs_without_token_ids_are_run_for_real(hf_engine):
     source = _model(hf_engine, max_output_tokens=TOP, store=store)  # keep_token_ids off: nothing to cut
     source.judge(pairs)
     variant = source.with_scoring(max_output_tokens=6)
-    variant.store, deriver = store, Deriver(source, store)
-    variant.judge_missing = deriver
-    derived = variant.judge(pairs)
+    deriver = Deriver(source, store)
+    with variant.session(store=store, missing=deriver):
+        derived = variant.judge(pairs)
+    assert {j.derived_from for j in derived} == {None}  # decoded for real: not marked
     # decoded for real: 6 pass-1 tokens per pair, plus its forced answer's one
     assert (deriver.cost.run, deriver.cost.cut, deriver.cost.run_generated_tokens) == (2, 0, 2 * (6 + 1))
     for d, r in zip(derived, _model(hf_engine, max_output_tokens=6).judge(pairs), strict=True):

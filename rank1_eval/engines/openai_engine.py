@@ -222,6 +222,28 @@ def next_window(limit: int, *, running: int, waiting: int, ours: int, queued: bo
     return limit
 
 
+_SAID_NO_KEY: set[str] = set()  # default variables already reported unset in this process (said once)
+
+
+def api_key_from_env(name: str | None) -> str | None:
+    """The servers' API key from environment variable ``name``: the default variable unset means no key (said
+    once, at INFO); any other variable named and unset is an error before anything is sent."""
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if key:
+        return key
+    if name != DEFAULT_API_KEY_ENV:
+        raise EngineError(
+            f"--api-key-env {name}: ${name} is not set (or empty); export it, or leave --api-key-env out to send "
+            "requests without a key"
+        )
+    if name not in _SAID_NO_KEY:
+        _SAID_NO_KEY.add(name)
+        log.info("no API key: $%s is not set, requests are sent without Authorization", name)
+    return None
+
+
 def normalise_url(url: str) -> str:
     """``http://host:8000``, ``http://host:8000/`` and ``http://host:8000/v1`` all mean ``.../v1``."""
     url = url.strip().rstrip("/")
@@ -313,14 +335,7 @@ class OpenAIEngine(BatchCalls):
             raise EngineError(f"server URLs are listed twice: {', '.join(urls)}")
         self.ceiling = config.max_concurrency or DEFAULT_MAX_CONCURRENCY
         self.servers = [ServerState(u, limit=min(self.ceiling, START_WINDOW)) for u in urls]
-        env_key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        if api_key is None and config.api_key_env and not env_key:
-            if config.api_key_env != DEFAULT_API_KEY_ENV:
-                raise EngineError(
-                    f"--api-key-env {config.api_key_env}: ${config.api_key_env} is not set (or empty); export it, "
-                    "or leave --api-key-env out to send requests without a key"
-                )
-            log.info("no API key: $%s is not set, requests are sent without Authorization", config.api_key_env)
+        env_key = api_key_from_env(config.api_key_env) if api_key is None else None
         self._api_key = api_key if api_key is not None else (env_key or None)
         self._key_source = "given" if api_key is not None else (config.api_key_env if env_key else None)
         self._last_progress = time.monotonic()  # when a request last finished (stall warnings)
