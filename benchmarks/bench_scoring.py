@@ -267,25 +267,31 @@ def _load(model_dir: str, dtype: str, ctx: int, out_tok: int, engine: str, max_n
           ngram: int = 0) -> tuple[Any, TimedEngine, float]:  # fmt: skip
     from rank1_eval import rank1
 
-    model = rank1(model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
+    kwargs = dict(model_name_or_path=model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
                   max_output_tokens=out_tok, enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES,
                   max_num_seqs=max_num_seqs, ngram_speculation=ngram)  # fmt: skip
-    model.engine_config = replace(model.engine_config, load_stats=True)
+    model = rank1(**kwargs)
+    model.bench_kwargs = kwargs  # the variants are models with other settings sharing this engine (_judge)
+    model.core.engine_config = replace(model.core.engine_config, load_stats=True)  # the driver's own setting
     t0 = time.perf_counter()
     engine = TimedEngine(model.engine)
     model._engine = engine
     return model, engine, time.perf_counter() - t0
 
 
-def _judge(model: Any, queries: list[str], docs: list[str], **settings: Any) -> list[Any]:
-    """The driver's path on a model that shares the loaded engine: final queries, prepared prompts, judge."""
-    from rank1_eval.model import RunStats
+def _judge(model: Any, queries: list[str], docs: list[str], store: Any = None, **settings: Any) -> list[Any]:
+    """The driver's path on a model with these settings sharing the loaded engine: final queries, prompts, judge.
 
-    for name, value in settings.items():
-        setattr(model, name, value)
-    model.stats = RunStats()
-    final = model.final_queries(queries, [None] * len(queries), None, None)
-    return model.judge_prompts(model.prepare(final, docs))
+    The variant model's figures are left on ``model.last_variant`` (its ``stats``)."""
+    from rank1_eval import rank1
+
+    variant = rank1(**{**model.bench_kwargs, **settings})
+    variant.core.engine_config = model.core.engine_config
+    variant._engine = model._engine
+    variant.store = store
+    model.last_variant = variant
+    final = variant.final_queries(queries, [None] * len(queries), None, None)
+    return variant.judge_prompts(variant.prepare(final, docs))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -377,8 +383,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps({"warmup_s": round(time.perf_counter() - t0, 3)}), flush=True)
 
     lines, results = [], {}
-    plain = model.scoring
-    prefill = replace(plain, answer_logprobs="prefill")
     with tempfile.TemporaryDirectory() as tmp:
         chunk_store = SQLiteStore(Path(tmp) / "chunked.sqlite")
         stream_store = SQLiteStore(Path(tmp) / "stream.sqlite")
@@ -388,7 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "chunked": lambda: _judge(model, queries, docs, store=chunk_store, scheduling="chunked", chunk_size=chunk),
             "stream": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
             "stream_prefill": lambda: _judge(model, queries, docs, store=prefill_store, scheduling="stream",
-                                             scoring=prefill, _scorer=None),
+                                             answer_logprobs="prefill"),
             "stream_warm": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
             "reference_again": lambda: reference_style(engine, model.scoring, queries, docs),
         }
@@ -404,8 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[name] = judged
             line = variant_line(name, wall, engine, judged, len(qids))
             if name in ("stream", "stream_prefill"):
-                line["harness"] = model.stats.this_run()
-                model.scoring, model._scorer = plain, None  # the next variants use the default read
+                line["harness"] = model.last_variant.stats.this_run()
             if name == "stream_prefill" and "stream" in results:
                 line.update({f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()})
             line["paths"] = {p: sum(j.path == p for j in judged) for p in ("pass1", "pass2", "failed")}
