@@ -287,8 +287,12 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from rank1_eval import baseline
     from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
 
+    # --model: rank1, or any mteb reranker (a baseline); flags of the other kind are an error naming the flag
+    is_baseline = baseline.is_baseline(args.model)
+    baseline.check_flags(args, vars(build_parser().parse_args(["run"])), baseline=is_baseline)
     _demo_defaults(args)
     budgets = None
     if args.verify and not args.budgets:
@@ -314,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         display.status("loading mteb, datasets and transformers")
         _quiet_libraries()
-        model = build_model(args)
+        model = baseline.from_args(args) if is_baseline else build_model(args)
         opts = _run_options(args)
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
@@ -525,7 +529,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.out:
         stem = result.table.name
         if not args.paper:
-            stem += f"__{model_folder_name(args.model) if args.model else 'all'}"
+            stem += f"__{'+'.join(map(model_folder_name, args.model)) if args.model else 'all'}"
         files = write_table_files(result, args.out, stem)
         print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
     return 0
@@ -603,6 +607,7 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         epilog=_examples(
             "rank1-eval table bright --paper",
             "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --out tables/",
+            "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --model BAAI/bge-reranker-v2-m3",
         ),
         formatter_class=HelpFormatter,
     )
@@ -610,7 +615,9 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--results", type=Path, default=None, help="the --output-dir of earlier runs")
     src.add_argument("--paper", action="store_true", help="print the paper's own table")
-    p.add_argument("--model", default=None, help="model id, local model path or folder name under --results")
+    p.add_argument("--model", action="append", default=None,
+                   help="model id, local model path or folder name under --results; repeat it for one row per "
+                   "model (rank1 next to the mteb baselines you ran)")  # fmt: skip
     p.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     p.add_argument(
         "--set",
@@ -1021,9 +1028,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=parents,
-        help="rerank one task's first stage with rank1 and write the result folder",
+        help="rerank one task's first stage with rank1 (or an mteb reranker) and write the result folder",
         description="Rerank one task's first stage with rank1 and write the result folder (metrics, run, "
-        "every pair's reasoning); without --task, the bundled demo.",
+        "every pair's reasoning); without --task, the bundled demo. --model may also name any mteb reranker "
+        "(e.g. BAAI/bge-reranker-v2-m3, mteb/baseline-random-cross-encoder) or a local sentence-transformers "
+        "CrossEncoder folder: the same candidates, store and result folder, scores without reasoning.",
         epilog=_examples(
             "rank1-eval run --task BrightRetrieval --subtask biology --model jhu-clsp/rank1-7b --output-dir results"
         ),

@@ -307,6 +307,9 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     if prepared.excluded is not None:
         info["excluded_ids"] = prepared.excluded
     info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: no prompt, no length rule, nothing to count
+        info["model"] = model.provenance()
+        return info
     try:
         from transformers import AutoTokenizer
 
@@ -347,8 +350,7 @@ def evaluate(
     task's loading); without one a display is made here when ``opts.progress``. ``missing`` judges what the
     store lacks instead of the engine (:class:`rank1_eval.sweep.Deriver`).
     """
-    import mteb
-
+    from rank1_eval import mteb_compat
     from rank1_eval.logs import library_logs
     from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
@@ -380,15 +382,7 @@ def evaluate(
         with model.session(store=store, progress=progress, engine_log=engine_log, traces=sink, missing=missing):
             progress.status(f"mteb: evaluating {task.label}")
             with library_logs(engine_log, verbose=opts.verbose):
-                result = mteb.evaluate(
-                    model,
-                    [task.task],
-                    cache=None,
-                    overwrite_strategy="always",
-                    show_progress_bar=False,
-                    encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-                    raise_error=True,
-                )
+                result = mteb_compat.evaluate(model, [task.task], batch_size=1024)
     finally:
         progress.close()
         store.close()
@@ -407,6 +401,11 @@ def evaluate(
     )
     summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
     summary["preflight_warnings"] = preflight
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: the folder says it holds no reasoning
+        summary["model_kind"] = model.kind
+        summary["reasoning_traces"] = False
+        summary["traces_note"] = "a baseline reranker: traces.jsonl holds each pair's score and first-stage rank, "\
+            "no reasoning"
     summary["settings"] = settings
     summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(
@@ -496,6 +495,11 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     """The result (all its judgements), then what this invocation did itself."""
     c = summary
     run = c.get("this_run", {})
+    if c.get("model_kind"):  # a baseline: scores, no reasoning tokens or passes
+        rate = f"{run['docs_per_s']:.1f} docs/s" if run.get("docs_per_s") else "nothing scored"
+        return (f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']} | this run: "
+                f"{rate} ({run.get('engine_s', 0.0):.1f}s in the model, {run.get('engine_load_s', 0.0):.1f}s loading "
+                "it)")  # fmt: skip
     rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
         "docs_per_s") else "nothing generated"  # fmt: skip
     derived = run.get("derived_from_store") or 0
@@ -517,9 +521,8 @@ def export_results(
     ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
     always). Returns (run folder, mteb result file) pairs.
     """
-    from mteb.results import TaskResult
-
     from rank1_eval.model import load_rank1
+    from rank1_eval.mteb_compat import task_result_class
     from rank1_eval.registry import model_meta_for
 
     results = Path(results_dir)
@@ -536,8 +539,13 @@ def export_results(
         if run.partial and not allow_partial:
             log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
             continue
-        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        if run.summary.get("model_kind"):  # a baseline: mteb's own meta of it, as its run exported it
+            from rank1_eval.mteb_compat import baseline_meta
+
+            meta = baseline_meta(info["name"], info.get("revision"))
+        else:
+            meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
-        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        task_result = task_result_class().from_disk(run.path / outputs.RESULT_FILE)
         done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
     return done

@@ -105,6 +105,8 @@ def run_folder_name(settings: Mapping[str, Any]) -> str:
     parts = [f"top{_token(settings.get('top_k'))}"]
     if settings.get("limit_queries") is not None:
         parts.append(f"first{_token(settings['limit_queries'])}")
+    if settings.get("kind") == "mteb-cross-encoder":  # a baseline: no prompt set, budget or dtype of its own
+        return "-".join([*parts, "mteb", settings_hash(settings)])
     parts.append(_token(settings.get("prompt_set", "code")))
     if settings.get("dataset_prompt") is False:
         parts.append("noprompt")
@@ -332,9 +334,9 @@ def experiment_kwargs(settings: Mapping[str, Any], model_kwargs: Mapping[str, An
 
 def mteb_result_path(root: str | os.PathLike[str], meta: Any, task_name: str) -> Path:
     """Where mteb's ``ResultCache(root)`` looks for this result (``meta``: a ModelMeta with experiment kwargs)."""
-    from mteb.cache import ResultCache
+    from rank1_eval.mteb_compat import result_cache
 
-    cache = ResultCache(root)
+    cache = result_cache(root)
     return cache.get_task_result_path(
         task_name,
         meta.model_name_as_path(),
@@ -349,8 +351,9 @@ def export_to_mteb(root: str | os.PathLike[str], task_result: Any, meta: Any) ->
     Results of other subsets of the same task and settings (BRIGHT's domains, mFollowIR's languages) are merged
     into the one ``<Task>.json`` as mteb keeps them; a subset evaluated again replaces its old scores.
     """
-    from mteb.results import TaskResult
+    from rank1_eval.mteb_compat import task_result_class
 
+    TaskResult = task_result_class()  # noqa: N806 -- the class, under mteb's name
     path = mteb_result_path(root, meta, task_result.task_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     result = task_result

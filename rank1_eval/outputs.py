@@ -198,6 +198,7 @@ def trace_lines(
 ) -> Iterator[dict[str, Any]]:
     positions = {q: {d: i for i, d in enumerate(docs, start=1)} for q, docs in ranks.items()}
     engine = model.engine_name
+    reasons = getattr(model, "kind", "rank1") == "rank1"  # a baseline's lines: its score, no reasoning fields
     for context, judged in traces:
         for qid, docid, j in zip(context["qids"], context["docids"], judged, strict=True):
             yield {
@@ -208,7 +209,7 @@ def trace_lines(
                 "docid": docid,
                 "first_stage_rank": positions.get(qid, {}).get(docid),
                 "first_stage_score": first_stage.get(qid, {}).get(docid),
-                **j.to_dict(),
+                **(j.to_dict() if reasons else {"score": j.score, "path": j.path}),
                 "model": model.model_name_or_path,
                 "engine": engine,
             }

@@ -218,11 +218,13 @@ def check_run(model: Any, prepared: Any, opts: Any, *, out: Path | None, store_p
     """
     warnings: list[str] = []
     warnings += check_ids(prepared)
-    check_prompt_budget(model, prepared)
+    scoring = getattr(model, "scoring", None)  # None: a baseline reranker (no prompt budget, no reasoning)
+    if scoring is not None:
+        check_prompt_budget(model, prepared)
     check_store_file(store_path)
     pairs = prepared.n_pairs
     if out is not None:
-        warnings += check_outputs(out, Path(opts.output_dir), pairs, model.scoring.max_output_tokens)
+        warnings += check_outputs(out, Path(opts.output_dir), pairs, scoring.max_output_tokens if scoring else 0)
     warnings += check_store_space(store_path, pairs)
     return warnings
 

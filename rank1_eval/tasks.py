@@ -257,12 +257,12 @@ def _loader_failure(exc: BaseException, what: str, local: bool) -> str:
 
 def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = None) -> tuple[Any, str, str]:
     """The mteb task object (data not loaded), its hf_subset and split."""
-    import mteb
+    from rank1_eval import mteb_compat
 
     if name in SEED_TASKS and subtask not in (None, "default") and subtask not in SEED_TASKS[name]:
         raise TaskError(f"unknown subtask {subtask!r} for {name}; valid: {', '.join(SEED_TASKS[name])}")
     try:
-        task = mteb.get_task(name)
+        task = mteb_compat.get_task(name)
     except (KeyError, ValueError) as exc:
         raise TaskError(f"unknown task {name!r}; valid: {valid_task_names()}") from exc
     if task.metadata.type not in ("Retrieval", "Reranking", "InstructionReranking", "InstructionRetrieval"):
@@ -274,7 +274,7 @@ def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = 
     split = split or task.metadata.eval_splits[0]
     if split not in task.metadata.eval_splits:
         raise TaskError(f"unknown split {split!r} for {name}; valid: {', '.join(task.metadata.eval_splits)}")
-    return mteb.get_task(name, eval_splits=[split], hf_subsets=[subset]), subset, split
+    return mteb_compat.get_task(name, eval_splits=[split], hf_subsets=[subset]), subset, split
 
 
 def resolve_dataset_path(task: Any, dataset_path: str | None, data_root: str | None) -> str | None:
@@ -434,8 +434,10 @@ def load_beir_task(
 ) -> LoadedTask:
     """A BEIR-style folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as an mteb retrieval task."""
     from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.task_metadata import TaskMetadata
+
+    from rank1_eval.mteb_compat import retrieval_task_classes
+
+    AbsTaskRetrieval, TaskMetadata = retrieval_task_classes()  # noqa: N806 -- mteb's classes, under their names
 
     from rank1_eval.beir import load_beir_folder
 

@@ -227,13 +227,13 @@ def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
     p = source.prepare([pair[0][0]], [pair[0][1]])[0]
     stored = Judgement(score=0.5, reasoning=head + " It looks relevant .", path="pass2", prompt_tokens=p.prompt_tokens,
                        output_tokens=len(ids), finish_reason="length", token_ids=tuple(ids))  # fmt: skip
-    store.put_many([(source.judgement_key(p.prompt), stored)])
+    store.put_many([(source.judgement_key(p), stored)])
     variant = source.with_scoring(max_output_tokens=len(ids_head))
-    variant.store, deriver = store, Deriver(source, store)
+    deriver = Deriver(source, store)
     recording = Recording(engine)
-    variant._engine = recording
-    variant.judge_missing = deriver
-    (derived,) = variant.judge(pair)
+    variant.use_engine(recording)
+    with variant.session(store=store, missing=deriver):
+        (derived,) = variant.judge(pair)
     assert deriver.cost.cut == 1 and derived.path == "pass2"
     assert derived.reasoning == head  # the bytes, not "...question. The passage is short, it's fine?"
     (request,) = recording.requests

@@ -97,6 +97,11 @@ def _pct(part: int, whole: int) -> str:
 
 def analysis_sections(view: D.RunView, who: str = "") -> list[str]:
     """Score distributions by label, calibration, reasoning length vs correctness, paths by label."""
+    if not view.reasoning:  # a baseline's folder: scores on the model's own scale, no reasoning, no P(true)
+        kind = view.summary.get("model_kind") or "a ranking without reasoning"
+        return [f'<h2 id="scores">Scores{escape(who)}</h2>',
+                f'<p class="note">{escape(str(kind))}: scores on the model\'s own scale and no reasoning; the P(true), '
+                "calibration and reasoning-length charts are drawn for rank1 runs.</p>"]  # fmt: skip
     pairs = list(view.pairs)
     out = [f'<h2 id="scores">Scores, calibration and reasoning{escape(who)}</h2>']
     dist = D.score_distributions(pairs)
