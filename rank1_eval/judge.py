@@ -253,7 +253,9 @@ def server_identity(urls: Sequence[str], api_key_env: str, timeout: float = 10.0
     openai engine. Raises :class:`ModelLoadError` with one line when a server does not answer."""
     import urllib.request
 
-    key = os.environ.get(api_key_env)
+    from rank1_eval.engines.openai_engine import api_key_from_env
+
+    key = api_key_from_env(api_key_env)  # an unset --api-key-env variable is an error before any request
     out = []
     for url in sorted(set(urls)):
         base = url.rstrip("/")
