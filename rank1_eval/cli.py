@@ -22,6 +22,15 @@ DEMO_TASK = "demo"
 EXIT_ERROR = 2  # bad input, an unusable resource, a fault: one line on stderr
 EXIT_FAILED_PAIRS = 3  # the run finished, but more pairs failed than --allow-failed accepts (results written)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what scancel, preemption and `kill` send
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM taken like Ctrl-C: the same unwinding (the store writer flushes, result folders stay as they were)."""
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def _describe(exc: BaseException) -> str:
@@ -287,9 +296,28 @@ def _run_options(args: argparse.Namespace, command_line: Sequence[str] | None = 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from rank1_eval import baseline
     from rank1_eval.evaluate import cost_line, dry_run_report, evaluate, metric_table, prepare
+    from rank1_eval.flags import check_flags, given_flags
 
+    # --model: rank1, or any mteb reranker (a baseline); flags of the other kind are an error naming the flag
+    is_baseline = baseline.is_baseline(args.model)
+    baseline.check_flags(args, vars(build_parser().parse_args(["run"])), baseline=is_baseline)
+    budget_list = None
+    if args.budgets:
+        from rank1_eval.sweep import parse_budgets
+
+        budget_list = parse_budgets(args.budgets)
+    # no silent overrides: before the demo's defaults, so only what the user typed counts as asked for
+    flag_warnings = [] if is_baseline else check_flags(
+        args, given_flags(args, build_parser().parse_args(["run"])), budgets=budget_list
+    )
     _demo_defaults(args)
+    if not args.server_urls and not is_baseline:  # servers load the model themselves; a baseline is mteb's
+        from rank1_eval.flags import check_model_reachable
+        from rank1_eval.model import DEFAULT_MODEL
+
+        check_model_reachable(args.model or DEFAULT_MODEL, args.revision, default=args.model is None)
     budgets = None
     if args.verify and not args.budgets:
         from rank1_eval.sweep import SweepError
@@ -314,10 +342,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         display.status("loading mteb, datasets and transformers")
         _quiet_libraries()
-        model = build_model(args)
+        model = baseline.from_args(args) if is_baseline else build_model(args)
         opts = _run_options(args)
         display.status(f"loading task {opts.task}{' ' + opts.subtask if opts.subtask else ''} and its first stage")
         prepared = prepare(opts, model.mteb_model_meta.name)
+        for warning in flag_warnings:  # recorded in summary.json's run_warnings
+            logging.getLogger("rank1_eval").warning(warning)
+            prepared.notes.append(warning)
         if args.dry_run:
             from rank1_eval.evaluate import run_folder, store_path_of
             from rank1_eval.preflight import check_run
@@ -525,7 +556,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.out:
         stem = result.table.name
         if not args.paper:
-            stem += f"__{model_folder_name(args.model) if args.model else 'all'}"
+            stem += f"__{'+'.join(map(model_folder_name, args.model)) if args.model else 'all'}"
         files = write_table_files(result, args.out, stem)
         print("wrote " + ", ".join(str(p) for p in files.values()), file=sys.stderr)
     return 0
@@ -533,8 +564,10 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``rank1-eval reproduce``: exit 1 when a cell failed, so scripts notice an incomplete table."""
+    from rank1_eval.flags import check_flags, given_flags
     from rank1_eval.paper import cell_runs, load_table, render_markdown, reproduce
 
+    check_flags(args, given_flags(args, build_parser().parse_args(["reproduce", args.table])))
     table = load_table(args.table)
     cell_runs(table, dict(args.set), args.cells)  # fail on missing paths before a model loads
     _status(args, "loading mteb, datasets and transformers")
@@ -603,6 +636,7 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         epilog=_examples(
             "rank1-eval table bright --paper",
             "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --out tables/",
+            "rank1-eval table bright --results results --model jhu-clsp/rank1-7b --model BAAI/bge-reranker-v2-m3",
         ),
         formatter_class=HelpFormatter,
     )
@@ -610,7 +644,9 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--results", type=Path, default=None, help="the --output-dir of earlier runs")
     src.add_argument("--paper", action="store_true", help="print the paper's own table")
-    p.add_argument("--model", default=None, help="model id, local model path or folder name under --results")
+    p.add_argument("--model", action="append", default=None,
+                   help="model id, local model path or folder name under --results; repeat it for one row per "
+                   "model (rank1 next to the mteb baselines you ran)")  # fmt: skip
     p.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     p.add_argument(
         "--set",
@@ -785,7 +821,7 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``rank1-eval export --mteb``: every run folder into mteb's ResultCache layout."""
+    """``rank1-eval export [--mteb]``: every run folder into mteb's ResultCache layout."""
     from rank1_eval.evaluate import export_results
 
     _quiet_libraries()
@@ -810,7 +846,7 @@ def add_export_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
         formatter_class=HelpFormatter,
     )
     p.add_argument("results", type=Path, help="the --output-dir of earlier runs")
-    p.add_argument("--mteb", action="store_true", required=True, help="mteb's ResultCache layout (the only format)")
+    p.add_argument("--mteb", action="store_true", help="mteb's ResultCache layout (the only format; optional)")
     p.add_argument("--to", type=Path, default=None, help="root of the mteb cache to write (default: RESULTS)")
     p.add_argument("--allow-partial", action="store_true", help="export partial runs too (as mteb experiments)")
     p.set_defaults(func=cmd_export)
@@ -1021,9 +1057,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=parents,
-        help="rerank one task's first stage with rank1 and write the result folder",
+        help="rerank one task's first stage with rank1 (or an mteb reranker) and write the result folder",
         description="Rerank one task's first stage with rank1 and write the result folder (metrics, run, "
-        "every pair's reasoning); without --task, the bundled demo.",
+        "every pair's reasoning); without --task, the bundled demo. --model may also name any mteb reranker "
+        "(e.g. BAAI/bge-reranker-v2-m3, mteb/baseline-random-cross-encoder) or a local sentence-transformers "
+        "CrossEncoder folder: the same candidates, store and result folder, scores without reasoning.",
         epilog=_examples(
             "rank1-eval run --task BrightRetrieval --subtask biology --model jhu-clsp/rank1-7b --output-dir results"
         ),
@@ -1053,9 +1091,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
-    import sqlite3
+    import signal
+    import threading
 
     from rank1_eval.errors import user_errors
+
+    on_main = threading.current_thread() is threading.main_thread()
+    old_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if on_main else None
+    try:
+        return _run_command(args, user_errors)
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _run_command(args: argparse.Namespace, user_errors: Any) -> int:
+    """The subcommand, with every error it can end in turned into one line and an exit code."""
+    import sqlite3
 
     try:
         return int(args.func(args) or 0)
@@ -1067,15 +1119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rank1-eval: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        from rank1_eval.store import take_writer_failure
+    except KeyboardInterrupt as exc:
+        from rank1_eval.store import judgements_written, take_writer_failure
 
         failure = take_writer_failure()  # the store writer stopped the run: say why, not "interrupted"
         if failure is not None:
             print(f"rank1-eval: error: {_describe(failure)}", file=sys.stderr)
             return EXIT_ERROR
-        print("rank1-eval: interrupted; finished judgements are in the store, rerun to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"rank1-eval: interrupted by {what}: {judgements_written()} judgements kept in the store, rerun to "
+              "resume", file=sys.stderr)  # fmt: skip
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -42,6 +42,20 @@ def trec_measure(metric: str) -> str:
     return {"ndcg": "ndcg_cut", "map": "map_cut", "recall": "recall", "precision": "P"}[name] + f"_{k}"
 
 
+def mteb_name(measure: str) -> str:
+    """pytrec_eval's names (``ndcg_cut_10``) -> the mteb-style ones ``run`` prints (``ndcg_at_10``)."""
+    m = re.fullmatch(r"(ndcg_cut|map_cut|recall|P)_(\d+)", measure)
+    if not m:
+        return measure
+    names = {"ndcg_cut": "ndcg", "map_cut": "map", "recall": "recall", "P": "precision"}
+    return f"{names[m.group(1)]}_at_{m.group(2)}"
+
+
+def _label(measure: str) -> str:
+    name = mteb_name(measure)
+    return measure if name == measure else f"{name} (trec_eval {measure})"
+
+
 def per_query(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
@@ -246,13 +260,14 @@ def compare(
     mteb-style name (``ndcg_at_10``).
     """
     from rank1_eval.beir import read_qrels
-    from rank1_eval.layout import ResultsError, resolve_run_folder
+    from rank1_eval.layout import ResultsError
+    from rank1_eval.outputs import open_run
     from rank1_eval.runs import RunFileError, read_run
 
-    try:
-        a = resolve_run_folder(dir_a, allow_partial=allow_partial)
+    try:  # the one reader: resolved, and checked whole (a `{}` or foreign summary, mixed or truncated files)
+        a = open_run(dir_a, allow_partial=allow_partial).path
         if dir_b is not None and Path(dir_b).is_dir():
-            dir_b = resolve_run_folder(dir_b, allow_partial=allow_partial)
+            dir_b = open_run(dir_b, allow_partial=allow_partial).path
     except ResultsError as exc:
         raise CompareError(str(exc)) from None
     measure = trec_measure(metric)
@@ -293,7 +308,33 @@ def compare(
     if not set(values_a) & set(values_b):
         raise CompareError("the two runs share no judged query")
     out = paired(values_a, values_b, measure=measure, n_permutations=n_permutations, seed=seed)
-    return {"a": str(a), "b": b_label, "task": summary_a.get("task"), "eval_rules": rules.to_dict(), **out}
+    result = {"a": str(a), "b": b_label, "task": summary_a.get("task"), "eval_rules": rules.to_dict(), **out}
+    result["model_a"] = model_label(summary_a)
+    result["model_b"] = model_label(summary_b) if summary_b else ("first stage" if dir_b is None else "run file")
+    result["candidates"] = same_candidates(run_a, run_b)
+    return result
+
+
+def model_label(summary: Mapping[str, Any]) -> str | None:
+    """Who ranked a folder: ``<model> (rank1)`` or ``<model> (baseline: mteb cross-encoder)``."""
+    prov = summary.get("provenance") or {}
+    model = (summary.get("mteb") or {}).get("name") or prov.get("model")
+    if not model:
+        return None
+    return f"{model} ({'baseline: mteb cross-encoder' if summary.get('model_kind') else 'rank1'})"
+
+
+def same_candidates(run_a: Run, run_b: Run) -> dict[str, Any]:
+    """Whether two rankings reranked the same (query, passage) pairs: a fair comparison of rerankers needs it."""
+    queries = set(run_a) & set(run_b)
+    differ = sorted(q for q in queries if set(run_a[q]) != set(run_b[q]))
+    return {
+        "identical": not differ and set(run_a) == set(run_b),
+        "queries_differing": len(differ),
+        "examples": differ[:3],
+        "pairs_a": sum(len(v) for v in run_a.values()),
+        "pairs_b": sum(len(v) for v in run_b.values()),
+    }
 
 
 def _f(value: float | None, digits: int = 4) -> str:
@@ -312,10 +353,12 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
     """A terminal/Markdown-friendly table of the comparison."""
     rnd, tt = result["randomization"], result["t_test"]
     kind = "exact" if rnd["exact"] else f"{rnd['n_permutations']} permutations, seed {rnd['seed']}"
+    who_a, who_b = result.get("model_a"), result.get("model_b")
+    cand = result.get("candidates")
     lines = [
-        f"A: {result['a']}",
-        f"B: {result['b']}",
-        f"metric {result['metric']} over {result['n_queries']} common queries"
+        f"A: {result['a']}" + (f"  [{who_a}]" if who_a else ""),
+        f"B: {result['b']}" + (f"  [{who_b}]" if who_b else ""),
+        f"metric {_label(result['metric'])} over {result['n_queries']} common queries"
         + (f" ({result['queries_only_a']} only in A, {result['queries_only_b']} only in B)"
            if result["queries_only_a"] or result["queries_only_b"] else ""),
         "",
@@ -327,6 +370,11 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
         f"paired t-test: t = {_f(tt['statistic'], 3)}, p = {_p(tt['p_value'])}",
         f"paired randomization test ({kind}): p = {_p(rnd['p_value'])}",
     ]  # fmt: skip
+    if cand is not None:
+        same = f"candidates: the same {cand['pairs_a']} (query, passage) pairs on both sides"
+        differ = (f"candidates DIFFER: {cand['pairs_a']} pairs in A, {cand['pairs_b']} in B, "
+                  f"{cand['queries_differing']} queries with other passages (e.g. {', '.join(cand['examples'])})")
+        lines.insert(3, same if cand["identical"] else differ)
     if per_query_rows and result.get("per_query"):
         lines += ["", "| query | A | B | Δ |", "|:--|--:|--:|--:|"]
         lines += [f"| {r['qid']} | {_f(r['a'])} | {_f(r['b'])} | {r['delta']:+.4f} |" for r in result["per_query"]]

@@ -20,7 +20,7 @@ from typing import Any
 from rank1_eval import layout, outputs
 from rank1_eval.layout import safe_name
 from rank1_eval.runs import Run, RunFileError, RunReport, file_sha256, ranked, top_k, validate_run
-from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task
+from rank1_eval.tasks import NEEDS_RUN_FILE, LoadedTask, TaskError, load_task, odd_text_warning
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
             log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
                         opts.limit_queries, limited_to)  # fmt: skip
     task.check_groups()
+    odd = odd_text_warning(task.pairs())  # NUL/control characters: counted, shown, recorded in run_warnings
+    if odd:
+        log.warning("%s", odd)
+        notes.append(odd)
     return Prepared(task, first_stage, source, sha, report, extra_qrels, notes, files, excluded, limited_to)
 
 
@@ -307,6 +311,9 @@ def dry_run_report(prepared: Prepared, model: Any) -> dict[str, Any]:
     if prepared.excluded is not None:
         info["excluded_ids"] = prepared.excluded
     info["prompt_template"] = model.template_info(prepared.task.name, prepared.task.subset)
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: no prompt, no length rule, nothing to count
+        info["model"] = model.provenance()
+        return info
     try:
         from transformers import AutoTokenizer
 
@@ -347,8 +354,7 @@ def evaluate(
     task's loading); without one a display is made here when ``opts.progress``. ``missing`` judges what the
     store lacks instead of the engine (:class:`rank1_eval.sweep.Deriver`).
     """
-    import mteb
-
+    from rank1_eval import mteb_compat
     from rank1_eval.logs import library_logs
     from rank1_eval.preflight import check_run
     from rank1_eval.progress import ProgressDisplay
@@ -370,6 +376,10 @@ def evaluate(
     else:
         progress.total = prepared.n_pairs
     engine_log = None if opts.verbose else out / "engine.log"
+    if opts.verbose:
+        from rank1_eval.logs import show_engine_logs
+
+        show_engine_logs()  # -v: the engine's own output on screen, also where no result folder has a log
     store = SQLiteStore(store_path)
     started = time.perf_counter()
 
@@ -380,15 +390,7 @@ def evaluate(
         with model.session(store=store, progress=progress, engine_log=engine_log, traces=sink, missing=missing):
             progress.status(f"mteb: evaluating {task.label}")
             with library_logs(engine_log, verbose=opts.verbose):
-                result = mteb.evaluate(
-                    model,
-                    [task.task],
-                    cache=None,
-                    overwrite_strategy="always",
-                    show_progress_bar=False,
-                    encode_kwargs={"batch_size": 1024, "show_progress_bar": False},
-                    raise_error=True,
-                )
+                result = mteb_compat.evaluate(model, [task.task], batch_size=1024)
     finally:
         progress.close()
         store.close()
@@ -407,6 +409,11 @@ def evaluate(
     )
     summary.update(outputs.path_counts(traces))  # every pair of the folder, from the store or scored now
     summary["preflight_warnings"] = preflight
+    if getattr(model, "kind", "rank1") != "rank1":  # a baseline: the folder says it holds no reasoning
+        summary["model_kind"] = model.kind
+        summary["reasoning_traces"] = False
+        summary["traces_note"] = "a baseline reranker: traces.jsonl holds each pair's score and first-stage rank, "\
+            "no reasoning"
     summary["settings"] = settings
     summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(
@@ -487,8 +494,9 @@ def metric_table(summary: Mapping[str, Any]) -> str:
     for name in dict.fromkeys(names):
         lines.append(f"{name:<24}{_fmt(metrics.get(name)):>10}")
     for qname, values in summary.get("extra_qrels", {}).items():
-        for m, v in values.items():
-            lines.append(f"{qname + ':' + m:<24}{_fmt(v):>10}")
+        for m, v in values.items():  # the task's own qrels ("main") only give Judged@10: say what it is
+            label = f"{m} (task's qrels)" if qname == "main" else f"{m} (qrels {qname})"
+            lines.append(f"{label:<24}{_fmt(v):>10}")
     return "\n".join(lines)
 
 
@@ -496,8 +504,19 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     """The result (all its judgements), then what this invocation did itself."""
     c = summary
     run = c.get("this_run", {})
-    rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s" if run.get(
-        "docs_per_s") else "nothing generated"  # fmt: skip
+    if c.get("model_kind"):  # a baseline: scores, no reasoning tokens or passes
+        rate = f"{run['docs_per_s']:.1f} docs/s" if run.get("docs_per_s") else "nothing scored"
+        return (f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']} | this run: "
+                f"{rate} ({run.get('engine_s', 0.0):.1f}s in the model, {run.get('engine_load_s', 0.0):.1f}s loading "
+                "it)")  # fmt: skip
+    if run.get("docs_per_s"):
+        rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s"
+    elif run.get("pairs_derived"):
+        rate = f"{run['pairs_derived']} pairs derived from a stored run, nothing decoded for them"
+    elif c.get("pairs_from_store"):  # a rerun: the judging was done (and costed) by an earlier invocation
+        rate = f"nothing generated, all {c['pairs_from_store']} judged pairs came from the store"
+    else:
+        rate = "nothing generated"
     derived = run.get("derived_from_store") or 0
     derived_note = f" ({derived} of them derived by a budget sweep)" if derived else ""
     return (
@@ -517,27 +536,37 @@ def export_results(
     ``~/.cache/mteb``) or after moving folders. Partial runs go too with ``allow_partial`` (as experiments, as
     always). Returns (run folder, mteb result file) pairs.
     """
-    from mteb.results import TaskResult
-
     from rank1_eval.model import load_rank1
+    from rank1_eval.mteb_compat import task_result_class
     from rank1_eval.registry import model_meta_for
 
     results = Path(results_dir)
-    if not results.is_dir():
-        raise layout.ResultsError(f"results folder {results} does not exist")
     target = Path(root) if root is not None else results
+    runs = layout.find_runs(results)  # none: an error, as wherever a result is expected
     done: list[tuple[Path, Path]] = []
-    for summary_path in sorted(results.glob(f"*/*/*/{layout.SUMMARY_FILE}")):
-        run = layout.RunFolder.read(summary_path.parent)
-        info = run.summary.get("mteb") if run else None
-        if run is None or not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
-            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", summary_path.parent)
+    partial: list[layout.RunFolder] = []
+    for run in runs:
+        outputs.check_result_folder(run.path)  # the same check as report/compare/table: whole, not mixed
+        info = run.summary.get("mteb")
+        if not isinstance(info, dict) or not (run.path / outputs.RESULT_FILE).is_file():
+            log.warning("%s: no mteb record (written by an older rank1_eval?); skipped", run.path)
             continue
         if run.partial and not allow_partial:
-            log.info("%s: partial run, skipped (allow_partial exports it as an experiment)", run.path)
+            partial.append(run)
             continue
-        meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
+        if run.summary.get("model_kind"):  # a baseline: mteb's own meta of it, as its run exported it
+            from rank1_eval.mteb_compat import baseline_meta
+
+            meta = baseline_meta(info["name"], info.get("revision"))
+        else:
+            meta = model_meta_for(info["name"], info.get("revision"), loader=load_rank1)
         meta = meta.model_copy(update={"experiment_kwargs": info.get("experiment_kwargs") or None})
-        task_result = TaskResult.from_disk(run.path / outputs.RESULT_FILE)
+        task_result = task_result_class().from_disk(run.path / outputs.RESULT_FILE)
         done.append((run.path, layout.export_to_mteb(target, task_result, meta)))
+    if partial and not done:
+        listed = ", ".join(r.describe() for r in partial[:3])
+        raise layout.ResultsError(f"{results} holds only partial runs ({listed}): pass --allow-partial to export them")
+    if partial:
+        log.warning("%d partial run(s) not exported (pass --allow-partial): %s", len(partial),
+                    ", ".join(r.describe() for r in partial[:3]))  # fmt: skip
     return done

@@ -253,7 +253,9 @@ def server_identity(urls: Sequence[str], api_key_env: str, timeout: float = 10.0
     openai engine. Raises :class:`ModelLoadError` with one line when a server does not answer."""
     import urllib.request
 
-    key = os.environ.get(api_key_env)
+    from rank1_eval.engines.openai_engine import api_key_from_env
+
+    key = api_key_from_env(api_key_env)  # an unset --api-key-env variable is an error before any request
     out = []
     for url in sorted(set(urls)):
         base = url.rstrip("/")
@@ -544,6 +546,9 @@ class Judge:
         if store is not None:
             progress.status(f"looking up {len(keys)} pairs in the store")
         found = {k: self.read(j) for k, j in store.get_many(list(set(keys))).items()} if store is not None else {}
+        if self.settings.keep_token_ids and missing is None:  # a run asked for ids (a sweep cuts them): re-decode
+            # stored judgements without them (a sweep's own budgets reuse what is stored, ids or not)
+            found = {k: j for k, j in found.items() if j.token_ids is not None or j.path == "failed" or j.rounds}
         hits = sum(k in found for k in keys)
         stats.pairs_from_store += hits
         derived = sum(found[k].derived_from is not None for k in keys if k in found)
@@ -558,11 +563,11 @@ class Judge:
         stats.duplicates += sum(k not in found for k in keys) - len(todo)
         load_s = 0.0
         if todo and not self.loaded and missing is None:  # ``missing`` loads the engine if it must
-            from rank1_eval.logs import native_output
+            from rank1_eval.logs import api_engine_log, native_output
 
             progress.status(f"loading {self.settings.model_name_or_path} ({self.engine_name} engine)")
             t0 = time.perf_counter()
-            with native_output(engine_log):  # the engine's own prints go to the log file, not the screen
+            with native_output(engine_log or api_engine_log()):  # the engine's prints: a log file, not the screen
                 self.engine  # noqa: B018 -- loads the engine now, so its load time is not judging time
             load_s = time.perf_counter() - t0
             stats.load_s += load_s

@@ -105,6 +105,8 @@ def run_folder_name(settings: Mapping[str, Any]) -> str:
     parts = [f"top{_token(settings.get('top_k'))}"]
     if settings.get("limit_queries") is not None:
         parts.append(f"first{_token(settings['limit_queries'])}")
+    if settings.get("kind") == "mteb-cross-encoder":  # a baseline: no prompt set, budget or dtype of its own
+        return "-".join([*parts, "mteb", settings_hash(settings)])
     parts.append(_token(settings.get("prompt_set", "code")))
     if settings.get("dataset_prompt") is False:
         parts.append("noprompt")
@@ -144,6 +146,9 @@ REBUILD_HINT = (
 )
 
 
+SUMMARY_MARKS = ("settings", "provenance")  # every summary rank1_eval wrote has one of them (older ones: provenance)
+
+
 def read_summary(path: Path) -> dict[str, Any]:
     """A run's summary.json as a dict; anything else is a :class:`ResultFolderError` saying how to rebuild it."""
     try:
@@ -155,6 +160,11 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise ResultFolderError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ResultFolderError(f"{path} is not a rank1_eval summary (a JSON object); {REBUILD_HINT}")
+    if not any(isinstance(data.get(k), Mapping) for k in SUMMARY_MARKS):  # `{}`, another tool's JSON
+        what = "empty" if not data else f"keys: {', '.join(sorted(map(str, data))[:5])}"
+        raise ResultFolderError(
+            f"{path} is not a rank1_eval summary ({what}; it has no {' or '.join(SUMMARY_MARKS)}); {REBUILD_HINT}"
+        )
     return data
 
 
@@ -306,6 +316,11 @@ def resolve_run_folder(
         listed = ", ".join(r.describe() for r in runs)
         raise ResultsError(f"{p} holds only partial runs ({listed}): pass --allow-partial or the run folder itself")
     pool = complete or runs
+    measured = [r for r in pool if "derived_from" not in r.summary]  # a sweep's budgets beside the run it cut
+    if len(pool) > 1 and len(measured) == 1:
+        log.info("%s: using %s, the run the sweep's %d budget folder(s) were derived from (name one to read it)",
+                 p, measured[0].path.name, len(pool) - 1)  # fmt: skip
+        return measured[0].path
     if len(pool) > 1:
         listed = ", ".join(r.path.name for r in pool)
         raise ResultsError(
@@ -313,6 +328,26 @@ def resolve_run_folder(
             "pass one of them"
         )
     return pool[0].path
+
+
+def find_runs(results: str | os.PathLike[str]) -> list[RunFolder]:
+    """Every finished run under an ``--output-dir`` (``<model>/<Task>_<subtask>/<run>/``, older layout too).
+
+    An empty folder, or one holding no rank1_eval result, is a :class:`ResultsError`: wherever a result is
+    expected, nothing found is an error, not an empty answer.
+    """
+    root = Path(results)
+    if not root.is_dir():
+        raise ResultsError(f"results folder {root} does not exist")
+    runs = [r for model in sorted(root.iterdir()) if model.is_dir() and not model.name.startswith(".")
+            and model.name != MTEB_RESULTS for task in sorted(model.iterdir()) if task.is_dir()
+            for r in list_runs(task)]  # fmt: skip
+    if not runs:
+        raise ResultsError(
+            f"{root} holds no rank1_eval result folder (expected <model>/<Task>_<subtask>/<run>/{SUMMARY_FILE}): "
+            "pass the --output-dir of a `rank1-eval run`"
+        )
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -332,9 +367,9 @@ def experiment_kwargs(settings: Mapping[str, Any], model_kwargs: Mapping[str, An
 
 def mteb_result_path(root: str | os.PathLike[str], meta: Any, task_name: str) -> Path:
     """Where mteb's ``ResultCache(root)`` looks for this result (``meta``: a ModelMeta with experiment kwargs)."""
-    from mteb.cache import ResultCache
+    from rank1_eval.mteb_compat import result_cache
 
-    cache = ResultCache(root)
+    cache = result_cache(root)
     return cache.get_task_result_path(
         task_name,
         meta.model_name_as_path(),
@@ -349,8 +384,9 @@ def export_to_mteb(root: str | os.PathLike[str], task_result: Any, meta: Any) ->
     Results of other subsets of the same task and settings (BRIGHT's domains, mFollowIR's languages) are merged
     into the one ``<Task>.json`` as mteb keeps them; a subset evaluated again replaces its old scores.
     """
-    from mteb.results import TaskResult
+    from rank1_eval.mteb_compat import task_result_class
 
+    TaskResult = task_result_class()  # noqa: N806 -- the class, under mteb's name
     path = mteb_result_path(root, meta, task_result.task_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     result = task_result

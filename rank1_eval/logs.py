@@ -16,6 +16,46 @@ from pathlib import Path
 
 LIBRARY_LOGGERS = ("vllm", "py.warnings")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ENGINE_LOG_ENV = "RANK1_ENGINE_LOG"  # the one switch: unset = a log file, "-" = on screen, a path = that file
+_screen = False
+_api_log: Path | None = None
+
+
+def show_engine_logs(on: bool = True) -> None:
+    """Engines' own output (vLLM's INFO lines, its config dump) on screen instead of a log file (the CLI's
+    ``-v``; in Python, this or ``RANK1_ENGINE_LOG=-``)."""
+    global _screen
+    _screen = on
+
+
+def api_engine_log() -> Path | None:
+    """Where the engine's own output goes when no result folder has an ``engine.log`` (the Python API): a file,
+    named once on our logger at INFO, so that a script's stdout holds what the script prints, as in the CLI.
+
+    Returns the file (for :func:`native_output`), or None when the user asked to see the engine's output.
+    """
+    global _api_log
+    wanted = os.environ.get(ENGINE_LOG_ENV, "")
+    if _screen or wanted == "-":
+        return None
+    if _api_log is None:
+        import tempfile
+
+        _api_log = Path(wanted) if wanted else Path(tempfile.gettempdir()) / f"rank1_eval-engine-{os.getpid()}.log"
+        if "vllm" not in sys.modules:
+            os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # else vLLM adds its own stdout handler at import
+        _api_log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(_api_log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        vllm_logger = logging.getLogger("vllm")
+        vllm_logger.handlers = [handler]
+        vllm_logger.setLevel(logging.INFO)
+        vllm_logger.propagate = False
+        logging.getLogger(__name__).info(
+            "the engine's own log goes to %s (%s=- or rank1_eval.logs.show_engine_logs() shows it)", _api_log,
+            ENGINE_LOG_ENV,
+        )
+    return _api_log
 
 
 @contextlib.contextmanager

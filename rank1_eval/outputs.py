@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from rank1_eval.layout import REBUILD_HINT, ResultFolderError, read_summary
+from rank1_eval.layout import REBUILD_HINT, ResultFolderError, RunFolder, read_summary, resolve_run_folder
 from rank1_eval.runs import Run, ranked, write_trec
 from rank1_eval.texts import TEXTS_FILE, write_texts
 
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "mteb_result.json"
 SUMMARY_FILE = "summary.json"
 CARRIED_FILES = ("engine.log",)  # files a run writes into its folder before the results are swapped in
+# a budget sweep's files, written into the folder after the run: the same settings (same folder) give the same
+# judgements, so a rerun keeps them (and the summary's budget_sweep); outside the manifest, as sweep rewrites them
+SWEEP_FILES = ("sweep.json", "sweep.csv", "sweep.png")
 _HASH_LIMIT = 64 * 2**20  # readers hash files up to this size; larger ones are checked by size (table scans)
 
 
@@ -198,6 +201,7 @@ def trace_lines(
 ) -> Iterator[dict[str, Any]]:
     positions = {q: {d: i for i, d in enumerate(docs, start=1)} for q, docs in ranks.items()}
     engine = model.engine_name
+    reasons = getattr(model, "kind", "rank1") == "rank1"  # a baseline's lines: its score, no reasoning fields
     for context, judged in traces:
         for qid, docid, j in zip(context["qids"], context["docids"], judged, strict=True):
             yield {
@@ -208,7 +212,7 @@ def trace_lines(
                 "docid": docid,
                 "first_stage_rank": positions.get(qid, {}).get(docid),
                 "first_stage_score": first_stage.get(qid, {}).get(docid),
-                **j.to_dict(),
+                **(j.to_dict() if reasons else {"score": j.score, "path": j.path}),
                 "model": model.model_name_or_path,
                 "engine": engine,
             }
@@ -289,6 +293,14 @@ def write_run_folder(
                 shutil.copy2(out / name, tmp / name)
         files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         final = {**summary, "run_id": run_id, "files": files}
+        if (out / SWEEP_FILES[0]).is_file():  # a rerun keeps the sweep derived from this folder's run
+            for name in SWEEP_FILES:
+                if (out / name).is_file():
+                    shutil.copy2(out / name, tmp / name)
+            with contextlib.suppress(ResultFolderError):
+                old = read_summary(out / SUMMARY_FILE) if (out / SUMMARY_FILE).is_file() else {}
+                if "budget_sweep" in old and "budget_sweep" not in final:
+                    final["budget_sweep"] = old["budget_sweep"]
         _write_json_plain(tmp / SUMMARY_FILE, final)
         _fsync_tree(tmp)
         _swap_in(tmp, out)
@@ -465,6 +477,17 @@ def check_result_folder(folder: str | os.PathLike[str], *, hash_limit: int = _HA
     return summary
 
 
+def open_run(
+    path: str | os.PathLike[str], *, allow_partial: bool = False, where: Mapping[str, Any] | None = None
+) -> RunFolder:
+    """THE reader of a result folder for every command: resolve what the user typed
+    (:func:`rank1_eval.layout.resolve_run_folder`), then check the folder is whole (:func:`check_result_folder`:
+    its summary is rank1_eval's, every file of its manifest is the one the run wrote). Anything else is a
+    :class:`ResultsError` (or :class:`ResultFolderError`) of one line."""
+    folder = resolve_run_folder(path, allow_partial=allow_partial, where=where)
+    return RunFolder(folder, check_result_folder(folder))
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON lines of a result file; a bad line is a :class:`ResultFolderError` naming the file and line."""
     with path.open(encoding="utf-8") as f:
@@ -517,13 +540,11 @@ def load_traces(folder: str | os.PathLike[str], *, allow_partial: bool = False) 
     """
     import pandas as pd
 
-    from rank1_eval.layout import resolve_run_folder
-
     path = Path(folder)
-    if not path.is_file():
-        path = resolve_run_folder(path, allow_partial=allow_partial) / "traces.jsonl"
-    if (path.parent / SUMMARY_FILE).is_file():
-        check_result_folder(path.parent)  # whole, or one line saying how to rebuild it
+    if not path.is_file():  # the one reader: resolved and checked whole, or one line saying how to rebuild it
+        path = open_run(path, allow_partial=allow_partial).path / "traces.jsonl"
+    elif (path.parent / SUMMARY_FILE).is_file():
+        check_result_folder(path.parent)
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent} has no traces.jsonl")
     frame = pd.DataFrame.from_records(list(read_jsonl(path)))

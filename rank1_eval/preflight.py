@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.store import StoreCorruptError, StoreError, check_store, salvage_hint
+from rank1_eval.store import StoreCorruptError, StoreError, StoreFullError, check_store, salvage_hint
 
 __all__ = ["OutputError", "PromptBudgetError", "check_run", "check_store_file", "check_writable", "estimate_bytes"]
 
@@ -95,9 +95,15 @@ def check_store_file(path: Path) -> None:
     key = str(path.resolve())
     if key in _checked_stores:
         return
-    check = check_store(path)  # StoreError for files that are not SQLite or not ours
+    check = check_store(path)  # StoreError for files that are not SQLite or not ours (read-only: writes nothing)
     if not check.ok:
         raise StoreCorruptError(f"judgement store {path} is corrupted ({check.problems[0]}): {salvage_hint(path)}")
+    free = shutil.disk_usage(path.parent).free
+    if free < 1 << 20:  # a run needs room for the WAL and -shm files beside the store, before its first commit
+        raise StoreFullError(
+            f"no space left for judgement store {path} ({free // 1024} KiB free beside it, the WAL needs room): "
+            "free disk space or move the store (--store), then rerun: every judgement committed so far is kept"
+        )
     check_writable(path.parent, "judgement store folder")  # SQLite writes -wal/-shm beside the store
     _checked_stores.add(key)
 
@@ -218,11 +224,13 @@ def check_run(model: Any, prepared: Any, opts: Any, *, out: Path | None, store_p
     """
     warnings: list[str] = []
     warnings += check_ids(prepared)
-    check_prompt_budget(model, prepared)
+    scoring = getattr(model, "scoring", None)  # None: a baseline reranker (no prompt budget, no reasoning)
+    if scoring is not None:
+        check_prompt_budget(model, prepared)
     check_store_file(store_path)
     pairs = prepared.n_pairs
     if out is not None:
-        warnings += check_outputs(out, Path(opts.output_dir), pairs, model.scoring.max_output_tokens)
+        warnings += check_outputs(out, Path(opts.output_dir), pairs, scoring.max_output_tokens if scoring else 0)
     warnings += check_store_space(store_path, pairs)
     return warnings
 

@@ -33,6 +33,9 @@ class Progress:
     def judged(self, judgement: Judgement, pairs: int = 1, generated_tokens: int | None = None) -> None:
         """A judgement became final; it answers ``pairs`` pairs (exact duplicates share one)."""
 
+    def derived(self, judgement: Judgement, pairs: int = 1) -> None:
+        """A judgement was derived from a stored run (a budget sweep): final, but not decoded now."""
+
     def close(self) -> None:
         """The run ended (or failed)."""
 
@@ -83,6 +86,8 @@ class ProgressDisplay(Progress):
         self.ready_at: float | None = None
         self.judged_pairs = 0
         self.from_store_pairs = 0
+        self.derived_pairs = 0  # a sweep's judgements cut from a stored run: on the bar, never in the rates
+        self.first_at: float | None = None
         self.tokens = 0
         self.counts = {"pass2": 0, "failed": 0, "truncated": 0}
         self.bar: Any = None
@@ -139,6 +144,11 @@ class ProgressDisplay(Progress):
         self._end_status()
         from tqdm.auto import tqdm
 
+        # a new bar (the next budget of a sweep, the next cell of a table) counts its own pairs from zero
+        self.judged_pairs = self.from_store_pairs = self.derived_pairs = self.tokens = 0
+        self.first_at = None
+        self.counts = dict.fromkeys(self.counts, 0)
+
         self.bar = tqdm(
             total=self.total or None,
             unit="pair",
@@ -164,9 +174,21 @@ class ProgressDisplay(Progress):
         self._refresh(force=True)
 
     def judged(self, judgement: Judgement, pairs: int = 1, generated_tokens: int | None = None) -> None:
+        if self.first_at is None:  # the ETA's clock starts after the engine's warm-up (the first judgement)
+            self.first_at = time.perf_counter()
         self.judged_pairs += pairs
         self.tokens += judgement.output_tokens + (judgement.path != "pass1") if generated_tokens is None \
             else generated_tokens  # fmt: skip
+        for name in ("pass2", "failed"):
+            self.counts[name] += pairs * (judgement.path == name)
+        self.counts["truncated"] += pairs * judgement.truncated
+        self._ensure_bar()
+        if self.bar is not None:
+            self.bar.update(pairs)
+        self._refresh()
+
+    def derived(self, judgement: Judgement, pairs: int = 1) -> None:
+        self.derived_pairs += pairs
         for name in ("pass2", "failed"):
             self.counts[name] += pairs * (judgement.path == name)
         self.counts["truncated"] += pairs * judgement.truncated
@@ -180,11 +202,17 @@ class ProgressDisplay(Progress):
         now = time.perf_counter()
         since = now - (self.ready_at if self.ready_at is not None else self.started)
         rate = self.judged_pairs / since if since > 0 else 0.0
-        left = max(0, self.total - self.judged_pairs - self.from_store_pairs) if self.total else None
-        eta = _clock(left / rate) if rate > 0 and left is not None else "?"
+        done = self.judged_pairs + self.from_store_pairs + self.derived_pairs
+        left = max(0, self.total - done) if self.total else None
+        # the first judgements carry the engine's warm-up: no ETA until a share of the work is done
+        warm = self.judged_pairs >= max(3, 0.05 * max(0, self.total - self.from_store_pairs - self.derived_pairs))
+        steady = (self.judged_pairs - 1) / (now - self.first_at) if self.first_at and now > self.first_at else 0.0
+        eta = _clock(left / steady) if steady > 0 and left is not None and warm else "?"
         parts = [f"<{eta}", f"{rate:.2f} pairs/s", f"{self.tokens / since if since > 0 else 0.0:.1f} gen tok/s"]
         if self.from_store_pairs:
             parts.append(f"store {self.from_store_pairs}")
+        if self.derived_pairs:
+            parts.append(f"derived {self.derived_pairs}")
         parts += [f"{name} {n}" for name, n in self.counts.items()]
         return ", ".join(parts)
 

@@ -109,8 +109,9 @@ Loader = Callable[..., Any]  # mteb calls it as loader(name, revision=..., **loa
 
 def _meta(name: str, revision: str | None, loader: Loader, *, checkpoint: str | None = None) -> Any:
     """The ModelMeta of ``name``; ``checkpoint``: the registered rank1 checkpoint whose facts it has, if any."""
-    from mteb.models import ModelMeta
+    from rank1_eval.mteb_compat import model_meta_class
 
+    ModelMeta = model_meta_class()  # noqa: N806 -- the class, under mteb's name
     facts = all_checkpoints().get(checkpoint or name)
     ours = name.startswith("jhu-clsp/")
     return ModelMeta(
@@ -142,8 +143,9 @@ def _meta(name: str, revision: str | None, loader: Loader, *, checkpoint: str | 
 def _registered_metas(loader: Loader) -> dict[str, Any]:
     # mteb first: its first import may run the hook below, which fills the cache; building the metas inside
     # the cached call would then build them twice and leave mteb's registry and our models with different ones
-    import mteb.models  # noqa: F401
+    from rank1_eval.mteb_compat import model_meta_class
 
+    model_meta_class()  # imports mteb.models
     return _build_metas(loader)
 
 
@@ -155,9 +157,9 @@ def _build_metas(loader: Loader) -> dict[str, Any]:
 def register(loader: Loader) -> None:
     """Insert every rank1 checkpoint into mteb's registry (imports mteb; idempotent)."""
     metas = _registered_metas(loader)
-    from mteb.models.model_implementations import MODEL_REGISTRY
+    from rank1_eval.mteb_compat import model_registry
 
-    MODEL_REGISTRY.update(metas)
+    model_registry().update(metas)
 
 
 class _RegisterAfterMtebImport(importlib.abc.MetaPathFinder):
@@ -224,10 +226,11 @@ def pin_revision(name: str, revision: str | None, *, loader: Loader) -> Any:
     if name not in all_checkpoints():
         raise KeyError(f"{name!r} is not a registered rank1 checkpoint; choose one of {', '.join(all_checkpoints())}")
     register(loader)
-    from mteb.models.model_implementations import MODEL_REGISTRY
+    from rank1_eval.mteb_compat import model_registry
 
-    MODEL_REGISTRY[name] = _meta(name, revision, loader)
-    return MODEL_REGISTRY[name]
+    registry = model_registry()
+    registry[name] = _meta(name, revision, loader)
+    return registry[name]
 
 
 def model_meta_for(model_name_or_path: str, revision: str | None = None, *, loader: Loader) -> Any:

@@ -233,6 +233,7 @@ def _rank_only(run: Run, ranks: Mapping[str, Mapping[str, int]], path: Path) -> 
         for qid, docs in run.items()
         if len(docs) > 1 and len(set(docs.values())) == 1 and len(set(ranks[qid].values())) == len(docs)
     ]
+    _rank_column_warnings(run, ranks, set(fixed))
     if not fixed:
         return run
     import warnings
@@ -247,6 +248,40 @@ def _rank_only(run: Run, ranks: Mapping[str, Mapping[str, int]], path: Path) -> 
         stacklevel=3,
     )
     return run
+
+
+def _rank_column_warnings(run: Run, ranks: Mapping[str, Mapping[str, int]], fixed: AbcSet[str]) -> None:
+    """Say so when the rank column cannot be what the run means: all negative, or ordered against the scores.
+
+    The scores decide the order (as in trec_eval); a rank column that contradicts them usually means the
+    columns were swapped or a script wrote them apart, and the user should know which one was used.
+    """
+    import warnings
+
+    all_ranks = [r for docs in ranks.values() for r in docs.values()]
+    if all_ranks and all(r < 0 for r in all_ranks):
+        warnings.warn(RunFileWarning(
+            f"every rank in the rank column is negative ({_plural(len(all_ranks), 'line')}, e.g. "
+            f"{all_ranks[0]}): it is ignored, the candidates are ranked by their scores"
+        ), stacklevel=4)  # fmt: skip
+        return
+    contradicting: list[str] = []
+    for qid, docs in run.items():
+        if qid in fixed or len(docs) < 2:
+            continue
+        by_rank = sorted(docs, key=lambda d: (ranks[qid][d], d))
+        for above, below in zip(by_rank, by_rank[1:], strict=False):
+            if ranks[qid][above] < ranks[qid][below] and docs[above] < docs[below]:
+                contradicting.append(
+                    f"{qid!r}: rank {ranks[qid][above]} {above!r} scores {docs[above]:g}, rank "
+                    f"{ranks[qid][below]} {below!r} scores {docs[below]:g}"
+                )
+                break
+    if contradicting:
+        warnings.warn(RunFileWarning(
+            f"{_plural(len(contradicting), 'query has', 'queries have')} a rank column that contradicts the "
+            f"scores (e.g. {'; '.join(contradicting[:2])}): the scores decide the order, as in trec_eval"
+        ), stacklevel=4)  # fmt: skip
 
 
 def read_run(path: str | os.PathLike[str], *, subset: str | None = None, split: str | None = None) -> Run:
@@ -643,6 +678,10 @@ def _import_bm25s() -> Any:
         import bm25s
     finally:
         del sys.modules["numba"]
+    import logging
+
+    # bm25s sets its own logger to DEBUG at import: follow the root level instead (-vv shows its lines)
+    logging.getLogger("bm25s").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.DEBUG))
     return bm25s
 
 

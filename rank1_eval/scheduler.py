@@ -62,10 +62,15 @@ class Scheduler:
     ) -> None:
         self.engine = engine
         self.rule = rule
-        self.window = max(1, window or engine.window)
+        self._window = window  # None: the engine's own, read at every step (a server's window follows its load)
         self.keep_token_ids = keep_token_ids
         self.on_final = on_final
         self.stats = ScheduleStats()
+
+    @property
+    def window(self) -> int:
+        """Unfinished requests kept submitted: the given window, else the engine's at this moment."""
+        return max(1, self._window or self.engine.window)
 
     def run(self, prepared: Sequence[PreparedPrompt]) -> list[Judgement]:
         """Judge every prompt; judgements in input order (each also passed to ``on_final`` when final)."""
@@ -79,7 +84,8 @@ class Scheduler:
         try:
             while waiting or in_flight:
                 batch: list[Request] = []
-                while waiting and len(in_flight) < self.window:
+                window = self.window
+                while waiting and len(in_flight) < window:
                     i = waiting.popleft()
                     state = self.rule.pair(prepared[i], keep_token_ids=self.keep_token_ids)
                     states[i] = state

@@ -31,6 +31,13 @@ Differences from the reference scripts, on purpose and documented:
   decoding continues from ``prompt + text + "\nWait"`` (text level, as s1), N times; the last round stops on
   the answer as usual. The rounds share the pair's generation budget; one left without budget ends in pass 2.
   The judgement's reasoning is the rounds' texts joined by ``"\nWait"``, ``rounds`` lists each round.
+* Where the answer logprobs are read (``answer_logprobs``, docs/rule.md §4). ``"stream"`` (default, the reference's
+  way): pass 1 asks for the top-k logprobs of every generated position and the rule reads the last one.
+  ``"prefill"``: pass 1 decodes without logprobs (same stop strings, so the same tokens); when it stopped on
+  ``"</think> true|false"`` one more request reads the top-k at the answer position — the prompt plus the
+  generated ids before the answer token (``Request.continuation``), ``max_tokens=1`` — a prefill served by the
+  prefix cache. The logical request is the same (top-k at the answer position), so it is not part of a
+  judgement's key; the rule applied to the logprobs is the same code.
 """
 
 from __future__ import annotations
@@ -62,6 +69,11 @@ THINK_END = "</think>"  # force_rethink: a round stops when the model closes its
 WAIT = "\nWait"  # ...and the closing is replaced by this before decoding continues (s1's budget forcing)
 SENTENCE_ENDS = (".", "!", "?")
 PASS2_SUFFIX = "\n</think>"
+ANSWER_LOGPROBS = {
+    "stream": "top-k logprobs at every generated position of pass 1; the rule reads the last one",
+    "prefill": "pass 1 without logprobs; the answer position's top-k read by a one-token request over the same "
+    "prefix (prompt + generated ids before the answer token), served by the prefix cache",
+}
 LENGTH_RULES = {
     "reference": "passages cut only when the prompt alone leaves no room for the forced answer; each pair "
     "generates min(max_output_tokens, context_size - prompt_tokens) tokens",
@@ -110,10 +122,20 @@ class ScoringConfig:
     length_rule: str = "reference"
     force_rethink: int = 0  # rounds of s1-style budget forcing (docs/rule.md §7, paper §3.6); 0 = the plain rule
     answer_rule: str = "rank1"  # "reference": the reference scripts' pass-1 rule and vLLM 0.7.2's length cap
+    answer_logprobs: str = "stream"  # where pass 1's answer logprobs are read (ANSWER_LOGPROBS); not in the key
 
     def __post_init__(self) -> None:
         if self.answer_rule not in ANSWER_RULES:
             raise ValueError(f"answer_rule must be one of {', '.join(ANSWER_RULES)}, got {self.answer_rule!r}")
+        if self.answer_logprobs not in ANSWER_LOGPROBS:
+            raise ValueError(
+                f"answer_logprobs must be one of {', '.join(ANSWER_LOGPROBS)}, got {self.answer_logprobs!r}"
+            )
+        if self.answer_logprobs == "prefill" and self.force_rethink:
+            raise ValueError("answer_logprobs='prefill' reads the answer of one round: not with force_rethink")
+        if self.answer_logprobs == "prefill" and self.answer_rule != "rank1":
+            raise ValueError("answer_logprobs='prefill' reads the answer position only: not with answer_rule "
+                             f"{self.answer_rule!r}, which reads the last position of every generation")  # fmt: skip
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
         if self.length_rule not in LENGTH_RULES:
@@ -172,7 +194,9 @@ class ScoringConfig:
     def provenance(self) -> dict[str, Any]:
         rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule],
                 "answer_rule": self.answer_rule, "answer_rule_means": ANSWER_RULES[self.answer_rule]}  # fmt: skip
-        return {**self.sampling(), "force_rethink": self.force_rethink, **rule}
+        read = {"answer_logprobs": self.answer_logprobs,
+                "answer_logprobs_means": ANSWER_LOGPROBS[self.answer_logprobs]}  # fmt: skip
+        return {**self.sampling(), "force_rethink": self.force_rethink, **rule, **read}
 
 
 def forced_reserve(tokenizer: Any) -> int:
@@ -242,6 +266,13 @@ def _answer_logprobs(logprobs: dict[int, float], answer: AnswerTokens) -> tuple[
     return lt, lf
 
 
+def stopped_on_answer(completion: Completion, answer: AnswerTokens) -> bool:
+    """Pass 1 stopped on ``"</think> true|false"`` with the answer token last (its logprobs decide the rest)."""
+    if completion.finish_reason != "stop" or completion.stop_reason not in STOP_STRINGS:
+        return False
+    return bool(completion.token_ids) and completion.token_ids[-1] in (answer.true_id, answer.false_id)
+
+
 def pass1_answer(completion: Completion, answer: AnswerTokens, rule: str = "rank1") -> tuple[float, float] | None:
     """The answer logprobs if pass 1 answered, else None.
 
@@ -250,9 +281,7 @@ def pass1_answer(completion: Completion, answer: AnswerTokens, rule: str = "rank
     whatever ended the generation (the reference scripts read ``logprobs[-1]`` and nothing else)."""
     if rule == "reference":
         return _answer_logprobs(completion.last_logprobs, answer)
-    if completion.finish_reason != "stop" or completion.stop_reason not in STOP_STRINGS:
-        return None
-    if not completion.token_ids or completion.token_ids[-1] not in (answer.true_id, answer.false_id):
+    if not stopped_on_answer(completion, answer):
         return None
     return _answer_logprobs(completion.last_logprobs, answer)
 
@@ -311,7 +340,8 @@ class Rule:
         return PairState(self, prepared, keep_token_ids=keep_token_ids)
 
     def pass1_request(self, prepared: PreparedPrompt) -> Request:
-        """The first request of a pair (under ``force_rethink`` it stops where the model closes its reasoning)."""
+        """The first request of a pair, the logical one (top-k at the answer position, whichever way
+        ``answer_logprobs`` reads it; under ``force_rethink`` it stops where the model closes its reasoning)."""
         cfg = self.config
         stop = (THINK_END,) if cfg.force_rethink else STOP_STRINGS
         return Request(prepared.prompt, cfg.generation_budget(prepared.prompt_tokens), stop, cfg.top_logprobs)
@@ -331,6 +361,10 @@ class Rule:
             "top_logprobs": request.top_logprobs,
             "pass2_context": cfg.context_size if need > cfg.context_size else None,
         }
+
+    def answer_read_request(self, prompt: str, pass1: Completion) -> Request:
+        """answer_logprobs='prefill': the top-k at pass 1's answer position, over the same prefix (one token)."""
+        return Request(prompt, 1, (), self.config.top_logprobs, continuation=pass1.token_ids[:-1])
 
     def forced_request(self, prompt: str, reasoning: str) -> tuple[Request, str, bool]:
         """The forced-answer request, the reasoning text it carries, and whether that was cut by tokens to fit.
@@ -367,8 +401,8 @@ class PairState:
 
     ``start()`` gives the pass-1 request; ``advance(completion)`` takes the completion of the request last
     given and returns the next request (the forced answer) or the final :class:`Judgement`. Stages are
-    explicit (``pass1`` -> ``forced`` -> ``done``) so further rounds can slot in between pass 1 and the forced
-    answer without the scheduler changing.
+    explicit (``pass1`` -> [``answer_read``] -> ``forced`` -> ``done``) so further rounds can slot in between
+    pass 1 and the forced answer without the scheduler changing.
     """
 
     __slots__ = ("rule", "prepared", "stage", "keep_token_ids", "pass1", "forced_text", "forced_cut", "rounds")
@@ -387,11 +421,16 @@ class PairState:
         if self.stage != "new":
             raise RuntimeError(f"pair already started (stage {self.stage})")
         self.stage = "pass1"
-        return self.rule.pass1_request(self.prepared)
+        request = self.rule.pass1_request(self.prepared)
+        if self.rule.config.answer_logprobs == "prefill":  # no logprobs while decoding: read after, at one position
+            request = replace(request, top_logprobs=0)
+        return request
 
     def advance(self, completion: Completion) -> Request | Judgement:
         if self.stage == "pass1":
             return self._after_pass1(completion)
+        if self.stage == "answer_read":
+            return self._after_answer_read(completion)
         if self.stage == "forced":
             return self._after_forced(completion)
         raise RuntimeError(f"no request of this pair is in flight (stage {self.stage})")
@@ -451,6 +490,18 @@ class PairState:
                 return following
         comp = self._combined()
         self.pass1 = comp
+        if self.rule.config.answer_logprobs == "prefill" and stopped_on_answer(comp, self.rule.answer):
+            self.stage = "answer_read"
+            return self.rule.answer_read_request(self.prepared.prompt, comp)
+        return self._judge_pass1(comp)
+
+    def _after_answer_read(self, read: Completion) -> Request | Judgement:
+        """The answer position's top-k, read after pass 1: the rule goes on exactly as with streamed logprobs."""
+        assert self.pass1 is not None
+        self.pass1 = replace(self.pass1, last_logprobs=dict(read.last_logprobs))
+        return self._judge_pass1(self.pass1)
+
+    def _judge_pass1(self, comp: Completion) -> Request | Judgement:
         answered = pass1_answer(comp, self.rule.answer, self.rule.config.answer_rule)
         if answered is not None:
             self.stage = "done"

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.engines.base import EngineConfig, EngineError
+from rank1_eval.engines.base import DEFAULT_MAX_CONCURRENCY, EngineConfig, EngineError
 from rank1_eval.engines.device import DeviceError, check_device
 from rank1_eval.engines.openai_engine import OpenAIEngine
 
@@ -337,8 +337,10 @@ class DataParallelEngine(OpenAIEngine):
             api_key=secrets.token_urlsafe(24),
             startup_timeout=startup_timeout,
         )
-        if not on_cpu:  # a GPU replica batches like the in-process engine: up to max_num_seqs sequences at once
-            config = replace(config, max_concurrency=max(config.max_concurrency, config.max_num_seqs or 256))
+        if not on_cpu and config.max_concurrency is None and config.max_num_seqs:
+            # a GPU replica batches like the in-process engine: the window may reach its max_num_seqs (its /metrics
+            # size the window below that ceiling)
+            config = replace(config, max_concurrency=max(DEFAULT_MAX_CONCURRENCY, config.max_num_seqs))
         try:
             super().__init__(replace(config, server_urls=self.group.urls), api_key=self.group.api_key, **kwargs)
         except BaseException:

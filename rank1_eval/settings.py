@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rank1_eval.scoring import ANSWER_RULES, LENGTH_RULES, ScoringConfig
+from rank1_eval.scoring import ANSWER_LOGPROBS, ANSWER_RULES, LENGTH_RULES, ScoringConfig
 
 DEFAULT_MODEL = "jhu-clsp/rank1-7b"
 GROUPS = ("model identity", "numerics and engine", "rule", "prompts", "scheduling")
@@ -66,6 +66,10 @@ def _s(default: Any, role: Role, *, factory: bool = False) -> Any:
 
 def _skip_prompt(value: bool) -> bool | None:
     return False if value else None
+
+
+def _seconds_or_auto(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 M, N, R, P, S = GROUPS  # noqa: N806 -- group names, short for the table below
@@ -131,6 +135,14 @@ class Settings:
                                         "context-capped pair generates one token more, as vLLM 0.7.2 did",
                                         "value", "nondefault", experiment=True,
                                         choices=tuple(ANSWER_RULES)))  # fmt: skip
+    answer_logprobs: str = _s("stream", Role(R, "--answer-logprobs", "stream (default): top-20 logprobs at every "
+                                             "generated position of pass 1, the last one read; prefill: pass 1 "
+                                             "without logprobs, the answer position's top-20 read by a one-token "
+                                             "request over the same prefix (vllm and openai engines; scores "
+                                             "within 1e-6, not bit for bit)", "no: the same logical request "
+                                             "(top-20 at the answer position); scores within 1e-6 of stream, not "
+                                             "bit-identical (BENCHMARKS.md)", "nondefault",
+                                             choices=tuple(ANSWER_LOGPROBS)))  # fmt: skip
     # ---- prompts
     dataset_prompt: str | bool | None = _s(None, Role(P, "--skip-prompt", "no dataset prompt "
                                                       "(dataset_prompt=False)", "request", "always",
@@ -160,17 +172,21 @@ class Settings:
     api_key_env: str = _s("RANK1_API_KEY", Role(S, "--api-key-env", "environment variable holding the servers' "
                                                 "API key (sent as Bearer, never logged)", "no: access only", None,
                                                 metavar="VAR", cli_group="scaling"))  # fmt: skip
-    max_concurrency: int = _s(8, Role(S, "--max-concurrency", "requests in flight per server",
-                                      "no: order of work only", None, kind="int>=1", cli_group="scaling"))
+    max_concurrency: int | None = _s(None, Role(S, "--max-concurrency", "most requests in flight per server "
+                                                "(default 256); below it the window follows the server's "
+                                                "/metrics: its batch full, a few requests waiting",
+                                                "no: order of work only", None, kind="int>=1", metavar="N",
+                                                cli_group="scaling"))  # fmt: skip
     request_timeout: float | None = _s(None, Role(S, "--request-timeout", "seconds per request (default: 30 s + "
                                                   "0.2 s per output token of the request)", "no: operational",
                                                   None, kind="float>0", cli_group="scaling"))  # fmt: skip
     max_retries: int = _s(5, Role(S, "--max-retries", "failed backoff rounds before a server is dropped",
                                   "no: operational", None, kind="int>=0", cli_group="scaling"))  # fmt: skip
-    stall_warning_s: float = _s(300.0, Role(S, "--stall-warning", "warn when no request has finished for S "
-                                            "seconds (0: never)", "no: operational", None, kind="int>=0",
-                                            metavar="S", cli_group="scaling", cli_default=300,
-                                            from_cli=float))  # fmt: skip
+    stall_warning_s: float | None = _s(None, Role(S, "--stall-warning", "warn when no request has finished for "
+                                                  "S seconds (0: never; default: 4x the slowest request so far, "
+                                                  "at least 60 s)", "no: operational", None, kind="int>=0",
+                                                  metavar="S", cli_group="scaling", cli_default=None,
+                                                  from_cli=_seconds_or_auto))  # fmt: skip
     data_parallel: int = _s(1, Role(S, "--data-parallel", "start N local vLLM server replicas (num_gpus GPUs "
                                     "each) and spread the pairs over them", "no: replicas of the same numerics",
                                     None, kind="int>=1", metavar="N", cli_group="scaling"))  # fmt: skip

@@ -206,7 +206,8 @@ def judgement_key(**parts: Any) -> str:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where judgements live, addressed by :func:`judgement_key`. Insert-only: first writer wins."""
+    """Where judgements live, addressed by :func:`judgement_key`. Insert-only: first writer wins (except that a
+    judgement stored without pass 1's token ids takes them from a later write: ``--keep-token-ids``)."""
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Judgement]:
         """The stored judgements for those of ``keys`` that are present (missing keys are absent)."""
@@ -250,6 +251,9 @@ def _encode(j: Judgement) -> str:
     return json.dumps(j.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+_IDS_LIKE = '%"token_ids":[%'  # a stored judgement that kept pass 1's token ids (_encode omits them when None)
+
+
 def _decode(key: str, value: str) -> Judgement:
     try:
         return Judgement.from_dict(json.loads(value))
@@ -283,7 +287,9 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             for key, value in checked:
-                self._data.setdefault(key, value)
+                old = self._data.setdefault(key, value)
+                if old.token_ids is None and value.token_ids is not None:  # as SQLiteStore: ids may be added
+                    self._data[key] = value
 
     def keys(self) -> Iterator[str]:
         with self._lock:
@@ -533,8 +539,9 @@ class SQLiteStore:
     @staticmethod
     def _insert(conn: sqlite3.Connection, items: list[tuple[str, Judgement]]) -> None:
         now = time.time()
-        conn.executemany(
-            "INSERT OR IGNORE INTO judgements (key, value, created_at) VALUES (?, ?, ?)",
+        conn.executemany(  # first writer wins; the one exception: the same judgement with its token ids added
+            "INSERT INTO judgements (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+            f"excluded.value WHERE judgements.value NOT LIKE '{_IDS_LIKE}' AND excluded.value LIKE '{_IDS_LIKE}'",
             [(key, _encode(value), now) for key, value in items],
         )
 
@@ -787,19 +794,56 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection that writes nothing into ``path`` (a WAL store's committed pages included)."""
+    """THE opener of an existing store for ``store check|salvage|drop-failed`` and the pre-flight: read-only, and
+    it writes nothing beside ``path`` either (no ``-wal``/``-shm`` files appear where there were none).
+
+    Refuses, in one line each and for every command alike, a missing path, a folder, an empty (0-byte) file, a
+    file that is not SQLite, and a SQLite database of another application. A store whose schema cannot even be
+    read is let through: that is damage, which ``check`` reports and ``salvage`` reads around.
+    """
     from urllib.parse import quote
 
+    if path.is_dir():
+        raise StoreError(f"judgement store path {path} is a directory, expected a SQLite file")
     if not path.is_file():
         raise StoreError(f"judgement store {path} does not exist")
     with path.open("rb") as fh:
-        if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-            raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
+        header = fh.read(len(_SQLITE_HEADER))
+    if not header:
+        raise StoreError(f"{path} is an empty file (0 bytes), not a judgement store: pass another --store path")
+    if header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a SQLite database (unexpected file header): pass another --store path")
     uri = f"file:{quote(str(path.resolve()))}"
-    try:
-        return sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    live = Path(f"{path}-wal").exists()  # a writer has it open (or crashed): read its WAL, whose files exist
+    try:  # immutable: with no -wal file there is nothing beyond the main file to read, and nothing is created
+        conn = sqlite3.connect(f"{uri}?mode=ro{'' if live else '&immutable=1'}", uri=True, check_same_thread=False)
     except sqlite3.Error:  # e.g. a read-only folder without the -shm file: read the main file as it is
-        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        _refuse_foreign(path, conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _refuse_foreign(path: Path, conn: sqlite3.Connection) -> None:
+    """A SQLite file of another application is refused before anything reads (or writes) it as a store."""
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return  # damaged: check reports it, salvage reads around it
+    problem = None
+    if app_id not in (0, APPLICATION_ID):
+        problem = f"application_id {app_id:#x}"
+    elif tables and not {"meta", "judgements"} <= tables:
+        problem = f"tables: {', '.join(sorted(tables))}"
+    if problem:
+        raise StoreError(
+            f"{path} is a SQLite database but not a rank1_eval judgement store ({problem}); left untouched — pass "
+            "another --store path"
+        )
 
 
 @dataclass(frozen=True)
@@ -835,11 +879,6 @@ def check_store(path: str | os.PathLike[str], *, full: bool = False) -> StoreChe
     try:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and not {"meta", "judgements"} <= tables:
-                raise StoreError(
-                    f"{path} is a SQLite database but not a rank1_eval judgement store (tables: "
-                    f"{', '.join(sorted(tables))}); left untouched — pass another --store path"
-                )
             rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)").fetchall()
         except sqlite3.DatabaseError as exc:
             error = store_error(path, exc, "checking it")
@@ -1068,6 +1107,7 @@ def drop_failed(path: str | os.PathLike[str]) -> int:
     The store is otherwise insert-only (first writer wins); this is the one deliberate exception, for failures
     whose cause was outside the model (a server answering NaN, an engine bug) and has been fixed.
     """
+    _open_readonly(Path(path)).close()  # the same refusals as `store check` (empty file, not SQLite, not ours)
     with SQLiteStore(path, create=False, legacy_ok=True) as store:
         try:
             store._connection().execute(
@@ -1085,6 +1125,14 @@ def drop_failed(path: str | os.PathLike[str]) -> int:
 _STOP = object()
 _writer_failures: list[BaseException] = []  # failures that interrupted the main thread (see AsyncWriter)
 _failures_lock = threading.Lock()
+
+
+_written = [0]  # judgements the writers of this process have committed (the interrupt line says how many)
+
+
+def judgements_written() -> int:
+    """How many judgements this process's :class:`AsyncWriter` s committed: what an interrupted run kept."""
+    return _written[0]
 
 
 def take_writer_failure() -> BaseException | None:
@@ -1157,6 +1205,7 @@ class AsyncWriter:
                 if items and self._error is None:
                     self.store.put_many(items)
                     self.commits += 1
+                    _written[0] += len(items)
             except BaseException as exc:  # re-raised in the caller's thread
                 exc.add_note("raised in AsyncWriter's background thread while writing to the store")
                 self._error = exc
@@ -1209,9 +1258,9 @@ class AsyncWriter:
                     self._queue.put(_STOP)
             self._thread.join()
         except KeyboardInterrupt:  # the writer's own interrupt may land here: report the failure instead
+            self._thread.join()  # a Ctrl-C or SIGTERM: what was submitted is still written before it goes on
             if self._error is None:
                 raise
-            self._thread.join()
         self._raise_if_failed()
 
     def __enter__(self) -> Self:

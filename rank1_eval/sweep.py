@@ -105,6 +105,7 @@ class Deriver:
     store: Any
     cost: DeriveCost = field(default_factory=DeriveCost)
     derived: dict[str, tuple[Judgement, str]] = field(default_factory=dict)
+    deriving: bool = False  # True while a derived (kept or cut) judgement is reported: not decoded now
 
     def __call__(self, judge: Any, prepared: Sequence[PreparedPrompt], final: Callable[[int, Judgement], None]):
         """``judge``: the :class:`rank1_eval.judge.Judge` at the budget being derived."""
@@ -173,7 +174,39 @@ class Deriver:
     def _final(self, final: Callable[[int, Judgement], None], i: int, p: PreparedPrompt, j: Judgement, how: str):
         setattr(self.cost, how, getattr(self.cost, how) + 1)
         self.derived[p.prompt] = (j, how)
-        final(i, j)
+        self.deriving = how != "run"  # read by _SweepProgress while final() reports the judgement
+        try:
+            final(i, j)
+        finally:
+            self.deriving = False
+
+
+class _SweepProgress:
+    """The run's display during one budget: derived judgements move the bar as *derived*, never as decoded
+    (pairs/s and gen tok/s count only what the engine judged for real)."""
+
+    def __init__(self, inner: Any, deriver: Deriver) -> None:
+        self.__dict__["_inner"], self.__dict__["_deriver"] = inner, deriver
+
+    def judged(self, judgement: Judgement, pairs: int = 1, generated_tokens: int | None = None) -> None:
+        if self._deriver.deriving:
+            self._inner.derived(judgement, pairs)
+        else:
+            self._inner.judged(judgement, pairs, generated_tokens)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # evaluate sets ``total``: the display's
+        setattr(self._inner, name, value)
+
+
+def _source(cost: DeriveCost) -> str:
+    """How a budget's judgements came about, as its row says: derived, judged for real, or both."""
+    derived = cost.kept + cost.cut
+    if derived and cost.run:
+        return f"mixed ({derived} derived, {cost.run} judged for real)"
+    return "derived" if derived or not cost.run else "judged for real (not derivable)"
 
 
 def verify(model: Any, deriver: Deriver, n: int, *, seed: int = 0) -> dict[str, Any]:
@@ -303,19 +336,24 @@ def sweep(
         store = SQLiteStore(store_path)
         deriver = Deriver(model, store)
         try:  # the variant shares the model's engine: the first budget that needs it loads it for all
-            summary = evaluate(variant, prepared, opts, progress=progress, missing=deriver)
+            shown = _SweepProgress(progress, deriver) if progress is not None else None
+            summary = evaluate(variant, prepared, opts, progress=shown, missing=deriver)
         finally:
             store.close()
-        # the budget's own folder says how it was made: this_run counted derived judgements as scored, but the
-        # engine decoded only the forced answers' one token each (and the pairs judged for real)
+        # the budget's own folder says how it was made: derived judgements are counted as derived, never as
+        # scored; the engine decoded only the forced answers' one token each and the pairs judged for real
+        cost = deriver.cost
         this_run = summary.get("this_run", {})
-        this_run["generated_tokens"] = deriver.cost.run_generated_tokens + deriver.cost.prefill_requests
-        if this_run.get("engine_s"):
-            this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / this_run["engine_s"], 1)
+        this_run["generated_tokens"] = cost.run_generated_tokens + cost.prefill_requests
+        this_run["pairs_scored"] = summary["pairs_scored"] = cost.run
+        this_run["pairs_derived"] = summary["pairs_derived"] = cost.kept + cost.cut
+        engine_s = this_run.get("engine_s") or 0.0
+        this_run["docs_per_s"] = round(cost.run / engine_s, 3) if engine_s and cost.run else None
+        this_run["generated_tokens_per_s"] = round(this_run["generated_tokens"] / engine_s, 1) if engine_s else None
         summary["derived_from"] = {"max_output_tokens": top, "folder": str(folder), **deriver.cost.to_dict()}
         budget_folder = Path(summary["output_dir"])
         write_json(budget_folder / "summary.json", {k: v for k, v in summary.items() if k != "output_dir"})
-        row = _row(b, summary, "derived")
+        row = _row(b, summary, _source(deriver.cost))
         row.update(deriver.cost.to_dict())
         row["sweep_from_store"] = summary.get("pairs_from_store")
         row["folder"] = budget_folder.name  # beside the run's folder, in its task folder
@@ -387,7 +425,7 @@ def table(result: Mapping[str, Any]) -> str:
     for r in result["budgets"]:
         value = r["metrics"].get(metric, r.get("main_score"))
         how = "the run itself"
-        if r["source"] == "derived":
+        if "sweep_kept" in r:
             how = f"{r.get('sweep_kept', '')}/{r.get('sweep_cut', '')}/{r.get('sweep_run', '')}"
         delta = r.get("vs_first_stage_delta")
         lines.append(
@@ -444,15 +482,20 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 
 
 def find_run(path: Path) -> Path:
-    """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived."""
-    from rank1_eval.layout import list_runs
+    """The run folder to sweep: ``path`` itself, or the one run in a task folder that no sweep derived; checked
+    whole by the one reader every command uses (:func:`rank1_eval.layout.open_run`)."""
+    from rank1_eval.layout import ResultsError, list_runs
+    from rank1_eval.outputs import open_run
 
     path = Path(path)
-    if (path / "summary.json").is_file():
-        return path
-    runs = [r for r in list_runs(path) if "derived_from" not in r.summary]
-    if len(runs) == 1:
-        return runs[0].path
+    try:
+        if (path / "summary.json").is_file():
+            return open_run(path).path
+        runs = [r for r in list_runs(path) if "derived_from" not in r.summary]
+        if len(runs) == 1:
+            return open_run(runs[0].path).path
+    except ResultsError as exc:
+        raise SweepError(str(exc)) from None
     if not runs:
         raise SweepError(f"{path} holds no run to sweep (no summary.json in it or in a run folder below it)")
     raise SweepError(f"{path} holds {len(runs)} runs ({', '.join(r.path.name for r in runs)}): pass one of them")
@@ -460,10 +503,15 @@ def find_run(path: Path) -> Path:
 
 def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any]]:
     """The ``rank1-eval run`` argv that made a result folder, the directory it ran in, and its summary."""
+    from rank1_eval.layout import ResultsError, read_summary
+
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise SweepError(f"{folder} has no summary.json: not a result folder (pass the folder `run` printed)")
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = read_summary(path)
+    except ResultsError as exc:
+        raise SweepError(str(exc)) from None
     prov = summary.get("provenance") or {}
     argv = list(prov.get("command_line") or [])
     if len(argv) < 2 or argv[1] != "run":

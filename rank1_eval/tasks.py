@@ -209,6 +209,39 @@ class LoadedTask:
         return out
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL and other control characters; not \t \n \r
+
+
+def odd_text_warning(pairs: Sequence[Pair]) -> str | None:
+    """A warning with counts and examples when queries or passages to judge hold NUL or control characters.
+
+    They reach the model (and texts.jsonl.gz) as they are: usually a broken export of the corpus, which the user
+    should know about before reading the scores.
+    """
+    seen: set[tuple[str, str]] = set()
+    found: dict[str, list[tuple[str, str]]] = {"query": [], "passage": []}
+    nul = 0
+    for p in pairs:
+        query = (p.query or "") + (p.instruction or "")
+        for kind, ident, text in (("query", p.qid, query), ("passage", p.docid, p.doc)):
+            if (kind, ident) in seen:
+                continue
+            seen.add((kind, ident))
+            hit = _CONTROL.search(text or "")
+            if hit:
+                found[kind].append((ident, text[max(0, hit.start() - 12) : hit.end() + 12]))
+                nul += "\x00" in text
+    if not any(found.values()):
+        return None
+    plural = {"query": "queries", "passage": "passages"}
+    counts = " and ".join(f"{len(v)} {k if len(v) == 1 else plural[k]}" for k, v in found.items() if v)
+    examples = "; ".join(f"{k} {i!r}: {t!r}" for k, v in found.items() for i, t in v[:2])
+    return (
+        f"{counts} contain NUL or control characters ({nul} of them NUL; e.g. {examples}): they reach the model "
+        "and texts.jsonl.gz as they are — check the export of the corpus and queries"
+    )
+
+
 def mteb_doc_text(title: str | None, text: str) -> str:
     """mteb 2.x's document text: ``(title + " " + text).strip()`` when a title is non-empty, else ``text.strip()``."""
     return (title + " " + text).strip() if title else text.strip()
@@ -257,12 +290,12 @@ def _loader_failure(exc: BaseException, what: str, local: bool) -> str:
 
 def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = None) -> tuple[Any, str, str]:
     """The mteb task object (data not loaded), its hf_subset and split."""
-    import mteb
+    from rank1_eval import mteb_compat
 
     if name in SEED_TASKS and subtask not in (None, "default") and subtask not in SEED_TASKS[name]:
         raise TaskError(f"unknown subtask {subtask!r} for {name}; valid: {', '.join(SEED_TASKS[name])}")
     try:
-        task = mteb.get_task(name)
+        task = mteb_compat.get_task(name)
     except (KeyError, ValueError) as exc:
         raise TaskError(f"unknown task {name!r}; valid: {valid_task_names()}") from exc
     if task.metadata.type not in ("Retrieval", "Reranking", "InstructionReranking", "InstructionRetrieval"):
@@ -274,7 +307,7 @@ def get_mteb_task(name: str, subtask: str | None = None, *, split: str | None = 
     split = split or task.metadata.eval_splits[0]
     if split not in task.metadata.eval_splits:
         raise TaskError(f"unknown split {split!r} for {name}; valid: {', '.join(task.metadata.eval_splits)}")
-    return mteb.get_task(name, eval_splits=[split], hf_subsets=[subset]), subset, split
+    return mteb_compat.get_task(name, eval_splits=[split], hf_subsets=[subset]), subset, split
 
 
 def resolve_dataset_path(task: Any, dataset_path: str | None, data_root: str | None) -> str | None:
@@ -434,8 +467,10 @@ def load_beir_task(
 ) -> LoadedTask:
     """A BEIR-style folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as an mteb retrieval task."""
     from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.task_metadata import TaskMetadata
+
+    from rank1_eval.mteb_compat import retrieval_task_classes
+
+    AbsTaskRetrieval, TaskMetadata = retrieval_task_classes()  # noqa: N806 -- mteb's classes, under their names
 
     from rank1_eval.beir import load_beir_folder
 

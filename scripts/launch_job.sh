@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The seed interface: launch_job.sh MODEL DATASET SUBTASK [NUM_GPUS] [extra rank1-eval run args...]
-#   MODEL     a rank1 checkpoint id (jhu-clsp/rank1-7b) or a local model folder
+#   MODEL     a rank1 checkpoint id (jhu-clsp/rank1-7b) or a local model folder; or a baseline: any mteb reranker
+#             (BAAI/bge-reranker-v2-m3, mteb/baseline-random-cross-encoder) or a local CrossEncoder folder
 #   DATASET   a task name (NevIR, BrightRetrieval, mFollowIR, SciFact, ...) or a BEIR-style folder
 #   SUBTASK   e.g. biology, fas, eng-zho; "default" for none
-#   NUM_GPUS  tensor-parallel size (default 1)
+#   NUM_GPUS  tensor-parallel size (default 1; rank1 only: a baseline with NUM_GPUS > 1 is an error)
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 MODEL DATASET SUBTASK [NUM_GPUS] [extra rank1-eval run args...]" >&2

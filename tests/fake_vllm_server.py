@@ -1,4 +1,4 @@
-"""A misbehaving vLLM OpenAI-compatible server on a real socket, for fault tests and scripts/fault_matrix.py.
+"""A misbehaving vLLM OpenAI-compatible server on a real socket, for fault tests and tools/fault_matrix.py.
 
 No real vLLM can be made to return NaN logprobs or to hang on purpose, so this stdlib HTTP server plays one:
 it answers ``/v1/models``, ``/version`` and the client's processed-logprobs probe correctly (so the client's

@@ -95,3 +95,24 @@ def test_bench_smoke_figures_agree_with_each_other():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     check_smoke([json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")])
+
+
+def test_bench_answers_workload_times_every_path_and_the_prefill_read():
+    """``--answers``: pairs answer in pass 1 and reach the budget (pass 2); stream_prefill judges as stream."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_scoring.py", "--answers", "--queries", "3", "--top-k", "8",
+         "--variants", "stream,stream_prefill"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    by = {line["variant"]: line for line in lines if "variant" in line}
+    assert set(by) == {"stream", "stream_prefill"}
+    assert by["stream"]["paths"]["pass1"] > 0 and by["stream"]["paths"]["pass2"] > 0
+    assert by["stream_prefill"]["paths"] == by["stream"]["paths"]
+    # one read per pass-1 answer, one token each: the prefill variant generates exactly that many more tokens
+    assert by["stream_prefill"]["generated_tokens"] == by["stream"]["generated_tokens"] + by["stream"]["paths"]["pass1"]
+    (summary,) = [line for line in lines if line.get("summary")]
+    outputs = summary["prefill_vs_stream_outputs"]
+    assert outputs["same_paths"] and outputs["same_reasoning"] and outputs["scores_max_abs_diff"] <= 1e-6

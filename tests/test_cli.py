@@ -221,9 +221,13 @@ def test_hub_unreachable_fails_fast_and_clearly(tmp_path, capsys):
     started = time.time()
     code, _, stderr = _run(capsys, "--model", "jhu-clsp/rank1-7b", "--task", "NevIR", "--output-dir", tmp_path)
     assert code == 2
-    assert "could not download" in stderr and "NevIR" in stderr
+    # the model is checked first (a second, before the task loads): one line with the fix
+    assert "--model jhu-clsp/rank1-7b is not in the local Hugging Face cache" in stderr
+    assert "pass a local model folder with --model PATH" in stderr
     assert "Traceback" not in stderr
     assert time.time() - started < 60
+    code, _, stderr = _run(capsys, "--model", MICRO_RANK1, "--task", "NevIR", "--output-dir", tmp_path)
+    assert code == 2 and "could not download" in stderr and "NevIR" in stderr
 
 
 @pytest.mark.parametrize(

@@ -209,3 +209,44 @@ def test_table_picks_the_complete_run_and_where_narrows(tmp_path, capsys):
     assert main([*argv, "--where", "limit_queries=2", "--allow-partial"]) == 0
     out = capsys.readouterr().out
     assert "|  | ours | 90.0 |" in out and "partial run (--limit-queries 2)" in out
+
+
+# ------------------------------------------------------------------------------------------ no silent overrides
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--max-output-tokens", "32", "--budgets", "8,64"], ["--max-output-tokens 32", "--budgets 8,64"]),
+        (["--engine", "transformers", "--ngram-speculation", "4"], ["--ngram-speculation 4", "--engine transformers"]),
+        (["--engine", "transformers", "--gpu-memory-utilization", "0.5"], ["--gpu-memory-utilization 0.5"]),
+        (["--engine", "transformers", "--enforce-eager"], ["--enforce-eager", "--engine transformers"]),
+        (["--engine", "transformers", "--max-concurrency", "2"], ["--max-concurrency 2", "server engines"]),
+        (["--engine", "vllm", "--request-timeout", "5"], ["--request-timeout 5.0", "--engine vllm"]),
+        (["--server-url", "http://127.0.0.1:9/v1", "--num-gpus", "2"], ["--num-gpus 2", "--server-url"]),
+        (["--server-url", "http://127.0.0.1:9/v1", "--ngram-speculation", "3"], ["--ngram-speculation 3"]),
+        (["--chunk-size", "8"], ["--chunk-size 8", "--scheduling stream"]),
+        (["--skip-prompt", "--prompt-key", "SciFact"], ["--prompt-key SciFact", "--skip-prompt"]),
+    ],
+)
+def test_a_flag_overridden_or_ignored_is_an_error_naming_both(argv, names, capsys, tmp_path):
+    """Refused before anything loads (exit 2, one line): the run the user asked for is not the run they would get."""
+    assert main(["run", *argv, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rank1-eval: error: ") and len(err.splitlines()) == 1, err
+    for name in names:
+        assert name in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_meaningful_combination_is_a_recorded_warning():
+    from rank1_eval.flags import check_flags, given_flags
+
+    defaults = build_parser().parse_args(["run"])
+    argv = ["run", "--engine", "transformers", "--max-output-tokens", "128", "--budgets", "8,64"]
+    args = build_parser().parse_args(argv)
+    warnings = check_flags(args, given_flags(args, defaults), budgets=[8, 64])
+    assert warnings == ["--max-output-tokens 128 is above the largest of --budgets 8,64: the run is made at 128 "
+                        "and the budgets are derived below it"]  # fmt: skip
+    plain = build_parser().parse_args(["run", "--engine", "transformers"])
+    assert check_flags(plain, given_flags(plain, defaults)) == []

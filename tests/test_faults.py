@@ -3,8 +3,10 @@
 Real files, real SQLite, real tmpfs mounts (root only; skipped with the reason elsewhere), a real HTTP server
 that misbehaves (``tests/fake_vllm_server.py``), forked writers killed with SIGKILL. The CLI runs in-process
 (``rank1_eval.cli.main``) so a case costs milliseconds where no model is needed; the cases that judge pairs use
-the micro rank1 and are marked slow. ``scripts/fault_matrix.py`` runs the same faults through the real CLI in
-subprocesses, before and after a change, and prints the table.
+the micro rank1 and are marked slow. The fault catalogue (``tools/fault_catalogue.py``) is the one list of faults:
+``test_every_fault_of_the_catalogue`` runs each of its cases through the real CLI in subprocesses (as
+``tools/fault_matrix.py`` does, before and after a change, to print the table) and requires a clear line, a
+recorded warning, or a correct outcome.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -314,6 +317,18 @@ def _tag_of(folder: Path) -> int:
     tags |= {int(s) for d in json.loads((folder / "predictions.json").read_text()).values() for s in d.values()}
     assert len(tags) == 1, f"mixed folder: {tags}"
     return tags.pop()
+
+
+def test_a_rerun_keeps_the_sweep_derived_from_its_folder(tmp_path):
+    """The README's order (sweep, then run again): the sweep's files and budget_sweep stay with the run."""
+    out = tmp_path / "m" / "T_default" / "run"
+    _write(out, 1)
+    (out / "sweep.json").write_text('{"budgets": []}')
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "budget_sweep": [{"budget": 4}]}))
+    _write(out, 1)
+    assert (out / "sweep.json").read_text() == '{"budgets": []}'
+    assert check_result_folder(out)["budget_sweep"] == [{"budget": 4}]  # still whole: sweep files are outside
 
 
 def test_truncated_or_mixed_folders_are_refused_with_the_rebuild_command(tmp_path):
@@ -684,3 +699,105 @@ def test_failure_banner_counts(tmp_path):
     line = failure_banner({"failed": 2, "pairs_total": 8, "failed_examples": [{"qid": "q", "docid": "d",
                                                                                "error": "nan"}]}, "S", 0)  # fmt: skip
     assert "2 of 8 pairs (25.0%)" in line and "q/d: nan" in line and "\n" not in line
+
+
+# ------------------------------------------------------------------------------------------------ SIGTERM
+
+
+def _store_count(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_keeps_every_judgement_and_the_rerun_resumes(tmp_path):
+    """What scancel and preemption send: the writer flushes, one line, exit 143, no result folder; resume hits."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rank1_eval", "run", "--engine", "transformers", "--no-progress",
+           "--output-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = out / "store.sqlite"
+    deadline = time.monotonic() + 240
+    while _store_count(store) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"rank1-eval: interrupted by SIGTERM: (\d+) judgements kept in the store, rerun to resume",
+                         line)  # fmt: skip
+    assert match, stderr
+    kept = int(match.group(1))
+    assert 10 <= kept < 200 and _store_count(store) == kept  # everything judged was flushed, nothing else
+    assert not list(out.glob("*/*/*/summary.json")) and "results:" not in stdout  # no result folder written
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"from store {kept}," in rerun.stdout and _store_count(store) == 200
+
+
+# ------------------------------------------------------------------------------------------- odd inputs
+
+
+@pytest.mark.parametrize("ranks", ["negative", "contradicting"])
+def test_odd_rank_columns_and_control_characters_are_flagged_with_counts(tmp_path, ranks):
+    """Ranks that cannot mean what the scores say, and NULs in texts: warnings with counts and examples."""
+    from rank1_eval.evaluate import RunOptions, prepare
+
+    docs = dict(zip(["a", "b", "c"], _demo_docs(3), strict=True))
+    docs["b"] = "a passage\x00with a NUL"
+    task = _mini_task(tmp_path / "task", {"q1": "what\x07 is it", "q2": "plain"}, docs, {"q1": "a", "q2": "b"})
+    lines = []
+    for q in ("q1", "q2"):
+        for i, (d, score) in enumerate((("a", 3.0), ("b", 2.0), ("c", 1.0)), start=1):
+            rank = -i if ranks == "negative" else (4 - i if q == "q1" else i)
+            lines.append(f"{q} Q0 {d} {rank} {score} t")
+    (tmp_path / "run.trec").write_text("\n".join(lines) + "\n")
+    prepared = prepare(RunOptions(task=str(task), run_file=str(tmp_path / "run.trec"), top_k=3,
+                                  output_dir=tmp_path / "out"))  # fmt: skip
+    text = " | ".join(prepared.warnings)
+    if ranks == "negative":
+        assert "every rank in the rank column is negative (6 lines" in text
+    else:
+        assert "1 query has a rank column that contradicts the scores (e.g. 'q1': rank 1 'c' scores 1, rank 2" in text
+    assert "1 query and 1 passage contain NUL or control characters (1 of them NUL;" in text
+    assert "passage 'b': 'a passage\\x00with a NUL'" in text
+
+
+# ------------------------------------------------------------------------------------------- the catalogue
+
+sys.path.insert(0, str(ROOT / "tools"))
+import fault_catalogue as catalogue  # noqa: E402 -- tools/ is not a package: the one list of faults
+
+GOOD = ("clear", "flagged", "handled")
+
+
+@pytest.fixture(scope="module")
+def fault_ctx(tmp_path_factory) -> catalogue.Ctx:
+    work = tmp_path_factory.mktemp("faults")
+    catalogue.WORK[:] = [str(work)]
+    return catalogue.Ctx(ROOT, work)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", catalogue.CASES, ids=[c.name for c in catalogue.CASES])
+def test_every_fault_of_the_catalogue(fault, fault_ctx):
+    """Each fault of the catalogue, through the real CLI in a subprocess, as the fault matrix runs it: it must
+    end in one clear line, a recorded warning, or a correct outcome — never a traceback or silence."""
+    if fault.needs_root and os.geteuid() != 0:
+        pytest.skip("needs root (tmpfs / read-only mounts)")
+    if fault.name == "failed_pairs_rerun" and not hasattr(fault_ctx, "nan_rerun"):  # the rerun of nan_server's
+        next(c for c in catalogue.CASES if c.name == "nan_server").fn(fault_ctx, catalogue.Row("", "", ""))
+    row = catalogue.Row(fault.name, fault.group, fault.fault)
+    try:
+        fault.fn(fault_ctx, row)
+    except catalogue.Skip as exc:
+        pytest.skip(str(exc))
+    assert row.category in GOOD, f"{fault.fault}: {row.category} (exit {row.rc}): {row.message} {row.note}"

@@ -298,3 +298,39 @@ def test_export_command_writes_another_root(runs, tmp_path, capsys):
     assert len(loaded.model_results) == 2
     assert main(["export", "--mteb", str(out), "--to", str(tmp_path), "--allow-partial"]) == 0
     assert "exported 3 run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", ["{}", '{"task_name": "SciFact", "scores": {}}'])
+def test_empty_or_foreign_summary_is_refused_by_every_reader(tmp_path, content):
+    """`{}` or another tool's JSON in summary.json is not a result (it used to render a page titled "— ?")."""
+    from rank1_eval.outputs import open_run
+
+    folder = tmp_path / "m" / "T_default" / "run-1"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(content)
+    for read in (lambda: open_run(folder), lambda: list_runs(folder.parent), lambda: resolve_run_folder(folder.parent)):
+        with pytest.raises(ResultsError, match="is not a rank1_eval summary"):
+            read()
+
+
+def test_find_runs_refuses_an_empty_results_folder(tmp_path):
+    from rank1_eval.layout import find_runs
+
+    with pytest.raises(ResultsError, match="holds no rank1_eval result folder"):
+        find_runs(tmp_path)
+    (tmp_path / "m" / "T_default").mkdir(parents=True)
+    with pytest.raises(ResultsError, match="holds no rank1_eval result folder"):
+        find_runs(tmp_path)
+    run = _run(tmp_path / "m" / "T_default", BASE)
+    assert [r.path for r in find_runs(tmp_path)] == [run]
+
+
+def test_a_task_folder_after_a_sweep_reads_as_its_measured_run(tmp_path):
+    """The README's sweep leaves derived budget folders beside the run: readers pick the run they were cut from."""
+    task = tmp_path / "T_default"
+    measured = _run(task, BASE, age=1)
+    for budget in (4, 8):
+        derived = _run(task, {**BASE, "max_output_tokens": budget}, age=2 + budget)
+        summary = json.loads((derived / "summary.json").read_text())
+        (derived / "summary.json").write_text(json.dumps({**summary, "derived_from": str(measured)}))
+    assert resolve_run_folder(task) == measured

@@ -191,14 +191,15 @@ def test_settings_off_the_defaults_are_mteb_experiment_kwargs():
         "max_output_tokens_64__prompt_set_paper"
 
 
-def test_answer_rule_is_identity_and_reaches_the_engine_context():
+def test_answer_rule_is_identity_and_reaches_the_engine_context(qwen25_tokenizer):
     """answer_rule='reference' is a rule setting: its own judgement keys, an mteb experiment, and an engine context
     one token longer (vLLM 0.7.2's length cap); the CLI flag and the keyword reach the same place."""
     from rank1_eval.cli import build_model, build_parser
 
     plain = rank1("jhu-clsp/rank1-7b", device="cpu", context_size=1000)
     ref = rank1("jhu-clsp/rank1-7b", device="cpu", context_size=1000, answer_rule="reference")
-    assert plain.judgement_key("p") != ref.judgement_key("p")
+    keyed = [_model(qwen25_tokenizer, context_size=1000, answer_rule=rule) for rule in ("rank1", "reference")]
+    assert keyed[0].judgement_key("p") != keyed[1].judgement_key("p")
     assert (plain.engine_config.context_size, ref.engine_config.context_size) == (1000, 1001)
     assert ref.experiment_kwargs() == {"context_size": 1000, "answer_rule": "reference"}
     assert ref.provenance()["sampling"]["answer_rule"] == "reference"

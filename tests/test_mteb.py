@@ -151,3 +151,18 @@ def test_bright_through_mteb_evaluate_and_deprecated_run(
     with pytest.warns(Warning):
         runs = MTEB(tasks=[task]).run(micro_model, output_folder=str(tmp_path / "mteb"))
     assert runs[0].scores["standard"][0]["ndcg_at_10"] == scores["ndcg_at_10"]
+
+
+def test_only_the_adapter_imports_mteb():
+    """rank1_eval.mteb_compat is the one module of rank1_eval that imports mteb: a new mteb that moves an API
+    breaks it alone (scripts/test_mteb_versions.sh runs the demo against other mteb versions)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    importers = [
+        str(p.relative_to(root))
+        for p in sorted((root / "rank1_eval").rglob("*.py"))
+        if p.name != "mteb_compat.py" and re.search(r"^\s*(import mteb|from mteb)\b", p.read_text(), re.M)
+    ]
+    assert importers == []

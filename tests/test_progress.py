@@ -37,6 +37,23 @@ def test_status_lines_then_a_bar_that_counts_only_this_runs_work():
     assert "judging" in out.getvalue()
 
 
+def test_derived_pairs_move_the_bar_but_never_count_as_decoded():
+    """A sweep's budgets: pairs cut from the stored run are shown as derived, not in pairs/s or gen tok/s."""
+    out = io.StringIO()
+    display = ProgressDisplay(3, stream=out)
+    display.engine_ready()
+    display.derived(_j("pass2", 8), pairs=2)
+    display.judged(_j("pass1", 5))
+    assert display.judged_pairs == 1 and display.derived_pairs == 2 and display.tokens == 5
+    assert display.bar.n == 3 and "derived 2" in display.postfix() and "pass2 2" in display.postfix()
+    display.close()
+    display.total = 3  # the next budget: a new bar counts from zero (not "pass2 600" beside 200/200)
+    display.engine_ready()
+    display.from_store(3)
+    assert display.postfix().endswith("store 3, pass2 0, failed 0, truncated 0") and display.derived_pairs == 0
+    display.close()
+
+
 def test_status_without_bar_and_prefix():
     out = io.StringIO()
     display = ProgressDisplay(3, enabled=False, status=True, prefix="rank1-eval: ", stream=out)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from browser import chromium_driver, first_paint_ms, missing_reason, wait_for
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, only_run
 
 from rank1_eval.cli import main
 from rank1_eval.report import render_comparison, render_report, unblob, write_comparison, write_report
@@ -424,6 +424,44 @@ def test_two_runs_side_by_side_in_chromium(browser, tmp_path):
     tb = next(t for t in _jsonl(b / "traces.jsonl") if t["qid"] == qid and t["docid"] == top)
     assert pres == [ta["reasoning"], tb["reasoning"]]  # both chains, next to each other
     _shot(browser, tmp_path, "report-two-runs-query")
+
+
+@needs_browser
+def test_rank1_against_a_baseline_side_by_side_in_chromium(browser, run_folder, tmp_path):
+    """Issue 22: the micro rank1 (A) against the micro CrossEncoder baseline (B) on the same candidates: both
+    metrics and scores per query, A's reasoning on demand, B said to be a ranking without reasoning."""
+    from rank1_eval.report.data import load_run
+
+    micro_ce = ROOT / "rank1_eval" / "data" / "micro-crossencoder"
+    out = tmp_path / "baseline"
+    assert main(["run", "--model", str(micro_ce), "--output-dir", str(out), "--task", str(DEMO), "--run-file",
+                 str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "20", "--no-progress"]) == 0
+    base = only_run(out, "local__micro-crossencoder")
+    page = write_comparison(run_folder, base, tmp_path / "rank1-vs-baseline.html")
+    _open(browser, page)
+    _shot(browser, tmp_path, "report-rank1-vs-baseline")
+    a, b = load_run(run_folder), load_run(base)
+    assert b.reasoning is False and a.reasoning is True
+    cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table.index tbody tr')).map(r => "
+        "[r.dataset.qid, Number(r.cells[4].dataset.s), Number(r.cells[5].dataset.s)])"
+    )
+    assert len(cells) == 2
+    for qid, va, vb in cells:
+        assert (va, vb) == (pytest.approx(a.per_query[qid]), pytest.approx(b.per_query[qid]))
+    qid = cells[0][0]
+    assert _open_query(browser, qid) == 20
+    top = browser.execute_script("return document.querySelector('#detail tr.pair').dataset.docid")
+    _click(browser, "#detail tr.sub details.chains summary")
+    pres = wait_for(
+        browser, "Array.from(document.querySelectorAll('#detail tr.sub .two pre.reasoning')).map(p => p.textContent)"
+    )
+    ta = next(t for t in _jsonl(run_folder / "traces.jsonl") if t["qid"] == qid and t["docid"] == top)
+    assert pres == [ta["reasoning"] or "(empty)", "(no reasoning: not a rank1 run)"]
+    detail = browser.execute_script("return document.querySelector('#detail').innerText")
+    tb = next(t for t in _jsonl(base / "traces.jsonl") if t["qid"] == qid and t["docid"] == top)
+    assert f"{tb['score']:.4f}" in detail  # B's score of that passage is on the page
+    _shot(browser, tmp_path, "report-rank1-vs-baseline-query")
 
 
 def test_an_mteb_task_s_texts_reach_the_report(hf_engine, tmp_path):

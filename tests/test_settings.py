@@ -165,7 +165,8 @@ def test_each_role_is_what_the_setting_does(name, micro_tokenizer):
 
 RULE_PINS = {  # RULE_VERSION -> digests of rank1_eval/scoring.py's code (docstrings and formatting ignored)
     2: {"c4e93b3291291c7607feebe9ce8ec2119321239c17173c2dbf356bc297b16c20"},
-    3: {"c03e5ba8a9d7d2d1206c9121d72f22fb34c7620b52f55468c5807dc221ca1add"},  # + answer_rule, greedy engines
+    3: {"c03e5ba8a9d7d2d1206c9121d72f22fb34c7620b52f55468c5807dc221ca1add",  # + answer_rule, greedy engines
+        "2d7fe275bb41f5e7b0f36e2d425c4709a51ea6fc56582594f363148ed93c65ce"},  # + answer_logprobs (off by default)
 }
 
 

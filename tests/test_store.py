@@ -476,3 +476,62 @@ def test_async_writer_batches_single_judgements_by_time(tmp_path):
     writer.close()
     assert writer.commits <= 6
     store.close()
+
+
+# ------------------------------------------------------------------------------------------- one opener
+
+
+@pytest.mark.parametrize("kind", ["empty", "other_app", "not_sqlite"])
+def test_store_commands_refuse_the_same_files_alike(tmp_path, kind):
+    """check, salvage and drop-failed open a store through one opener: the same refusal, and nothing written."""
+    from rank1_eval.store import check_store, drop_failed, salvage_store
+
+    path = tmp_path / "x.db"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_sqlite":
+        path.write_text("hello, not a database\n")
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        conn.close()
+    before = path.read_bytes()
+    messages = set()
+    for action in (lambda: check_store(path), lambda: salvage_store(path, tmp_path / "new.db"),
+                   lambda: drop_failed(path)):  # fmt: skip
+        with pytest.raises(StoreError) as info:
+            action()
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages
+    assert path.read_bytes() == before and not (tmp_path / "new.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
+
+
+def test_store_check_leaves_no_wal_or_shm_files(tmp_path):
+    from rank1_eval.store import check_store
+
+    path = tmp_path / "s.sqlite"
+    with SQLiteStore(path) as store:
+        store.put_many([(judgement_key(i=i), judgement(i)) for i in range(3)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]
+    result = check_store(path)
+    assert result.ok and result.judgements == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_first_writer_wins_except_that_token_ids_may_be_added(tmp_path, kind):
+    """`run --keep-token-ids` over judgements stored without ids re-decodes them: the store keeps the ids."""
+    from dataclasses import replace
+
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "s.sqlite")
+    key, plain = judgement_key(i=1), judgement(1)
+    store.put_many([(key, plain)])
+    store.put_many([(key, replace(plain, score=0.01))])  # another value without ids: ignored
+    assert store.get_many([key])[key] == plain
+    with_ids = replace(plain, token_ids=(5, 6, 7))
+    store.put_many([(key, with_ids)])
+    assert store.get_many([key])[key] == with_ids
+    store.put_many([(key, replace(plain, token_ids=(9,)))])  # ids never replace ids
+    assert store.get_many([key])[key] == with_ids
+    store.close()

@@ -130,6 +130,24 @@ def test_a_real_run_at_b_is_reused_by_the_sweep_and_verify_agrees(hf_engine, mic
     assert check["max_abs_score_diff"] <= 1e-6 and check["mismatches"] == []
 
 
+def test_keep_token_ids_decodes_again_what_was_stored_without_them(hf_engine):
+    """The README's order: a plain run, then `run --keep-token-ids`: the ids are decoded and stored, so the sweep
+    that follows derives every budget instead of judging it for real."""
+    pairs = demo_pairs(1, 3)
+    store = MemoryStore()
+    _model(hf_engine, max_output_tokens=TOP, store=store).judge(pairs)
+    assert all(j.token_ids is None for j in store.get_many(list(store.keys())).values())
+    again = _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    judged = again.judge(pairs)
+    assert again.stats.pairs_scored == 3 and again.stats.pairs_from_store == 0
+    stored = store.get_many(list(store.keys()))
+    assert len(stored) == 3 and all(j.token_ids is not None for j in stored.values())
+    assert all(j.token_ids is not None for j in judged)
+    third = _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store)
+    third.judge(pairs)
+    assert third.stats.pairs_from_store == 3  # now they are hits
+
+
 def test_kept_pairs_need_no_engine(hf_engine):
     pairs = demo_pairs(1, 2)
     store = MemoryStore()
@@ -226,13 +244,13 @@ def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
     p = source.prepare([pair[0][0]], [pair[0][1]])[0]
     stored = Judgement(score=0.5, reasoning=head + " It looks relevant .", path="pass2", prompt_tokens=p.prompt_tokens,
                        output_tokens=len(ids), finish_reason="length", token_ids=tuple(ids))  # fmt: skip
-    store.put_many([(source.judgement_key(p.prompt), stored)])
+    store.put_many([(source.judgement_key(p), stored)])
     variant = source.with_scoring(max_output_tokens=len(ids_head))
-    variant.store, deriver = store, Deriver(source, store)
+    deriver = Deriver(source, store)
     recording = Recording(engine)
-    variant._engine = recording
-    variant.judge_missing = deriver
-    (derived,) = variant.judge(pair)
+    variant.use_engine(recording)
+    with variant.session(store=store, missing=deriver):
+        (derived,) = variant.judge(pair)
     assert deriver.cost.cut == 1 and derived.path == "pass2"
     assert derived.reasoning == head  # the bytes, not "...question. The passage is short, it's fine?"
     (request,) = recording.requests
@@ -295,7 +313,11 @@ def test_cli_run_budgets_then_sweep(tmp_path, capsys, monkeypatch, reuse_engines
     assert (folder / "sweep.png").stat().st_size > 1000
     b8 = folder.parent / sweep["budgets"][0]["folder"]  # where a real run at 8 would write: the layout's folder
     assert "-out8-" in b8.name and (b8 / "traces.jsonl").is_file()
-    assert json.loads((b8 / "summary.json").read_text())["derived_from"]["max_output_tokens"] == 24
+    b8_summary = json.loads((b8 / "summary.json").read_text())
+    assert b8_summary["derived_from"]["max_output_tokens"] == 24
+    # derived pairs are counted as derived, never as decoded: no pairs_scored, no docs/s for them
+    assert b8_summary["pairs_scored"] == 0 and b8_summary["pairs_derived"] == b8_summary["pairs_total"]
+    assert b8_summary["this_run"]["docs_per_s"] is None
     summary = json.loads((folder / "summary.json").read_text())
     assert [r["budget"] for r in summary["budget_sweep"]] == [8, 16, 24]
     from rank1_eval.report.data import read_sweep

@@ -2,7 +2,9 @@
 
 An engine knows nothing about true/false semantics. Its unit of work is a :class:`Request`: one greedy
 generation of a prompt with its *own* budget (``max_tokens``), stop strings, and top-k logprobs of the last
-generated position; with ``allowed_token_ids`` the next token is restricted to those ids and the returned
+generated position (``top_logprobs=0``: none at all, the generated token ids only); ``continuation`` appends
+token ids to the tokenized prompt (a read of the position after tokens generated earlier, served by the prefix
+cache); with ``allowed_token_ids`` the next token is restricted to those ids and the returned
 logprobs are renormalised over them (the forced answer). ``submit`` hands requests over, ``collect`` advances
 the engine and returns the ones that finished, whatever their order, so a caller (``rank1_eval.scheduler``)
 can keep the engine's batch full and chain a pair's next request on its last one.
@@ -22,6 +24,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from rank1_eval.records import Completion
+
+DEFAULT_API_KEY_ENV = "RANK1_API_KEY"  # unset = no key; any other name that is unset is an error
+DEFAULT_MAX_CONCURRENCY = 256  # per server: vLLM's default max_num_seqs on a GPU, so a user's server runs full
 
 
 class EngineError(RuntimeError):
@@ -47,10 +52,12 @@ class EngineConfig:
     batch_size: int = 16  # transformers engine only: sequences per generate() call
     # server engine ("openai") and data parallel (vLLM servers launched by rank1_eval.servers)
     server_urls: tuple[str, ...] = ()  # base URLs of vLLM OpenAI-compatible servers, e.g. http://host:8000/v1
-    api_key_env: str = "RANK1_API_KEY"  # environment variable holding the servers' API key (never logged)
-    max_concurrency: int = 8  # requests in flight per server
+    api_key_env: str = DEFAULT_API_KEY_ENV  # environment variable holding the servers' API key (never logged)
+    # requests in flight per server: the ceiling of the window sized from the server's /metrics (or the fixed window
+    # of a server without /metrics); None = DEFAULT_MAX_CONCURRENCY, sized for a GPU server (vLLM's max_num_seqs)
+    max_concurrency: int | None = None
     request_timeout: float | None = None  # seconds per request; None: scaled to the request's max_tokens
-    stall_warning_s: float = 300.0  # warn when no request has finished for this long (servers)
+    stall_warning_s: float | None = None  # warn when no request has finished for this long; None: scaled (servers)
     max_retries: int = 5  # failed backoff rounds before a server is dropped
     data_parallel: int = 1  # vLLM replicas (each num_gpus GPUs) started as local servers
     load_stats: bool = False  # sample running/waiting sequences from the engine (vLLM: turns its stats on)
@@ -65,8 +72,9 @@ class Request:
     prompt: str
     max_tokens: int
     stop: tuple[str, ...] = ()
-    top_logprobs: int = 20
+    top_logprobs: int = 20  # 0: no logprobs (the engine returns the generated token ids only)
     allowed_token_ids: tuple[int, ...] | None = None  # restrict the next token(s); logprobs renormalised over them
+    continuation: tuple[int, ...] = ()  # token ids after the tokenized prompt (exact: never re-tokenized from text)
     id: int = 0  # set by whoever submits it; unique among the requests in flight
     priority: int = 0  # lower runs first among waiting requests (a pair's follow-up before new pairs)
 
@@ -194,10 +202,12 @@ class OccupancyMeter:
     that did work, the figure that carries over from CPU to GPU.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, source: str | None = None) -> None:
         import threading
 
         self.capacity = max(1, capacity)
+        self.source = source  # where the counts come from, when not the engine's own scheduler (servers: /metrics)
+        self.capacity_source: str | None = None
         self._lock = threading.Lock()
         self.reset()
 
@@ -209,17 +219,22 @@ class OccupancyMeter:
             self._running = self._waiting = 0
             self._area_running = self._area_waiting = 0.0
             self._sum_running = 0
+            self._backlog = False  # the caller still had requests queued that the engine had not taken yet
+            self._area_backlog_running = self._backlog_s = 0.0
             self.max_running = 0
             self.steps = 0
             self.spec = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0}
 
-    def record(self, running: int, waiting: int) -> None:
+    def record(self, running: int, waiting: int, backlog: bool | None = None) -> None:
+        """One sample; ``backlog``: work remained that had not reached the engine (occupancy "while work remains")."""
         import time
 
         with self._lock:
             now = time.perf_counter()
             self._advance(now)
             self._running, self._waiting = running, waiting
+            if backlog is not None:
+                self._backlog = backlog
             self.max_running = max(self.max_running, running)
             self._sum_running += running
             self.steps += 1
@@ -228,6 +243,9 @@ class OccupancyMeter:
         dt = now - self._last
         self._area_running += self._running * dt
         self._area_waiting += self._waiting * dt
+        if self._backlog:
+            self._area_backlog_running += self._running * dt
+            self._backlog_s += dt
         self._last = now
 
     def summary(self) -> dict[str, Any]:
@@ -252,4 +270,11 @@ class OccupancyMeter:
                 "step_occupancy": round(self._sum_running / self.steps / self.capacity, 4) if self.steps else 0.0,
                 **({"spec_decode": {**spec, "acceptance_rate": round(spec["accepted_tokens"] / drafted, 4)}}
                    if drafted else {}),
+                # while work remained queued on the caller's side (the tail excluded): is the engine kept full?
+                **({"backlog_seconds": round(self._backlog_s, 3),
+                    "backlog_mean_running": round(self._area_backlog_running / self._backlog_s, 3),
+                    "backlog_occupancy": round(self._area_backlog_running / self._backlog_s / self.capacity, 4)}
+                   if self._backlog_s > 0 else {}),
+                **({"source": self.source} if self.source else {}),
+                **({"capacity_source": self.capacity_source} if self.capacity_source else {}),
             }  # fmt: skip

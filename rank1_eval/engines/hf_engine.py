@@ -27,7 +27,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineLoad, Request
+from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineError, EngineLoad, Request
 from rank1_eval.engines.device import check_device, torch_dtype
 from rank1_eval.records import Completion, decode_ids
 
@@ -169,6 +169,11 @@ class TransformersEngine(BatchCalls):
 
     # ----------------------------------------------------------------- streaming (static batches)
     def submit(self, requests: Sequence[Request]) -> None:
+        if any(r.continuation or not r.top_logprobs for r in requests):
+            raise EngineError(
+                "the transformers engine reads answer logprobs while decoding only (answer_logprobs='stream'); "
+                "the prefill read needs the vllm or openai engine"
+            )
         if not requests:
             return
         lengths = [len(ids) for ids in self._tokenizer([r.prompt for r in requests]).input_ids]

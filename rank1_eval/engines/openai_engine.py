@@ -5,10 +5,23 @@ by token id, forced answer through ``allowed_token_ids``), so a server is just a
 runs. Design choices worth knowing:
 
 * **Streaming, one prompt per request**: requests are submitted one by one and finish out of order. A
-  dispatcher thread keeps a bounded window in flight, ``max_concurrency`` requests per server, pulled from
-  one shared queue (by ``Request.priority``: a pair's follow-up first): a fast server takes more work, and a
-  prompt is only ever in flight at one server at a time. ``request_timeout(request)`` is the per-request
-  timeout (a hook to override).
+  dispatcher thread keeps a window of requests in flight per server, pulled from one shared queue (by
+  ``Request.priority``: a pair's follow-up first): a fast server takes more work, and a prompt is only ever in
+  flight at one server at a time. ``request_timeout(request)`` is the per-request timeout (a hook to override).
+* **Servers kept full**: the window is sized from the server itself. A vLLM server's Prometheus ``/metrics``
+  (``vllm:num_requests_running``, ``vllm:num_requests_waiting``) is read every ``METRICS_POLL_S``; the window
+  starts at ``START_WINDOW`` and doubles while the server's waiting queue is (nearly) empty and work remains,
+  and gives back what only deepens the queue, so the server runs its ``max_num_seqs`` sequences with a few
+  waiting to refill a freed slot at once. The ceiling (``max_concurrency``, default ``DEFAULT_MAX_CONCURRENCY``
+  = 256, vLLM's ``max_num_seqs`` on a GPU) bounds what one server holds: the prompts it queues and the answers
+  (with their logprobs) it sends back at once. A server without ``/metrics`` gets the ceiling as a fixed window.
+  The same samples feed ``meter`` (running/waiting sequences over time: ``engine_occupancy`` in summary.json).
+* **A silent server is visible at once**: while no request has come back, a warning names each server with
+  the time waited, requests sent and retries (after ``FIRST_ANSWER_NOTICE_S`` or an explicit
+  ``stall_warning_s`` if shorter, then at growing intervals);
+  once answers come, a stall warning fires when none has come for ``STALL_FACTOR`` times the slowest request
+  so far (at least ``STALL_MIN_S``; ``stall_warning_s`` overrides); the first timeout of a server names it and
+  the setting to change.
 * **Failures**: connection errors, timeouts, 5xx and 429 are retried with exponential backoff; the failed
   prompt goes straight back to the queue, so healthy servers pick it up while the failing one waits. A server
   that fails ``max_retries + 1`` backoff rounds in a row is dropped with a warning; when every server is
@@ -21,7 +34,8 @@ runs. Design choices worth knowing:
   the checkpoint's ``generation_config.json`` defaults (e.g. a repetition penalty), which the in-process
   engine never does.
 * The **API key** comes from an environment variable (``api_key_env``, default ``RANK1_API_KEY``) and is sent
-  as a Bearer token; it never appears in logs, errors, ``info()`` or any output.
+  as a Bearer token; it never appears in logs, errors, ``info()`` or any output. The default variable unset
+  means "no key" (said once at INFO); any other variable named and unset is an error before anything is sent.
 
 The server must run with ``--logprobs-mode processed_logprobs`` (``scripts/serve.sh`` does): vLLM >= 0.8
 otherwise returns the logprobs from *before* ``allowed_token_ids`` and the forced answer is wrong (docs/rule.md §5).
@@ -42,7 +56,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rank1_eval.engines.base import BatchCalls, EngineConfig, EngineError, EngineLoad, Request
+from rank1_eval.engines.base import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_MAX_CONCURRENCY,
+    BatchCalls,
+    EngineConfig,
+    EngineError,
+    EngineLoad,
+    OccupancyMeter,
+    Request,
+)
 from rank1_eval.records import Completion
 
 log = logging.getLogger(__name__)
@@ -57,6 +80,11 @@ CHECK_TIMEOUT_S = 10.0  # connecting, and /v1/models: an unreachable URL fails w
 # tokens/s per sequence, so an 8192-token reasoning request may take ~28 min and a forced answer ~30 s.
 TIMEOUT_BASE_S = 30.0
 TIMEOUT_PER_TOKEN_S = 0.2
+START_WINDOW = 16  # requests in flight per server before its /metrics say how many it takes
+METRICS_POLL_S = 0.5  # how often a server's /metrics are read (a ~60 KB text; ~1 ms to parse)
+FIRST_ANSWER_NOTICE_S = 10.0  # no answer at all for this long: say so (then at 3x, 6x, 12x ... this)
+STALL_MIN_S = 60.0  # the automatic stall warning never fires sooner than this...
+STALL_FACTOR = 4.0  # ...nor sooner than this many times the slowest request answered so far
 NEUTRAL_SAMPLING = {  # explicit, so the checkpoint's generation_config.json defaults never apply on the server
     "temperature": 0.0,
     "top_p": 1.0,
@@ -78,9 +106,10 @@ class ServerResponseError(EngineError):
 class _Retryable(Exception):
     """A request failure worth retrying elsewhere or later (connection, timeout, 5xx, 429)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, timeout: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.timeout = timeout
 
 
 # --------------------------------------------------------------------------------------------------- parsing
@@ -122,10 +151,17 @@ def _top_logprobs(position: Any) -> dict[int, float]:
 
 
 def parse_completion(data: Mapping[str, Any]) -> Completion:
-    """A ``/v1/completions`` response for one prompt -> :class:`Completion` (vLLM semantics, like the engines)."""
+    """A ``/v1/completions`` response for one prompt -> :class:`Completion` (vLLM semantics, like the engines).
+
+    Without logprobs (a request with ``top_logprobs=0``) the token ids come from ``token_ids``
+    (``return_token_ids``)."""
     choice = _one_choice(data)
-    logprobs = _logprobs(choice)
-    tokens = tuple(token_id(t) for t in logprobs["tokens"])
+    if choice.get("logprobs") is None and isinstance(choice.get("token_ids"), list):
+        logprobs: Mapping[str, Any] = {}
+        tokens = tuple(int(t) for t in choice["token_ids"])
+    else:
+        logprobs = _logprobs(choice)
+        tokens = tuple(token_id(t) for t in logprobs["tokens"])
     tops = logprobs.get("top_logprobs") or []
     last = _top_logprobs(tops[-1]) if tops else {}
     stop_reason = choice.get("stop_reason")
@@ -147,6 +183,65 @@ def parse_forced(data: Mapping[str, Any], candidates: Sequence[int]) -> dict[int
     first = _top_logprobs(tops[0]) if tops else {}
     wanted = set(candidates)
     return {t: lp for t, lp in first.items() if t in wanted}
+
+
+def parse_metrics(text: str) -> tuple[int, int] | None:
+    """Running and waiting requests from vLLM's Prometheus text (summed over its engines), or None if absent."""
+    running = waiting = None
+    for line in text.splitlines():
+        if not line.startswith("vllm:num_requests_"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            value = float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if name == "vllm:num_requests_running":
+            running = (running or 0.0) + value
+        elif name == "vllm:num_requests_waiting":
+            waiting = (waiting or 0.0) + value
+    if running is None or waiting is None:
+        return None
+    return int(running), int(waiting)
+
+
+def next_window(limit: int, *, running: int, waiting: int, ours: int, queued: bool, floor: int, ceiling: int) -> int:
+    """The next window of one server from its /metrics sample: full batch, a short waiting queue, no more.
+
+    ``want`` requests waiting refill slots freed between two samples. Grow (double) while the server's queue is
+    shorter than that, work remains (``queued``), every slot of ours is busy and the server has seen them all
+    (``running + waiting >= ours``: a sample taken before our last requests arrived says nothing); give back
+    what only lengthens the queue beyond twice ``want``, never below ``floor``. Other clients' requests count
+    too: a server shared with others is kept full, not flooded.
+    """
+    want = max(2, running // 4)
+    if queued and waiting < want and ours >= limit and running + waiting >= ours:
+        return min(ceiling, max(limit + want, 2 * limit))
+    if waiting > 2 * want:
+        return max(floor, min(limit, limit - (waiting - want)))
+    return limit
+
+
+_SAID_NO_KEY: set[str] = set()  # default variables already reported unset in this process (said once)
+
+
+def api_key_from_env(name: str | None) -> str | None:
+    """The servers' API key from environment variable ``name``: the default variable unset means no key (said
+    once, at INFO); any other variable named and unset is an error before anything is sent."""
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if key:
+        return key
+    if name != DEFAULT_API_KEY_ENV:
+        raise EngineError(
+            f"--api-key-env {name}: ${name} is not set (or empty); export it, or leave --api-key-env out to send "
+            "requests without a key"
+        )
+    if name not in _SAID_NO_KEY:
+        _SAID_NO_KEY.add(name)
+        log.info("no API key: $%s is not set, requests are sent without Authorization", name)
+    return None
 
 
 def normalise_url(url: str) -> str:
@@ -188,6 +283,14 @@ class ServerState:
     retry_at: float = 0.0
     dropped: bool = False
     last_error: str | None = None
+    limit: int = START_WINDOW  # requests in flight allowed now (the window; see next_window)
+    peak_limit: int = 0
+    metrics: bool | None = None  # /metrics readable (None: not asked yet)
+    running: int = 0  # the server's last /metrics sample
+    waiting: int = 0
+    saturated_at: int = 0  # running sequences seen while requests waited: the server's max_num_seqs (or KV limit)
+    sent: int = 0  # requests sent (retries included)
+    timeouts: int = 0
 
     def info(self) -> dict[str, Any]:
         return {
@@ -197,7 +300,9 @@ class ServerState:
             "forced": self.forced,
             "failed_requests": self.failed_requests,
             "dropped": self.dropped,
-        }
+            "window": {"metrics": self.metrics, "peak": self.peak_limit,
+                       **({"server_max_running": self.saturated_at} if self.saturated_at else {})},
+        }  # fmt: skip
 
 
 class OpenAIEngine(BatchCalls):
@@ -219,7 +324,7 @@ class OpenAIEngine(BatchCalls):
 
         if not config.server_urls:
             raise EngineError("the openai engine needs at least one server URL (--server-url http://host:8000/v1)")
-        if config.max_concurrency < 1:
+        if config.max_concurrency is not None and config.max_concurrency < 1:
             raise EngineError(f"max_concurrency must be >= 1, got {config.max_concurrency}")
         self.config = config
         self._httpx = httpx
@@ -228,11 +333,18 @@ class OpenAIEngine(BatchCalls):
         urls = [normalise_url(u) for u in config.server_urls]
         if len(set(urls)) != len(urls):
             raise EngineError(f"server URLs are listed twice: {', '.join(urls)}")
-        self.servers = [ServerState(u) for u in urls]
-        env_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        self.ceiling = config.max_concurrency or DEFAULT_MAX_CONCURRENCY
+        self.servers = [ServerState(u, limit=min(self.ceiling, START_WINDOW)) for u in urls]
+        env_key = api_key_from_env(config.api_key_env) if api_key is None else None
         self._api_key = api_key if api_key is not None else (env_key or None)
         self._key_source = "given" if api_key is not None else (config.api_key_env if env_key else None)
         self._last_progress = time.monotonic()  # when a request last finished (stall warnings)
+        self._answered = 0  # requests answered since the stream started (silent-server notices)
+        self._slowest_s = 0.0  # the longest time a request took to be answered (automatic stall warning)
+        capacity = (config.max_num_seqs or 0) * len(urls)
+        self.meter = OccupancyMeter(capacity or self.ceiling * len(urls), source="server /metrics")
+        if capacity:
+            self.meter.capacity_source = "max_num_seqs"
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -253,7 +365,7 @@ class OpenAIEngine(BatchCalls):
     @property
     def slots(self) -> int:
         """Requests in flight at once over all servers (the model sizes its chunks from this)."""
-        return self.config.max_concurrency * len(self.servers)
+        return sum(s.limit for s in self.servers)
 
     def request_timeout(self, request: Request | int) -> float:
         """Seconds one request may take: ``--request-timeout``, else scaled to the request's output budget."""
@@ -397,13 +509,21 @@ class OpenAIEngine(BatchCalls):
     # ----------------------------------------------------------------- streaming
     @property
     def window(self) -> int:
-        """Every server's slots busy, plus half as many queued so a freed slot is refilled at once."""
-        slots = self.config.max_concurrency * max(1, len(self._live()))
+        """Every server's window busy, plus half as many queued here so a freed slot is refilled at once, and
+        enough queued that a window allowed to grow finds work (read by the scheduler at every step)."""
+        live = self._live() or self.servers
+        slots = sum(s.limit for s in live)
         return slots + max(8, slots // 2)
 
     def _body(self, r: Request) -> dict[str, Any]:
-        body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": r.prompt, "max_tokens": r.max_tokens,
-                                "logprobs": r.top_logprobs}  # fmt: skip
+        prompt: str | list[int] = r.prompt
+        if r.continuation:  # token ids: the server's own tokenization of the prompt text, then the continuation
+            prompt = [*self._tokenizer(r.prompt).input_ids, *r.continuation]
+        body: dict[str, Any] = {**NEUTRAL_SAMPLING, "prompt": prompt, "max_tokens": r.max_tokens}
+        if r.top_logprobs:
+            body["logprobs"] = r.top_logprobs
+        else:  # no logprobs at all: the generated ids come back as token_ids
+            body["return_token_ids"] = True
         if r.stop:
             body["stop"] = list(r.stop)
         if r.allowed_token_ids is not None:
@@ -459,6 +579,9 @@ class OpenAIEngine(BatchCalls):
         stream = self._stream
         if stream is None:
             return EngineLoad(0, 0, self.slots)
+        if any(s.metrics for s in self.servers):
+            live = self._live()
+            return EngineLoad(sum(s.running for s in live), sum(s.waiting for s in live), self.meter.capacity)
         return EngineLoad(stream.busy, max(0, len(self._inflight) - stream.busy), self.slots)
 
     def _start_stream(self) -> _Stream:
@@ -474,10 +597,17 @@ class OpenAIEngine(BatchCalls):
         detail = "; ".join(f"{s.url}: {s.last_error or 'dropped'}" for s in self.servers)
         return EngineError(f"every server failed, no judgement can be completed ({detail})")
 
-    async def _worker(self, stream: _Stream, server: ServerState, client: Any) -> None:
-        """One request slot of one server: take the next request, send it, hand the parsed answer back."""
+    async def _worker(self, stream: _Stream, server: ServerState, client: Any, slot: int = 0) -> None:
+        """One request slot of one server: take the next request, send it, hand the parsed answer back.
+
+        Slot ``slot`` works only while it is inside the server's window (``server.limit``)."""
         loop = asyncio.get_running_loop()
+        changed = stream.window_changed[server.url]
         while not server.dropped:
+            if slot >= server.limit:
+                async with changed:
+                    await changed.wait_for(lambda: slot < server.limit or server.dropped)
+                continue
             wait = server.retry_at - loop.time()
             await asyncio.sleep(max(0.0, wait))  # also lets the other workers in when answers come instantly
             if wait > 0:
@@ -491,11 +621,14 @@ class OpenAIEngine(BatchCalls):
             sent = loop.time()
             stream.busy += 1
             stream.in_flight[server.url] = stream.in_flight.get(server.url, 0) + 1
+            server.sent += 1
             try:
                 response = await self._post(client, server, self._body(request), self.request_timeout(request))
                 completion = parse_completion(response)
             except _Retryable as exc:
                 stream.queue.put_nowait((request.priority - 1, rid, request))  # ahead of its peers: it waited already
+                if exc.timeout:
+                    self._timed_out(server, str(exc))
                 self._failed(server, str(exc), sent, loop.time(), exc.retry_after)
                 if not self._live():
                     stream.fail(self._all_failed_error())
@@ -507,6 +640,8 @@ class OpenAIEngine(BatchCalls):
                 stream.busy -= 1
                 stream.in_flight[server.url] -= 1
             self._last_progress = time.monotonic()
+            self._answered += 1
+            self._slowest_s = max(self._slowest_s, loop.time() - sent)
             server.rounds_failed = 0
             if request.forced:
                 server.forced += 1
@@ -523,7 +658,9 @@ class OpenAIEngine(BatchCalls):
             response = await client.post(server.url + "/completions", json={**body, "model": server.model}, **extra)
         except httpx.TimeoutException as exc:
             limit = timeout if timeout is not None else self.request_timeout(int(body.get("max_tokens") or 1))
-            raise _Retryable(f"no answer within {limit:.0f} s ({type(exc).__name__}; {self._timeout_rule()})") from exc
+            raise _Retryable(
+                f"no answer within {limit:.0f} s ({type(exc).__name__}; {self._timeout_rule()})", timeout=True
+            ) from exc
         except httpx.TransportError as exc:  # connect/read/write errors
             raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         status = response.status_code
@@ -539,6 +676,32 @@ class OpenAIEngine(BatchCalls):
             return response.json()
         except ValueError as exc:
             raise _Retryable(f"response is not JSON: {response.text[:100]!r}") from exc
+
+    def _timed_out(self, server: ServerState, error: str) -> None:
+        """The first timeout of a server is a warning naming it and the setting to change; later ones are INFO."""
+        server.timeouts += 1
+        if server.timeouts == 1:
+            log.warning(
+                "server %s: a request got %s; it is retried. If the server is only slow (a full batch, long "
+                "reasoning), raise --request-timeout (request_timeout=); if it hangs, check its log",
+                server.url, error,
+            )  # fmt: skip
+
+    def stall_period(self) -> float | None:
+        """Seconds without any answer before the stall warning: ``stall_warning_s`` if set (0: never), else
+        ``STALL_FACTOR`` times the slowest request answered so far, at least ``STALL_MIN_S``."""
+        if self.config.stall_warning_s is not None:
+            return self.config.stall_warning_s if self.config.stall_warning_s > 0 else None
+        return max(STALL_MIN_S, STALL_FACTOR * self._slowest_s)
+
+    def silence(self) -> str:
+        """Per live server: requests sent, retries and in flight now (the silent-server notices)."""
+        stream = self._stream
+        in_flight = stream.in_flight if stream is not None else {}
+        return ", ".join(
+            f"{s.url} ({s.sent} sent, {s.failed_requests} retried, {in_flight.get(s.url, 0)} in flight)"
+            for s in self._live()
+        )
 
     def _failed(self, server: ServerState, error: str, sent: float, now: float, retry_after: float | None) -> None:
         """Count a failed request; requests already in flight when a failure was counted share its round."""
@@ -571,7 +734,8 @@ class OpenAIEngine(BatchCalls):
             "dtype": self.config.dtype,  # as declared by the client; the servers' own setting is theirs
             "logprobs_mode": "processed_logprobs",  # checked with a probe on every server
             "servers": [s.info() for s in self.servers],
-            "max_concurrency": self.config.max_concurrency,
+            "max_concurrency": self.ceiling,  # the window's ceiling per server
+            "window": "server /metrics" if any(s.metrics for s in self.servers) else "fixed",
             "request_timeout": self.config.request_timeout or f"{TIMEOUT_BASE_S:g}+{TIMEOUT_PER_TOKEN_S:g}/token",
             "max_retries": self.config.max_retries,
             "api_key_env": self._key_source if self._key_source != "given" else None,
@@ -583,11 +747,12 @@ class OpenAIEngine(BatchCalls):
 
 
 class _Stream:
-    """The dispatcher: an event loop on a daemon thread with ``max_concurrency`` workers per live server.
+    """The dispatcher: an event loop on a daemon thread with one worker per window slot of each live server.
 
     Requests wait in one priority queue (forced answers first); a worker of any server takes the next one, so a
-    fast server takes more work and a request is in flight at one server at a time. Finished requests and
-    fatal errors go to ``results``, a thread-safe queue the caller's ``collect`` reads.
+    fast server takes more work and a request is in flight at one server at a time. A poller per server reads
+    its ``/metrics`` and resizes its window (``next_window``); a watcher reports silence and stalls. Finished
+    requests and fatal errors go to ``results``, a thread-safe queue the caller's ``collect`` reads.
     """
 
     def __init__(self, engine: OpenAIEngine) -> None:
@@ -595,6 +760,7 @@ class _Stream:
         self.results: queue.Queue[Any] = queue.Queue()
         self.busy = 0  # requests being answered by a server right now
         self.in_flight: dict[str, int] = {}  # the same, per server (stall warnings)
+        self.window_changed: dict[str, asyncio.Condition] = {}
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._failed = False
@@ -618,7 +784,8 @@ class _Stream:
         self.queue: asyncio.PriorityQueue[tuple[int, int, Request]] = asyncio.PriorityQueue()
         self._stop = asyncio.Event()
         live = engine._live()
-        n_conn = engine.config.max_concurrency * len(live)
+        self.window_changed = {s.url: asyncio.Condition() for s in live}
+        n_conn = (engine.ceiling + 1) * len(live)  # every slot, and one for /metrics
         limits = httpx.Limits(max_connections=n_conn, max_keepalive_connections=n_conn)
         default = engine.request_timeout(1)  # each request passes its own, scaled to its budget
         async with httpx.AsyncClient(
@@ -628,32 +795,99 @@ class _Stream:
             transport=engine._transport,
         ) as client:
             # interleaved, so that the first requests go round-robin over the servers
-            slots = [s for _ in range(engine.config.max_concurrency) for s in live]
-            tasks = [asyncio.create_task(engine._worker(self, s, client)) for s in slots]
-            tasks.append(asyncio.create_task(self._watch_stall()))
+            slots = [(s, k) for k in range(engine.ceiling) for s in live]
+            tasks = [asyncio.create_task(engine._worker(self, s, client, k)) for s, k in slots]
+            tasks += [asyncio.create_task(self._poll_metrics(s, client)) for s in live]
+            tasks.append(asyncio.create_task(self._watch()))
             self._ready.set()
             await self._stop.wait()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch_stall(self) -> None:
-        """Warn (once per period) when requests are in flight but none has finished for ``stall_warning_s``."""
+    async def _set_limit(self, server: ServerState, limit: int) -> None:
+        if limit != server.limit:
+            server.limit = limit
+            server.peak_limit = max(server.peak_limit, limit)
+            async with self.window_changed[server.url]:
+                self.window_changed[server.url].notify_all()
+
+    async def _poll_metrics(self, server: ServerState, client: Any) -> None:
+        """Read the server's /metrics every METRICS_POLL_S: size its window and feed the occupancy meter.
+
+        A server without them (another OpenAI-compatible server, a proxy) gets the ceiling as a fixed window."""
         engine = self.engine
-        period = engine.config.stall_warning_s
-        if not period or period <= 0:
-            return
-        engine._last_progress = warned_at = time.monotonic()
+        url = server.url.removesuffix("/v1") + "/metrics"
+        floor = min(engine.ceiling, START_WINDOW)
+        server.peak_limit = max(server.peak_limit, server.limit)
+        while not self._stop.is_set() and not server.dropped:
+            sample = None
+            reason = ""
+            try:
+                response = await client.get(url, timeout=CHECK_TIMEOUT_S)
+                if response.status_code == 200:
+                    sample = parse_metrics(response.text)
+                    reason = "no vllm:num_requests_running/waiting in them"
+                else:
+                    reason = f"HTTP {response.status_code}"
+            except Exception as exc:  # noqa: BLE001 -- any failure means: no metrics from this server, said once
+                reason = f"{type(exc).__name__}: {exc}"
+            if sample is None:
+                if server.metrics is None:  # never had them: a fixed window at the ceiling
+                    log.info("server %s has no usable /metrics (%s): %d requests in flight at most (--max-concurrency)",
+                             server.url, reason, engine.ceiling)  # fmt: skip
+                    server.metrics = False
+                    await self._set_limit(server, engine.ceiling)
+                    return
+                await asyncio.sleep(METRICS_POLL_S)  # had them: a passing failure keeps the window as it is
+                continue
+            server.metrics = True
+            server.running, server.waiting = sample
+            if server.waiting > 0:
+                server.saturated_at = max(server.saturated_at, server.running)
+            queued = self.queue.qsize() > 0
+            await self._set_limit(server, next_window(
+                server.limit, running=server.running, waiting=server.waiting, ours=self.in_flight.get(server.url, 0),
+                queued=queued, floor=floor, ceiling=engine.ceiling,
+            ))  # fmt: skip
+            self._record(queued)
+            await asyncio.sleep(METRICS_POLL_S)
+
+    def _record(self, queued: bool) -> None:
+        """The servers' summed counts into the engine's meter; capacity from max_num_seqs or as observed."""
+        engine, meter = self.engine, self.engine.meter
+        live = [s for s in engine._live() if s.metrics]
+        if meter.capacity_source != "max_num_seqs":
+            seen = sum(s.saturated_at for s in live)
+            if seen:
+                meter.capacity, meter.capacity_source = seen, "running while requests waited"
+        meter.record(sum(s.running for s in live), sum(s.waiting for s in live), backlog=queued)
+
+    async def _watch(self) -> None:
+        """Say so while no request has come back (with what was sent); warn when answers stop coming."""
+        engine = self.engine
+        started = engine._last_progress = warned_at = time.monotonic()
+        explicit = engine.config.stall_warning_s
+        notice = FIRST_ANSWER_NOTICE_S if not explicit or explicit <= 0 else min(FIRST_ANSWER_NOTICE_S, explicit)
+        tick = min(1.0, notice / 4)
         while not self._stop.is_set():
-            await asyncio.sleep(min(5.0, period / 4))
+            await asyncio.sleep(tick)
             now, last = time.monotonic(), engine._last_progress
             busy = {url: n for url, n in self.in_flight.items() if n > 0}
-            if busy and now - last >= period and now - max(warned_at, last) >= period:
+            if not engine._answered:
+                if busy and now - started >= notice:
+                    notice = max(notice * 2, now - started + FIRST_ANSWER_NOTICE_S)  # then 30 s, 60 s, 120 s...
+                    log.warning(
+                        "stalled? no request has finished for %.0f s: no answer yet from %s; each request gives "
+                        "up after its own timeout (%s)", now - started, engine.silence(), engine._timeout_rule(),
+                    )  # fmt: skip
+                continue
+            period = engine.stall_period()
+            if period and busy and now - last >= period and now - max(warned_at, last) >= period:
                 warned_at = now
-                where = ", ".join(f"{url} ({n} in flight)" for url, n in busy.items())
                 log.warning(
                     "stalled? no request has finished for %.0f s on %s; each request gives up after its own "
-                    "timeout (%s)", now - last, where, engine._timeout_rule(),
+                    "timeout (%s)", now - last, engine.silence(), engine._timeout_rule(),
                 )  # fmt: skip
 
     def fail(self, exc: BaseException) -> None:

@@ -154,7 +154,7 @@ class VLLMEngine(BatchCalls):
             repetition_penalty=1.0,
             min_tokens=0,
             max_tokens=r.max_tokens,
-            logprobs=r.top_logprobs,
+            logprobs=r.top_logprobs or None,  # 0 would still return the sampled token's logprob at every step
             stop=list(r.stop) or None,
             skip_special_tokens=False,
             allowed_token_ids=list(r.allowed_token_ids) if r.allowed_token_ids is not None else None,
@@ -167,12 +167,21 @@ class VLLMEngine(BatchCalls):
         render = getattr(self.llm, "_preprocess_cmpl_one", None)
         return render(prompt) if render is not None else prompt
 
+    def _render_continued(self, prompt: str, continuation: Sequence[int]) -> Any:
+        """The rendered prompt's token ids followed by ``continuation``, as a token prompt (no re-tokenization)."""
+        rendered = self._render(prompt)
+        ids = rendered.get("prompt_token_ids") if isinstance(rendered, dict) else None
+        if ids is None:
+            ids = self._tokenizer(prompt).input_ids
+        return self._render({"prompt_token_ids": [*ids, *continuation]})
+
     def submit(self, requests: Sequence[Request]) -> None:
         for r in requests:
             rid = str(r.id)
             if rid in self._pending:
                 raise ValueError(f"request id {r.id} is already in flight")
-            self._engine.add_request(rid, self._render(r.prompt), self._params(r), priority=r.priority)
+            prompt = self._render_continued(r.prompt, r.continuation) if r.continuation else self._render(r.prompt)
+            self._engine.add_request(rid, prompt, self._params(r), priority=r.priority)
             self._pending[rid] = r
 
     def collect(self) -> list[tuple[int, Completion]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,10 +342,35 @@ def _fill(
     return RowResult(key, label, checkpoint, first_stage, cells, _averages(table, row, cells), model_dir.name)
 
 
+def _model_target(
+    table: Table, results: Path, model: str, row: str | None, *, several: bool
+) -> tuple[Row | None, Path, str, str, str | None]:
+    """(paper row, model folder, row key, label, checkpoint) of one ``--model``; several: keys told apart."""
+    name = model_folder_name(model)
+    key = name if several else "ours"
+    model_dir = results / name
+    if not model_dir.is_dir() and (results / model).is_dir():
+        model_dir, name = results / model, model
+    if not model_dir.is_dir():
+        have = sorted(p.name for p in results.iterdir() if p.is_dir())
+        looked = model if "__" in model and "/" not in model else name  # a folder name is not made safe twice
+        raise TableError(f"no results for model {model!r} under {results} (looked for {looked}/); have: {have}")
+    if row is not None:  # a model set against a chosen paper row
+        chosen = table.row(row)
+        return chosen, model_dir, key, f"{model} (vs {chosen.label})", model
+    matched = next(
+        (r for r in table.rows if r.checkpoint and (r.checkpoint == model or safe_name(r.checkpoint) == name)),
+        None,
+    )
+    if matched is not None:
+        return matched, model_dir, matched.key, matched.label, matched.checkpoint
+    return None, model_dir, key, model, model
+
+
 def table_from_results(
     table: Table | str,
     results_dir: str | os.PathLike[str],
-    model: str | None = None,
+    model: str | Sequence[str] | None = None,
     *,
     row: str | None = None,
     placeholders: Mapping[str, str] | None = None,
@@ -355,11 +380,12 @@ def table_from_results(
 ) -> TableResult:
     """Fill a table from result folders ``results_dir/<safe model>/<Task>_<subtask>/<run>/`` without running.
 
-    ``model``: a checkpoint id, a local model path or a folder name under ``results_dir``; without it, every
-    row whose checkpoint has a folder is filled. ``row`` says which paper row our numbers stand against when
-    the model is not one of the table's checkpoints. First-stage rows are filled from the first stage's
-    nDCG@10 that each reranked run records (``vs_first_stage``). Partial runs (``--limit-queries``) fill no
-    cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
+    ``model``: a checkpoint id, a local model path or a folder name under ``results_dir``, or several of them
+    (one row each, in order: rank1 rows next to the baselines a user ran, e.g. ``BAAI/bge-reranker-v2-m3``);
+    without it, every row whose checkpoint has a folder is filled. ``row`` says which paper row our numbers
+    stand against when the model is not one of the table's checkpoints. First-stage rows are filled from the
+    first stage's nDCG@10 that each reranked run records (``vs_first_stage``). Partial runs (``--limit-queries``)
+    fill no cell unless ``allow_partial``; ``where`` narrows the runs by setting (``{"prompt_set": "paper"}``);
     ``pinned`` maps task folder names to the exact run to show (what ``reproduce`` just wrote; cells without
     one stay empty).
     """
@@ -370,28 +396,10 @@ def table_from_results(
         raise TableError(f"results folder {results} does not exist")
     subs = dict(placeholders or {})
     targets: list[tuple[Row | None, Path, str, str, str | None]] = []
-    if model is not None:
-        name = model_folder_name(model)
-        model_dir = results / name
-        if not model_dir.is_dir() and (results / model).is_dir():
-            model_dir, name = results / model, model
-        if not model_dir.is_dir():
-            have = sorted(p.name for p in results.iterdir() if p.is_dir())
-            looked = model if "__" in model and "/" not in model else name  # a folder name is not made safe twice
-            raise TableError(f"no results for model {model!r} under {results} (looked for {looked}/); have: {have}")
-        if row is not None:  # a model set against a chosen paper row
-            chosen = table.row(row)
-            targets.append((chosen, model_dir, "ours", f"{model} (vs {chosen.label})", model))
-        else:
-            matched = next(
-                (r for r in table.rows if r.checkpoint and (r.checkpoint == model or safe_name(r.checkpoint) == name)),
-                None,
-            )
-            if matched is not None:
-                targets.append((matched, model_dir, matched.key, matched.label, matched.checkpoint))
-            else:
-                targets.append((None, model_dir, "ours", model, model))
-    else:
+    models = [model] if isinstance(model, str) else list(model or [])
+    for one in models:
+        targets.append(_model_target(table, results, one, row, several=len(models) > 1))
+    if not models:
         for r in table.rows:
             if r.checkpoint and (results / safe_name(r.checkpoint)).is_dir():
                 targets.append((r, results / safe_name(r.checkpoint), r.key, r.label, r.checkpoint))
@@ -399,6 +407,13 @@ def table_from_results(
             raise TableError(
                 f"no result folders for any checkpoint of table {table.name} under {results}; pass --model "
                 "(a model id, local model path or folder name)"
+            )
+    for target in targets:  # a model folder without one rank1_eval run is an error, not a table of dashes
+        model_dir = target[1]
+        if not any(list_runs(t) for t in sorted(model_dir.iterdir()) if t.is_dir()):
+            raise TableError(
+                f"{model_dir} holds no rank1_eval result folder (expected <Task>_<subtask>/<run>/summary.json): "
+                "pass the --output-dir of `rank1-eval run` as --results"
             )
     rows: list[RowResult] = []
     for r in table.rows:

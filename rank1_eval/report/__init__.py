@@ -28,10 +28,11 @@ def _write(path: Path, page: str) -> Path:
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
     """Write the page of one result folder (default ``<run folder>/report.html``) and return its path."""
-    from rank1_eval.layout import ResultsError, resolve_run_folder
+    from rank1_eval.layout import ResultsError
+    from rank1_eval.outputs import open_run
 
     try:
-        root = resolve_run_folder(folder, allow_partial=kwargs.get("allow_partial", False))
+        root = open_run(folder, allow_partial=kwargs.get("allow_partial", False)).path
     except ResultsError as exc:
         raise ReportError(str(exc)) from None
     return _write(Path(out) if out else root / "report.html", render_report(root, **kwargs))

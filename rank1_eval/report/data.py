@@ -189,6 +189,7 @@ def load_run(
                 t["ignored"] = True
     chosen = measure or (summary.get("vs_first_stage") or {}).get("metric") or "ndcg_cut_10"
     view = RunView(root, summary, by_query, qrels, Texts(), trec_measure(chosen), rules=rules)
+    view.reasoning = summary.get("reasoning_traces") is not False  # a baseline's folder: scores, no reasoning
     if qrels:  # mteb's rules: judged queries the run left unranked count 0, identical ids dropped
         view.per_query = per_query(view.run(), qrels, view.measure, rules=rules)
         fs = view.first_stage()

@@ -214,7 +214,8 @@
     const table = el("table", { cls: "pairs sortable" },
       el("thead", {}, el("tr", {},
         th("|Δ rank|", "-1", "how far apart the two runs rank this passage"), th("passage", "1"), th("label", "-1"),
-        th("rank A", "1"), th("rank B", "1"), th("P(true) A", "-1"), th("P(true) B", "-1"), th("path A / B", "1"),
+        th("rank A", "1"), th("rank B", "1"), th("P(true) A", "-1"),
+        th(q.pairs.some((p) => Object.prototype.hasOwnProperty.call(p, "reb")) ? "P(true) B" : "score B", "-1"), th("path A / B", "1"),
         th("tokens A / B", "-1"))),
       el("tbody", {}, q.pairs.flatMap((p) => {
         const group = p.l === null || p.l === undefined ? "unjudged" : p.l > 0 ? "relevant" : "not relevant";

@@ -84,7 +84,9 @@ def load_side(source: str | os.PathLike[str], a: D.RunView, *, allow_partial: bo
 
 
 _SETTINGS = (
-    ("model", ("model",)), ("revision", ("revision",)), ("engine", ("engine",)), ("dtype", ("dtype",)),
+    ("model", ("model",)), ("model kind", ("model_kind",)), ("mteb name", ("mteb_name",)),
+    ("weights fingerprint", ("weights_fingerprint",)), ("revision", ("revision",)), ("engine", ("engine",)),
+    ("dtype", ("dtype",)),
     ("prompt set", ("prompt_set",)), ("prompt set sha256", ("prompt_set_sha256",)),
     ("dataset prompt", ("dataset_prompt",)), ("max output tokens", ("sampling", "max_output_tokens")),
     ("context size", ("sampling", "context_size")), ("failed score", ("sampling", "failed_score")),

@@ -97,6 +97,11 @@ def _pct(part: int, whole: int) -> str:
 
 def analysis_sections(view: D.RunView, who: str = "") -> list[str]:
     """Score distributions by label, calibration, reasoning length vs correctness, paths by label."""
+    if not view.reasoning:  # a baseline's folder: scores on the model's own scale, no reasoning, no P(true)
+        kind = view.summary.get("model_kind") or "a ranking without reasoning"
+        return [f'<h2 id="scores">Scores{escape(who)}</h2>',
+                f'<p class="note">{escape(str(kind))}: scores on the model\'s own scale and no reasoning; the P(true), '
+                "calibration and reasoning-length charts are drawn for rank1 runs.</p>"]  # fmt: skip
     pairs = list(view.pairs)
     out = [f'<h2 id="scores">Scores, calibration and reasoning{escape(who)}</h2>']
     dist = D.score_distributions(pairs)
@@ -177,6 +182,21 @@ def _path_svg(rates: Mapping[str, Mapping[str, Any]]) -> str:
     )  # fmt: skip
 
 
+# the budget table's columns (sweep.json keys) with the headers the rest of the page uses
+SWEEP_COLUMNS = (
+    ("source", "made by"),
+    ("reasoning_tokens_mean", "mean reasoning tokens"),
+    ("reasoning_tokens_p95", "p95 tokens"),
+    ("pass2_share", "pass 2 share"),
+    ("generated_tokens", "tokens a real run decodes"),
+    ("sweep_kept", "kept"),
+    ("sweep_cut", "cut + forced answer"),
+    ("sweep_run", "judged for real"),
+    ("sweep_prefill_tokens", "prefill tokens"),
+    ("vs_first_stage_delta", "Δ vs first stage"),
+)
+
+
 def sweep_section(folder: Path) -> list[str]:
     """The budget curve of ``rank1-eval sweep`` (``sweep.json``), or its picture when only that exists."""
     sweep = D.read_sweep(folder)
@@ -194,15 +214,17 @@ def sweep_section(folder: Path) -> list[str]:
                 ylabel=metric,
             )  # fmt: skip
         )
-        keys = [k for k, v in sweep["rows"][0].items() if k not in ("metrics", "value", "tokens") and _scalar(v)]
-        head_cells = "".join(f"<th>{escape(k)}</th>" for k in keys)
+        rows = sweep["rows"]
+        columns = [(k, label) for k, label in SWEEP_COLUMNS if any(r.get(k) is not None for r in rows)]
+        head_cells = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
         body = "".join(
-            f"<tr><td class=num>{num(r['value'])}</td>"
-            + "".join(f"<td class=num>{_short(r.get(k))}</td>" for k in keys)
+            f"<tr><td class=num>{escape(str(r['budget']))}</td><td class=num>{num(r['value'])}</td>"
+            + "".join(f"<td class=num>{_short(r.get(k))}</td>" for k, _ in columns)
             + "</tr>"
-            for r in sweep["rows"]
+            for r in rows
         )
-        out.append(f"<table><tr><th>{escape(metric)}</th>{head_cells}</tr>{body}</table></div>")
+        out.append(f'</div><div class="scroll"><table><tr><th>budget</th><th>{escape(metric)}</th>{head_cells}</tr>'
+                   f"{body}</table></div>")  # fmt: skip
     elif (folder / "sweep.png").is_file():
         import base64
 

@@ -326,6 +326,7 @@ def lines(
     f = Frame(width, height, min(xs) - xpad, max(xs) + xpad, min(ys) - ypad, max(ys) + ypad, right=60)
     body = f.axes(title=title, xlabel=xlabel, ylabel=ylabel)
     items = []
+    placed: list[tuple[float, float, float, float]] = []  # label boxes drawn so far: a new label avoids them
     for j, (name, s) in enumerate(series.items()):
         colour = SERIES[j % len(SERIES)]
         items.append((name, colour))
@@ -334,10 +335,30 @@ def lines(
         for x, y, lab in s:
             body.append(f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="3.5" fill="{colour}">'
                         f"<title>{escape(lab)}: {y:.4f} at {x:,.1f}</title></circle>")  # fmt: skip
-            body.append(f'<text class="tick" x="{f.px(x) + 5:.1f}" y="{f.py(y) - 6:.1f}">{escape(lab)}</text>')
+            lx, ly, anchor = _free_spot(placed, f.px(x), f.py(y), lab, width)
+            body.append(f'<text class="tick" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">{escape(lab)}</text>')
     if len(items) > 1:
         body += legend(f, items, y=f.top + 8)
     return _svg(width, height, body, title)
+
+
+def _free_spot(
+    placed: list[tuple[float, float, float, float]], px: float, py: float, text: str, width: int
+) -> tuple[float, float, str]:
+    """Where a point's label goes: above right, below right, above left, below left, further out — the first
+    spot that overlaps no label placed before (budgets of near-equal length otherwise print over each other)."""
+    w, h = 6.2 * len(text), 11.0
+    spots = [(5, -6, "start"), (5, 14, "start"), (-5, -6, "end"), (-5, 14, "end"), (5, -18, "start"),
+             (5, 26, "start"), (-5, -18, "end"), (-5, 26, "end")]  # fmt: skip
+    for dx, dy, anchor in spots:
+        x0 = px + dx if anchor == "start" else px + dx - w
+        box = (x0, py + dy - h, x0 + w, py + dy)
+        inside = box[0] >= 0 and box[2] <= width
+        if inside and not any(b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3] for b in placed):
+            placed.append(box)
+            return px + dx, py + dy, anchor
+    placed.append((px + 5, py - 6 - h, px + 5 + w, py - 6))
+    return px + 5, py - 6, "start"
 
 
 def scatter(

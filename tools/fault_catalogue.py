@@ -1,10 +1,8 @@
-#!/usr/bin/env python
-"""Fault matrix (issue 14): bad flags and inputs, unwritable and full disks, corrupted stores, broken result
-folders, misbehaving servers and kills, each run against a rank1_eval checkout, one row per fault.
-
-    python scripts/fault_matrix.py                          # this checkout
-    git archive BASE | tar -x -C /tmp/before && python scripts/fault_matrix.py --code /tmp/before
-    python scripts/fault_matrix.py --only nan_server,stall_server --json out.json --markdown out.md
+"""The fault catalogue (issues 14 and 20): every fault rank1_eval is tried against, ONE list read by both
+``tests/test_faults.py`` (each case must end ``clear``, ``flagged`` or ``handled``) and ``tools/fault_matrix.py``
+(the table, before and after a change). Bad flags and inputs, flags that another flag overrides, unwritable and
+full disks, corrupted or foreign stores, broken, empty or foreign result folders, odd inputs, misbehaving servers,
+kills and SIGTERM, and the README's first hour.
 
 Every case runs the real CLI in a subprocess (``PYTHONPATH=CODE``, cwd ``CODE``, ``HF_HUB_OFFLINE=1``) on the
 micro rank1 and the demo task that CODE bundles (transformers engine, 2 queries x top-4 = 8 pairs), and sorts
@@ -24,7 +22,6 @@ with the reason. The fake servers are ``tests/fake_vllm_server.py`` of *this* ch
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -36,11 +33,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
@@ -222,6 +218,13 @@ class Ctx:
                 if len(out) == n:
                     break
         return out
+
+
+def per_pair(ctx: Ctx) -> list[object]:
+    """Flags for one commit per pair: chunks of one under chunked scheduling (where the checkout has it)."""
+    if "--scheduling" in (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8"):
+        return ["--scheduling", "chunked", "--chunk-size", 1]
+    return ["--chunk-size", 1]
 
 
 def result_folders(out: Path) -> list[Path]:
@@ -886,7 +889,7 @@ def _serve_bind(ctx: Ctx, row: Row) -> None:
 def _kill9(ctx: Ctx, row: Row) -> None:
     out = ctx.tmp("kill9")
     store = out / "store.sqlite"
-    args = ctx.run_args(out / "results", "--store", store, "--chunk-size", 1, queries=3)
+    args = ctx.run_args(out / "results", "--store", store, *per_pair(ctx), queries=3)
     rng = random.Random(9)
     counts: list[int] = []
     for _ in range(3):
@@ -916,7 +919,7 @@ def _kill9(ctx: Ctx, row: Row) -> None:
 def _sigint(ctx: Ctx, row: Row) -> None:
     out = ctx.tmp("sigint")
     store = out / "store.sqlite"
-    args = ctx.run_args(out / "results", "--store", store, "--chunk-size", 1, queries=3)
+    args = ctx.run_args(out / "results", "--store", store, *per_pair(ctx), queries=3)
     started = time.monotonic()
     # a shell's background job ignores SIGINT and its children inherit that: give the run the default back
     proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE,
@@ -935,127 +938,343 @@ def _sigint(ctx: Ctx, row: Row) -> None:
     row.kept = f"{count_rows(store)} judgements in the store"
 
 
-# --------------------------------------------------------------------------------------------------- main
 
 
-def run_cases(ctx: Ctx, selected: list[Case], is_root: bool) -> list[Row]:
-    rows = []
-    for c in selected:
-        row = Row(c.name, c.group, c.fault)
-        started = time.monotonic()
-        print(f"[{len(rows) + 1}/{len(selected)}] {c.name} ...", flush=True)
-        try:
-            if c.needs_root and not is_root:
-                raise Skip("needs root (tmpfs / read-only mounts)")
-            c.fn(ctx, row)
-        except Skip as exc:
-            row.category, row.message = "skipped", str(exc)
-        except Exception as exc:  # a broken case must not end the matrix
-            row.category, row.message = "skipped", f"harness error: {type(exc).__name__}: {exc}"[:300]
-        row.wall_s = row.wall_s or time.monotonic() - started
-        print(f"    -> {row.category}: {row.message[:150]}", flush=True)
-        rows.append(row)
-    return rows
+# --------------------------------------------------------------------------------------------------- issue 20
+# Commands that disagree with each other, settings overridden or ignored without a word, and the README's first
+# hour. A small complete task (2 queries x 4 passages of the demo) so that task folders hold complete runs.
 
 
-def counts(rows: list[Row]) -> dict[str, int]:
-    out = {"tried": sum(r.category != "skipped" for r in rows)}
-    out.update({c: sum(r.category == c for r in rows) for c in CATEGORIES})
-    return out
+def small_task(ctx: Ctx, name: str = "small", *, queries: dict[str, str] | None = None,
+               docs: dict[str, str] | None = None, trec: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """A BEIR folder of 2 demo-like queries x 4 demo passages and its TREC run (or ``trec``): 8 pairs."""
+    docs = docs or dict(ctx.demo_docs(4))
+    queries = queries or {"q1": "what is a cat", "q2": "how do plants grow"}
+    ids = list(docs)
+    task = ctx.mini_task(name, queries, docs, {q: {ids[i]: 1} for i, q in enumerate(queries)})
+    run = task / "run.trec"
+    run.write_text(trec or "".join(f"{q} Q0 {d} {r} {10 - r} bm25\n" for q in queries
+                                   for r, d in enumerate(ids, start=1)))  # fmt: skip
+    return task, run
 
 
-def markdown(rows: list[Row], title: str) -> str:
-    c = counts(rows)
-    head = " / ".join(
-        f"{k} {v}" for k, v in c.items() if v or k in ("tried", "clear", "flagged", "traceback", "silent")
-    )
-    out = [
-        f"### {title}", "", head, "",
-        "| # | fault | outcome | exit | message the user sees | judgements kept / notes |",
-        "|--:|:--|:--|--:|:--|:--|",
-    ]  # fmt: skip
-    for i, r in enumerate(rows, start=1):
-        msg = r.message.replace("|", "\\|")[:220]
-        notes = "; ".join(x for x in (r.kept, r.note) if x).replace("|", "\\|")
-        out.append(f"| {i} | {r.fault.replace('|', '/')} | {r.category} | {r.rc if r.rc is not None else '—'} | "
-                   f"{msg} | {notes} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+def small_args(ctx: Ctx, out: Path, task: Path, run: Path, *extra: object) -> list[object]:
+    return ["run", "--task", task, "--run-file", run, "--model", ctx.micro, "--engine", "transformers",
+            "--device", "cpu", "--dtype", "float32", "--max-output-tokens", 64, "--context-size", 1024,
+            "--top-k", 4, "--output-dir", out, "--no-progress", *extra]  # fmt: skip
 
 
-def side_by_side(before: dict, after: dict) -> str:
-    """One table of two matrix runs (``--json`` files): the counts, then per fault both outcomes."""
-    cols = ("tried", "clear", "flagged", "handled", "late", "misleading", "traceback", "silent")
-    out = ["| | " + " | ".join(cols) + " |", "|:--|" + "--:|" * len(cols)]
-    for label, run in (("before", before), ("after", after)):
-        out.append(f"| {label} | " + " | ".join(str(run["counts"].get(c, 0)) for c in cols) + " |")
-    out += ["", "| # | fault | before (exit) | after (exit) | what the user sees now | kept / notes (after) |",
-            "|--:|:--|:--|:--|:--|:--|"]  # fmt: skip
-    old = {r["name"]: r for r in before["rows"]}
-    for i, r in enumerate(after["rows"], start=1):
-        b = old.get(r["name"], {})
-        cell = lambda row: f"{row.get('category', '—')} ({row.get('rc') if row.get('rc') is not None else '—'})"  # noqa: E731
-        notes = "; ".join(x for x in (r["kept"], r["note"]) if x).replace("|", "\\|")
-        msg = r["message"].replace("|", "\\|")[:240]
-        out.append(f"| {i} | {r['fault'].replace('|', '/')} | {cell(b)} | {cell(r)} | {msg} | {notes} |")
-    return "\n".join(out) + "\n"
+def small_run(ctx: Ctx, name: str, *extra: object) -> tuple[Path, Path, Proc]:
+    """A complete run on the small task: (its --output-dir, its task folder <model>/<Task>_default, the run)."""
+    task, run = small_task(ctx, name)
+    out = ctx.tmp(f"{name}-out") / "results"
+    p = ctx.cli(*small_args(ctx, out, task, run, *extra))
+    if p.rc != 0:
+        raise RuntimeError(f"small run failed (rc {p.rc}): {error_line(p)}")
+    folders = result_folders(out)
+    return out, folders[0].parent, p
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--code", type=Path, default=HERE, help="the rank1_eval checkout to test (default: this one)")
-    p.add_argument("--only", default=None, help="comma-separated case names")
-    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--markdown", type=Path, default=None)
-    p.add_argument("--title", default=None)
-    p.add_argument("--list", action="store_true")
-    p.add_argument("--render", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"),
-                   help="print one side-by-side table of two earlier runs (their --json files) and exit")  # fmt: skip
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    if args.render:
-        table = side_by_side(*(json.loads(path.read_text()) for path in args.render))
-        print(table, end="")
-        if args.markdown:
-            args.markdown.write_text(table)
-        return 0
-    if args.list:
-        for c in CASES:
-            print(f"{c.name:32} {c.group:8} {c.fault}")
-        return 0
-    selected = CASES
-    if args.only:
-        names = {n.strip() for n in args.only.split(",")}
-        unknown = names - {c.name for c in CASES}
-        if unknown:
-            p.error(f"unknown case(s): {', '.join(sorted(unknown))}")
-        selected = [c for c in CASES if c.name in names]
-        if "failed_pairs_rerun" in names and "nan_server" not in names:
-            selected = [c for c in CASES if c.name == "nan_server"] + selected
-    code = args.code.resolve()
-    work = args.work or Path(tempfile.mkdtemp(prefix="rank1-faults-"))
-    work.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(code, work, args.verbose)
-    WORK.append(str(work))
+def _override_case(name: str, flags: list[object], mention: str, fault: str) -> None:
+    def fn(ctx: Ctx, row: Row) -> None:
+        task, run = small_task(ctx, name)
+        out = ctx.tmp(f"{name}-out") / "results"
+        p = ctx.cli(*small_args(ctx, out, task, run, *flags))
+        judge(row, p, mention=mention)
+        if p.rc == 0:
+            row.note = "ran anyway: " + (", ".join(f.name for f in result_folders(out)) or "no folder")
+
+    case(name, "overrides", fault)(fn)
+
+
+_override_case("max_tokens_below_budgets", ["--max-output-tokens", 32, "--budgets", "8,64"],
+               r"max.output.tokens.*budgets|budgets.*max.output.tokens", "run --max-output-tokens 32 --budgets 8,64")
+_override_case("ngram_with_transformers", ["--ngram-speculation", 4], r"ngram.speculation.*transformers",
+               "run --engine transformers --ngram-speculation 4")
+_override_case("server_flag_without_servers", ["--max-concurrency", 2], r"max.concurrency.*server",
+               "run --engine transformers --max-concurrency 2 (a server-only flag)")
+_override_case("vllm_flag_with_transformers", ["--gpu-memory-utilization", 0.5], r"gpu.memory.*transformers",
+               "run --engine transformers --gpu-memory-utilization 0.5 (a vLLM-only flag)")
+_override_case("chunk_size_while_streaming", ["--chunk-size", 8], r"chunk.size.*scheduling",
+               "run --chunk-size 8 without --scheduling chunked")
+_override_case("prompt_key_with_skip_prompt", ["--skip-prompt", "--prompt-key", "SciFact"],
+               r"prompt.key.*skip.prompt", "run --skip-prompt --prompt-key SciFact")  # fmt: skip
+
+
+@case("export_mixed_allow_partial", "readers", "`export --mteb DIR --allow-partial` on a folder mixing two runs")
+def _export_mixed(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("export-mixed")
+    folder = ctx.copy_baseline(out / "results", queries=2)
+    other, _ = ctx.baseline(queries=3)
+    for name in ("predictions.json", "run.trec", "traces.jsonl"):
+        shutil.copy2(other / name, folder / name)
+    p = ctx.cli("export", "--mteb", out / "results", "--allow-partial", "--to", out / "cache")
+    judge(row, p, mention=r"mixed|truncat|rebuild")
+
+
+@case("export_only_partial", "readers", "`export --mteb DIR` where the only run is partial")
+def _export_partial(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("export-partial")
+    ctx.copy_baseline(out / "results", queries=2)
+    p = ctx.cli("export", "--mteb", out / "results", "--to", out / "cache")
+    judge(row, p, mention=r"allow.partial")
+    if p.rc == 0:
+        row.note = (lines(p.out) or [""])[-1][:120]
+
+
+def _empty_summary(ctx: Ctx, name: str) -> Path:
+    out = ctx.tmp(name)
+    folder = ctx.copy_baseline(out / "results", queries=2)
+    (folder / "summary.json").write_text("{}")
+    return folder
+
+
+@case("report_empty_summary", "readers", "`report DIR` with summary.json = `{}`")
+def _report_empty(ctx: Ctx, row: Row) -> None:
+    folder = _empty_summary(ctx, "report-empty")
+    p = ctx.cli("report", folder, "--allow-partial", "-o", folder.parent / "r.html")
+    judge(row, p, mention=r"not a rank1_eval summary|empty")
+
+
+@case("compare_empty_summary", "readers", "`compare DIR` with summary.json = `{}`")
+def _compare_empty(ctx: Ctx, row: Row) -> None:
+    folder = _empty_summary(ctx, "compare-empty")
+    p = ctx.cli("compare", folder, "--allow-partial")
+    judge(row, p, mention=r"not a rank1_eval summary|empty")
+
+
+@case("table_empty_folder", "readers", "`table …` on an empty results folder")
+def _table_empty(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("table-empty")
+    (out / "results" / "local__micro-rank1").mkdir(parents=True)
+    p = ctx.cli("table", _table_manifest(ctx, out), "--results", out / "results", "--model", ctx.micro)
+    judge(row, p, mention=r"no rank1_eval result|no result")
+
+
+@case("table_foreign_files", "readers", "`table …` on a folder of another tool's files")
+def _table_foreign(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("table-foreign")
+    task = out / "results" / "local__micro-rank1" / "Dl19MiniLocal_default" / "run"
+    task.mkdir(parents=True)
+    (task / "summary.json").write_text(json.dumps({"task_name": "SciFact", "scores": {"test": []}}))
+    p = ctx.cli("table", _table_manifest(ctx, out), "--results", out / "results", "--model", ctx.micro)
+    judge(row, p, mention=r"not a rank1_eval summary|no rank1_eval result")
+
+
+@case("salvage_other_app", "store", "`store salvage OTHER_APP.db --into NEW`")
+def _salvage_other(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("salvage-other")
+    other = out / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+    p = ctx.cli("store", "salvage", other, "--into", out / "new.sqlite")
+    judge(row, p, mention=r"not a rank1_eval|another")
+    if (out / "new.sqlite").exists():
+        row.kept = "a new store was created"
+
+
+@case("drop_failed_empty_file", "store", "`store drop-failed EMPTY_FILE` (0 bytes)")
+def _drop_empty(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("drop-empty")
+    empty = out / "empty.sqlite"
+    empty.write_bytes(b"")
+    p = ctx.cli("store", "drop-failed", empty)
+    judge(row, p, mention=r"empty|not a SQLite|not a judgement store")
+    row.kept = f"the file is {empty.stat().st_size} bytes afterwards"
+
+
+@case("store_check_leaves_files", "store", "`store check` on a store: files left beside it")
+def _check_files(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("check-files")
+    store = ctx.copy_store(out / "store.sqlite")
+    before = sorted(p.name for p in out.iterdir())
+    p = ctx.cli("store", "check", store)
+    after = sorted(p.name for p in out.iterdir())
+    judge(row, p, mention=r"$^", correct=after == before)
+    row.note = f"files after: {', '.join(after)}"
+
+
+def _odd_run(ctx: Ctx, row: Row, name: str, trec: str | None = None, queries: dict[str, str] | None = None,
+             docs: dict[str, str] | None = None, flag: str = "") -> None:  # fmt: skip
+    task, run = small_task(ctx, name, queries=queries, docs=docs, trec=trec)
+    out = ctx.tmp(f"{name}-out") / "results"
+    p = ctx.cli(*small_args(ctx, out, task, run))
+    recorded = []
+    if p.rc == 0:
+        summary = json.loads((result_folders(out)[0] / "summary.json").read_text())
+        recorded = [w for w in summary.get("run_warnings") or [] if re.search(flag, w, re.I)]
+    judge(row, p, mention=r"$^", flag=flag, correct=True if recorded else None)
+    row.note = "recorded in run_warnings" if recorded else "not in run_warnings"
+
+
+def _trec(docs: list[str], ranks: Callable[[int], int]) -> str:
+    return "".join(f"{q} Q0 {d} {ranks(i)} {10 - i} bm25\n" for q in ("q1", "q2") for i, d in enumerate(docs, 1))
+
+
+@case("ranks_all_negative", "inputs", "a TREC run whose rank column is all negative")
+def _ranks_negative(ctx: Ctx, row: Row) -> None:
+    docs = dict(ctx.demo_docs(4))
+    _odd_run(ctx, row, "odd-a", trec=_trec(list(docs), lambda i: -i), docs=docs, flag=r"rank.*negative")
+
+
+@case("ranks_contradict_scores", "inputs", "a TREC run whose rank column contradicts its scores")
+def _ranks_contradict(ctx: Ctx, row: Row) -> None:
+    docs = dict(ctx.demo_docs(4))
+    _odd_run(ctx, row, "odd-b", trec=_trec(list(docs), lambda i: 5 - i), docs=docs,
+             flag=r"rank column.*contradict")  # fmt: skip
+
+
+@case("nul_in_texts", "inputs", "a query and a passage containing NUL characters")
+def _nul_texts(ctx: Ctx, row: Row) -> None:
+    docs = dict(ctx.demo_docs(4))
+    first = next(iter(docs))
+    docs[first] = docs[first][:40] + "\x00\x00" + docs[first][40:]
+    _odd_run(ctx, row, "odd-c", queries={"q1": "what is\x00 a cat", "q2": "how do plants grow"}, docs=docs,
+             flag=r"NUL|control char")  # fmt: skip
+
+
+@case("sigterm", "kills", "SIGTERM (scancel, preemption) while judging")
+def _sigterm(ctx: Ctx, row: Row) -> None:
+    out = ctx.tmp("sigterm")
+    store = out / "store.sqlite"
+    args = ctx.run_args(out / "results", "--store", store, *per_pair(ctx), queries=3)
     started = time.monotonic()
-    try:
-        rows = run_cases(ctx, selected, os.geteuid() == 0)
-    finally:
-        if args.work is None:
-            subprocess.run(["chattr", "-R", "-i", str(work)], capture_output=True)
-            shutil.rmtree(work, ignore_errors=True)
-    title = args.title or f"rank1_eval at {code}"
-    md = markdown(rows, title)
-    print()
-    print(md)
-    print(f"({time.monotonic() - started:.0f}s)")
-    if args.markdown:
-        args.markdown.write_text(md)
-    if args.json:
-        args.json.write_text(json.dumps({"code": str(code), "counts": counts(rows), "rows": [asdict(r) for r in rows]},
-                                        indent=2))  # fmt: skip
-    return 0
+    proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < 2:
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        proc.communicate()
+        raise Skip("harness: the run ended before the signal could be sent")
+    proc.send_signal(signal.SIGTERM)
+    out_text, err_text = proc.communicate(timeout=120)
+    p = Proc(proc.returncode, out_text, err_text, False, time.monotonic() - started)
+    kept = count_rows(store)
+    m = re.search(r"(\d+) judgements kept", err_text)
+    judge(row, p, mention=r"SIGTERM")
+    if p.rc is not None and p.rc < 0:  # killed by the signal itself: nothing flushed, nothing said
+        row.category, row.message = "silent", f"(killed by signal {-p.rc}, nothing said)"
+    if row.category == "clear" and (p.rc != 143 or not m or int(m.group(1)) != kept or result_folders(out)):
+        row.category = "late"  # said, but the count, the exit code or the result folder is off
+    row.kept = f"{kept} judgements in the store" + (f", the line says {m.group(1)}" if m else "")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@case("sweep_rates", "sweep", "`run --budgets …`: derived pairs counted as decoded (pairs_scored, docs/s)")
+def _sweep_rates(ctx: Ctx, row: Row) -> None:
+    out, task_dir, p = small_run(ctx, "sweep-rates", "--max-output-tokens", 24, "--budgets", "8,24")
+    derived = [json.loads((f / "summary.json").read_text()) for f in result_folders(out)
+               if "derived_from" in json.loads((f / "summary.json").read_text())]  # fmt: skip
+    honest = bool(derived) and all(s["pairs_scored"] == 0 and not s["this_run"].get("docs_per_s") for s in derived)
+    judge(row, p, mention=r"$^", correct=honest)
+    row.note = "; ".join(f"budget {s['derived_from'].get('max_output_tokens')}->: pairs_scored {s['pairs_scored']}, "
+                         f"docs/s {s['this_run'].get('docs_per_s')}" for s in derived)[:200]  # fmt: skip
+
+
+def _readme_sweep(ctx: Ctx, name: str) -> tuple[Path, Path, Proc]:
+    """The README's demo order: a plain run, then `run --keep-token-ids && sweep TASK_FOLDER --budgets 4,8,16,32`."""
+    task, run = small_task(ctx, name)
+    out = ctx.tmp(f"{name}-out") / "results"
+    first = ctx.cli(*small_args(ctx, out, task, run))
+    again = ctx.cli(*small_args(ctx, out, task, run, "--keep-token-ids"))
+    if first.rc or again.rc:
+        raise RuntimeError(f"README runs failed: {error_line(first if first.rc else again)}")
+    task_dir = result_folders(out)[0].parent
+    return out, task_dir, ctx.cli("sweep", task_dir, "--budgets", "4,8,16,32", "--no-progress")
+
+
+@case("readme_sweep_labels", "first hour", "README: run, run --keep-token-ids, sweep --budgets 4,8,16,32")
+def _readme_sweep_labels(ctx: Ctx, row: Row) -> None:
+    out, task_dir, p = _readme_sweep(ctx, "readme-sweep")
+    sweep = next((json.loads((f / "sweep.json").read_text()) for f in result_folders(out)
+                  if (f / "sweep.json").is_file()), {"budgets": []})  # fmt: skip
+    rows = [r for r in sweep["budgets"] if "sweep_run" in r]
+    honest = bool(rows) and all((r["source"] == "derived") == (r["sweep_run"] == 0) for r in rows)
+    derived = bool(rows) and all(r["sweep_run"] == 0 for r in rows)
+    judge(row, p, mention=r"$^", correct=honest and derived)
+    row.note = "; ".join(f"{r['budget']}: {r['source']} (run {r['sweep_run']})" for r in rows)
+
+
+@case("readme_task_folder_readers", "first hour",
+      "README: load_traces, report, compare on the task folder after the sweep")
+def _readme_readers(ctx: Ctx, row: Row) -> None:
+    out, task_dir, sweep = _readme_sweep(ctx, "readme-readers")
+    probes = [
+        ctx.python(f"from rank1_eval import load_traces; print(len(load_traces({str(task_dir)!r})))"),
+        ctx.cli("report", task_dir, "-o", out.parent / "r.html"),
+        ctx.cli("compare", task_dir, "--no-per-query"),
+    ]
+    bad = next((q for q in probes if q.rc != 0), None)
+    judge(row, bad or probes[-1], mention=r"$^", correct=bad is None)
+
+
+@case("metric_labels", "first hour", "the run's metric table and `compare`: labels say what they are")
+def _metric_labels(ctx: Ctx, row: Row) -> None:
+    out, task_dir, p = small_run(ctx, "labels")
+    c = ctx.cli("compare", task_dir, "--no-per-query")
+    ok = "main:Judged@10" not in p.out and "ndcg_at_10" in c.out
+    judge(row, p, mention=r"$^", correct=ok)
+    row.note = next((ln for ln in p.out.splitlines() if "Judged@10" in ln), "")
+
+
+@case("offline_default_model", "first hour", "`run --task FOLDER` without --model, offline (HF_HUB_OFFLINE=1)")
+def _offline_model(ctx: Ctx, row: Row) -> None:
+    task, run = small_task(ctx, "offline")
+    out = ctx.tmp("offline-out")
+    p = ctx.cli("run", "--task", task, "--run-file", run, "--engine", "transformers", "--output-dir", out,
+                "--no-progress", env={"HF_HUB_CACHE": str(out / "empty-hub-cache")})  # fmt: skip
+    judge(row, p, mention=r"--model")
+    if row.category == "clear" and p.wall_s > 20:
+        row.category = "late"
+    row.note = f"{p.wall_s:.0f}s"
+
+
+@case("python_api_stdout", "first hour", "the README's Python block: library logs on stdout")
+def _api_stdout(ctx: Ctx, row: Row) -> None:
+    code = ("from rank1_eval import MICRO_RANK1, rank1\n"
+            "model = rank1(model_name_or_path=MICRO_RANK1, device='cpu', context_size=1024, max_output_tokens=64)\n"
+            "print(model.predict([('what is a cat', 'Cats are small felines.')]))\n")  # fmt: skip
+    p = ctx.python(code, timeout=900)
+    noise = [ln for ln in p.out.splitlines() if re.search(r"\bINFO\b|\bWARNING\b|config", ln)]
+    judge(row, p, mention=r"$^", correct=not noise)
+    row.note = f"{len(p.out.splitlines())} stdout lines, {len(noise)} of them library logs"
+
+
+@case("bm25_debug_and_eta", "first hour", "`run --first-stage bm25`: DEBUG lines at default verbosity")
+def _bm25_debug(ctx: Ctx, row: Row) -> None:
+    task, _ = small_task(ctx, "bm25")
+    out = ctx.tmp("bm25-out")
+    p = ctx.cli("run", "--task", task, "--first-stage", "bm25", "--model", ctx.micro, "--engine", "transformers",
+                "--top-k", 4, "--max-output-tokens", 64, "--context-size", 1024, "--output-dir", out)  # fmt: skip
+    debug = [ln for ln in p.err.splitlines() if "DEBUG" in ln]
+    judge(row, p, mention=r"$^", correct=not debug)
+    row.note = (debug or [""])[0][:120]
+
+
+@case("report_budget_section", "first hour", "`report` after a sweep: the budget section's headers and cost line")
+def _report_budget(ctx: Ctx, row: Row) -> None:
+    out, task_dir, p = small_run(ctx, "report-budget", "--max-output-tokens", 24, "--budgets", "8,24")
+    rerun = ctx.cli("report", task_dir, "-o", out.parent / "r.html")
+    page = (out.parent / "r.html").read_text() if (out.parent / "r.html").is_file() else ""
+    raw = re.findall(r"<th>(sweep_\w+|reasoning_tokens_\w+)</th>", page)
+    judge(row, rerun, mention=r"$^", correct=bool(page) and not raw)
+    row.note = f"raw JSON headers: {', '.join(raw[:4])}" if raw else ""
+
+
+@case("export_without_mteb", "first hour", "`export DIR` without --mteb (the only format)")
+def _export_plain(ctx: Ctx, row: Row) -> None:
+    out, _, _ = small_run(ctx, "export-plain")
+    p = ctx.cli("export", out, "--to", out.parent / "cache")
+    judge(row, p, mention=r"$^", correct=p.rc == 0)
+
+
+@case("readme_lists_store", "first hour", "the README's list of subcommands names `store`")
+def _readme_store(ctx: Ctx, row: Row) -> None:
+    text = (ctx.code / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"has the subcommands (.*?);", text, re.S)
+    ok = bool(listed and "`store`" in listed.group(1))
+    row.rc, row.category = 0, "handled" if ok else "silent"
+    row.message = "(store listed)" if ok else "(store missing from the list)"
