@@ -49,8 +49,9 @@ def _base(out, engine="transformers", limit=3, *extra):
     return [
         "--task", DEMO, "--run-file", RUN, "--model", MICRO_RANK1, "--engine", engine, "--device", "cpu",
         "--dtype", "float32", "--max-output-tokens", 64, "--context-size", 1024, "--output-dir", out,
-        "--limit-queries", limit, "--top-k", 20, "--enforce-eager", "--no-progress", *extra,
-    ]  # fmt: skip
+        "--limit-queries", limit, "--top-k", 20, *(["--enforce-eager"] if engine == "vllm" else []), "--no-progress",
+        *extra,
+    ]  # fmt: skip  (--enforce-eager is refused with the Transformers engine, which has nothing to make eager)
 
 
 def _folder(out: Path) -> Path:
