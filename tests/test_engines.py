@@ -118,3 +118,21 @@ def test_context_capped_generation_length_per_answer_rule(engine, micro_tokenize
     assert 1023 - 16 < j.prompt_tokens < 1023 - 4 and not j.truncated
     assert j.finish_reason == "length"
     assert j.output_tokens == 1023 - j.prompt_tokens + (1 if rule == "reference" else 0)
+
+
+def test_closing_a_second_vllm_engine_leaves_the_first_working(vllm_engine, pairs):
+    """In-process vLLM engines share the process's distributed state: closing one (a sweep variant, another model
+    of a script) must not tear it down under the others, whose next step would fail ("pipeline model parallel
+    group is not initialized")."""
+    import gc
+
+    from rank1_eval.engines import load_engine
+
+    scorer = Scorer(vllm_engine, TINY)
+    before = scorer.score(scorer.prepare([q for q, _ in pairs[:2]], [d for _, d in pairs[:2]]))
+    second = load_engine("vllm", vllm_engine.config)
+    second.close()
+    del second
+    gc.collect()
+    after = scorer.score(scorer.prepare([q for q, _ in pairs[:2]], [d for _, d in pairs[:2]]))
+    assert [j.reasoning for j in after] == [j.reasoning for j in before]

@@ -14,6 +14,7 @@ from conftest import DEMO, MICRO_RANK1, session_engines
 
 from rank1_eval import paper
 from rank1_eval.cli import main
+from rank1_eval.judge import Judge
 from rank1_eval.paper import TableError, cell_runs, load_table, paper_table, table_from_results
 
 # The paper's numbers as the paper (arXiv 2502.18418 v1) prints them, typed here independently of the manifests:
@@ -383,8 +384,8 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     path = tmp_path / "mini.json"
     path.write_text(json.dumps(manifest))
     loads = []
-    original = rank1._load_engine
-    monkeypatch.setattr(rank1, "_load_engine", lambda self: loads.append(1) or original(self))
+    original = Judge._load_engine
+    monkeypatch.setattr(Judge, "_load_engine", lambda self: loads.append(1) or original(self))
     model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers",
                   context_size=1024, max_output_tokens=64)  # fmt: skip
     try:

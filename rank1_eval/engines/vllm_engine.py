@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,9 @@ class _LoadRecorder:
 
     def record_sleep_state(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+_LIVE: weakref.WeakSet[VLLMEngine] = weakref.WeakSet()  # loaded engines of this process (see ``close``)
 
 
 class VLLMEngine(BatchCalls):
@@ -120,6 +124,7 @@ class VLLMEngine(BatchCalls):
         self._device = device
         self._version = vllm.__version__
         self.llm = vllm.LLM(**kwargs)
+        _LIVE.add(self)
         self._engine = self.llm.llm_engine
         self._tokenizer = self.llm.get_tokenizer()
         self._SamplingParams = vllm.SamplingParams
@@ -257,8 +262,25 @@ class VLLMEngine(BatchCalls):
         llm = getattr(self, "llm", None)
         if llm is None:
             return
+        _LIVE.discard(self)
         engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if engine_core is not None and hasattr(engine_core, "shutdown"):
+        # An in-process engine core's shutdown tears down the process's distributed state (vLLM's parallel
+        # groups), which every other in-process engine of this process shares: closing one model would break the
+        # others ("pipeline model parallel group is not initialized"). Only the last one shuts the core down.
+        shared = type(engine_core).__name__ == "InprocClient" and any(
+            type(getattr(getattr(other.llm, "llm_engine", None), "engine_core", None)).__name__ == "InprocClient"
+            for other in list(_LIVE)
+            if getattr(other, "llm", None) is not None
+        )
+        if shared:  # free this engine's workers and scheduler, not the process's distributed state
+            finalizer = getattr(engine_core, "_finalizer", None)
+            if finalizer is not None:  # vLLM's own finalizer would run the full shutdown at collection
+                finalizer.detach()
+            core = getattr(engine_core, "engine_core", None)
+            for part in (getattr(core, "model_executor", None), getattr(core, "scheduler", None)):
+                if part is not None:
+                    part.shutdown()
+        elif engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
         self.llm = None  # type: ignore[assignment]
         self._engine = None
