@@ -46,10 +46,18 @@ def main() -> None:
         proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True)
         heavy[name] = next((line for line in proc.stderr.splitlines() if line.startswith("HEAVY")), proc.stderr[-300:])
     for name, ts in times.items():
-        print(json.dumps({
-            "command": f"rank1-eval {name}", "runs": len(ts), "median_s": round(statistics.median(ts), 3),
-            "min_s": round(min(ts), 3), "max_s": round(max(ts), 3), "heavy_modules": heavy[name],
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "command": f"rank1-eval {name}",
+                    "runs": len(ts),
+                    "median_s": round(statistics.median(ts), 3),
+                    "min_s": round(min(ts), 3),
+                    "max_s": round(max(ts), 3),
+                    "heavy_modules": heavy[name],
+                }
+            )
+        )
     print(json.dumps({"load_avg_1min": [round(x, 2) for x in loads], "cpus": os.cpu_count()}))
 
 

@@ -35,8 +35,9 @@ from rank1_eval.report import write_comparison, write_report  # noqa: E402
 
 def _old_report(ref: str, work: Path):
     """``rank1_eval/report.py`` as it was at ``ref`` (a module of its own, beside the package)."""
-    source = subprocess.run(["git", "show", f"{ref}:rank1_eval/report.py"], capture_output=True, text=True, cwd=ROOT,
-                            check=True).stdout  # fmt: skip
+    source = subprocess.run(
+        ["git", "show", f"{ref}:rank1_eval/report.py"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
     path = work / f"report_{ref.replace('/', '_')}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -94,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         driver.get(pages["one run"].resolve().as_uri())  # warm the browser once, untimed
         for name, page in pages.items():
             loads = args.before_loads if name.startswith("one run, report of") else args.loads
-            row = {"page": name, "pairs": pairs, "mib": round(page.stat().st_size / 2**20, 2),
-                   "write_s": round(timings[name], 2), "loads": loads, **_measure(driver, page, loads)}  # fmt: skip
+            row = {
+                "page": name,
+                "pairs": pairs,
+                "mib": round(page.stat().st_size / 2**20, 2),
+                "write_s": round(timings[name], 2),
+                "loads": loads,
+                **_measure(driver, page, loads),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(
@@ -103,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|:--|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
-        print(f"| {r['page']} | {r['pairs']:,} | {r['mib']} | {r['write_s']} | {r['loads']} | "
-              f"{r['first_paint_ms_median']} | {r['first_paint_ms_max']} | {r['load_ms_median']} |")  # fmt: skip
+        print(
+            f"| {r['page']} | {r['pairs']:,} | {r['mib']} | {r['write_s']} | {r['loads']} | "
+            f"{r['first_paint_ms_median']} | {r['first_paint_ms_max']} | {r['load_ms_median']} |"
+        )
     return 0
 
 

@@ -183,10 +183,19 @@ def length_distribution(judged: list[Any], budget: int) -> dict[str, Any]:
     edges = [e for e in edges if e < budget] + [budget]
     hist = {f"{lo + 1}-{hi}": sum(lo < t <= hi for t in toks) for lo, hi in zip(edges, edges[1:], strict=False)}
     return {
-        "min": toks[0], "p10": pct(0.1), "p25": pct(0.25), "p50": pct(0.5), "p75": pct(0.75), "p90": pct(0.9),
-        "p99": pct(0.99), "max": toks[-1], "mean": round(statistics.fmean(toks), 1), "budget": budget,
-        "at_budget": sum(t >= budget for t in toks), "histogram": {k: v for k, v in hist.items() if v},
-    }  # fmt: skip
+        "min": toks[0],
+        "p10": pct(0.1),
+        "p25": pct(0.25),
+        "p50": pct(0.5),
+        "p75": pct(0.75),
+        "p90": pct(0.9),
+        "p99": pct(0.99),
+        "max": toks[-1],
+        "mean": round(statistics.fmean(toks), 1),
+        "budget": budget,
+        "at_budget": sum(t >= budget for t in toks),
+        "histogram": {k: v for k, v in hist.items() if v},
+    }
 
 
 def variant_line(name: str, wall: float, engine: TimedEngine, judged: list[Any], n: int) -> dict[str, Any]:
@@ -232,14 +241,22 @@ def server_variant(
     from rank1_eval.servers import launch_servers
     from rank1_eval.store import SQLiteStore
 
-    config = EngineConfig(model_dir, device="cpu", dtype=dtype, context_size=ctx, enforce_eager=True,
-                          kv_cache_memory_bytes=KV_CACHE_BYTES)  # fmt: skip
+    config = EngineConfig(
+        model_dir, device="cpu", dtype=dtype, context_size=ctx, enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES
+    )
     t0 = time.perf_counter()
     group = launch_servers(config, n, on_cpu=True)
     startup = time.perf_counter() - t0
     try:
-        model = rank1(model_dir, device="cpu", fp_options=dtype, engine="openai", server_urls=group.urls,
-                      context_size=ctx, max_output_tokens=out_tok)  # fmt: skip
+        model = rank1(
+            model_dir,
+            device="cpu",
+            fp_options=dtype,
+            engine="openai",
+            server_urls=group.urls,
+            context_size=ctx,
+            max_output_tokens=out_tok,
+        )
         engine = TimedEngine(model.engine)
         model._engine = engine
         with tempfile.TemporaryDirectory() as tmp:
@@ -263,13 +280,23 @@ VARIANTS = ("reference", "chunked", "stream", "stream_prefill", "stream_warm", "
 DEFAULT_VARIANTS = ("reference", "chunked", "stream", "stream_warm", "reference_again")
 
 
-def _load(model_dir: str, dtype: str, ctx: int, out_tok: int, engine: str, max_num_seqs: int | None,
-          ngram: int = 0) -> tuple[Any, TimedEngine, float]:  # fmt: skip
+def _load(
+    model_dir: str, dtype: str, ctx: int, out_tok: int, engine: str, max_num_seqs: int | None, ngram: int = 0
+) -> tuple[Any, TimedEngine, float]:
     from rank1_eval import rank1
 
-    kwargs = dict(model_name_or_path=model_dir, device="cpu", fp_options=dtype, engine=engine, context_size=ctx,
-                  max_output_tokens=out_tok, enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES,
-                  max_num_seqs=max_num_seqs, ngram_speculation=ngram)  # fmt: skip
+    kwargs = dict(
+        model_name_or_path=model_dir,
+        device="cpu",
+        fp_options=dtype,
+        engine=engine,
+        context_size=ctx,
+        max_output_tokens=out_tok,
+        enforce_eager=True,
+        kv_cache_memory_bytes=KV_CACHE_BYTES,
+        max_num_seqs=max_num_seqs,
+        ngram_speculation=ngram,
+    )
     model = rank1(**kwargs)
     model.bench_kwargs = kwargs  # the variants are models with other settings sharing this engine (_judge)
     model.core.engine_config = replace(model.core.engine_config, load_stats=True)  # the driver's own setting
@@ -300,9 +327,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode.add_argument("--tail", action="store_true", help="heavy-tailed output lengths (SmolLM2, budget 160)")
     mode.add_argument("--real", action="store_true", help="the former workload (SmolLM2, 271 pairs, budget 64)")
     mode.add_argument("--quick", action="store_true")
-    mode.add_argument("--answers", action="store_true",
-                      help="the micro rank1 at budget 17: 57 %% answer in pass 1 (the answer token is the 17th), "
-                      "43 %% reach the budget and take pass 2, so every path of the rule is timed")  # fmt: skip
+    mode.add_argument(
+        "--answers",
+        action="store_true",
+        help="the micro rank1 at budget 17: 57 %% answer in pass 1 (the answer token is the 17th), "
+        "43 %% reach the budget and take pass 2, so every path of the rule is timed",
+    )
     mode.add_argument("--smoke", action="store_true")
     parser.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
     parser.add_argument("--max-output-tokens", type=int, default=None)
@@ -312,13 +342,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-num-seqs", type=int, default=None, help="the engine's batch slots (occupancy base)")
     parser.add_argument("--chunk-size", type=int, default=None, help="the chunked variant's chunk (default 64)")
     parser.add_argument("--dtype", default=None, help="float32 (default; exact comparisons) or bfloat16")
-    parser.add_argument("--ngram", type=int, default=0, metavar="K",
-                        help="also run the stream path with n-gram speculative decoding, K draft tokens")
+    parser.add_argument(
+        "--ngram",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run the stream path with n-gram speculative decoding, K draft tokens",
+    )
     parser.add_argument(
         "--servers", default="", help="also score the same pairs through N local vLLM servers, e.g. '1,2'"
     )
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help="a subset of the variants, run in this order: " + ",".join(VARIANTS))  # fmt: skip
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help="a subset of the variants, run in this order: " + ",".join(VARIANTS),
+    )
     args = parser.parse_args(argv)
     wanted = [v for v in args.variants.split(",") if v]
     if not wanted or not set(wanted) <= set(VARIANTS) or ("stream_warm" in wanted and "stream" not in wanted):
@@ -391,8 +429,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "reference": lambda: reference_style(engine, model.scoring, queries, docs),
             "chunked": lambda: _judge(model, queries, docs, store=chunk_store, scheduling="chunked", chunk_size=chunk),
             "stream": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
-            "stream_prefill": lambda: _judge(model, queries, docs, store=prefill_store, scheduling="stream",
-                                             answer_logprobs="prefill"),
+            "stream_prefill": lambda: _judge(
+                model, queries, docs, store=prefill_store, scheduling="stream", answer_logprobs="prefill"
+            ),
             "stream_warm": lambda: _judge(model, queries, docs, store=stream_store, scheduling="stream"),
             "reference_again": lambda: reference_style(engine, model.scoring, queries, docs),
         }
@@ -432,8 +471,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             store.close()
         line = variant_line(f"stream_ngram{args.ngram}", wall, ngram_engine, judged, len(qids))
-        line.update(model_load_s=round(ngram_load, 2), speculative=ngram_engine.info().get("speculative"),
-                    **{f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()})  # fmt: skip
+        line.update(
+            model_load_s=round(ngram_load, 2),
+            speculative=ngram_engine.info().get("speculative"),
+            **{f"{k}_vs_stream": v for k, v in _same(results["stream"], judged).items()},
+        )
         results[line["variant"]] = judged
         lines.append(line)
         print(json.dumps(line), flush=True)
@@ -474,8 +516,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         final["warm_rerun_speedup"] = round(stream["wall_s"] / max(by["stream_warm"]["wall_s"], 1e-9), 2)
         final["warm_equals_stream"] = results["stream_warm"] == results["stream"]
     final["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    diffs = [final[k]["scores_max_abs_diff"] for k in ("stream_vs_chunked_outputs", "stream_vs_reference_outputs")
-             if k in final]  # fmt: skip
+    diffs = [
+        final[k]["scores_max_abs_diff"]
+        for k in ("stream_vs_chunked_outputs", "stream_vs_reference_outputs")
+        if k in final
+    ]
     final["scores_max_abs_diff"] = max(diffs, default=0.0)
     print(json.dumps(final), flush=True)
     return final

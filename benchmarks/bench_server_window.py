@@ -50,14 +50,16 @@ def main(argv: list[str] | None = None) -> dict:
     if url is None:
         from rank1_eval.servers import launch_servers
 
-        config = EngineConfig(str(MICRO), device="cpu", dtype="float32", context_size=1024,
-                              max_num_seqs=args.max_num_seqs)  # fmt: skip
+        config = EngineConfig(
+            str(MICRO), device="cpu", dtype="float32", context_size=1024, max_num_seqs=args.max_num_seqs
+        )
         group = launch_servers(config, 1, on_cpu=True)
         url = group.urls[0]
     try:
-        engine = OpenAIEngine(EngineConfig(str(MICRO), context_size=1024, server_urls=(url,),
-                                           max_concurrency=args.max_concurrency),
-                              api_key=group.api_key if group else None)  # fmt: skip
+        engine = OpenAIEngine(
+            EngineConfig(str(MICRO), context_size=1024, server_urls=(url,), max_concurrency=args.max_concurrency),
+            api_key=group.api_key if group else None,
+        )
         rule = Rule(engine.tokenizer, ScoringConfig(max_output_tokens=args.max_output_tokens, context_size=1024))
         _, queries, docs = bench_pairs(args.queries, args.top_k)
         prepared = rule.prepare(queries, docs)

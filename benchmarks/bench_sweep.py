@@ -23,8 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(out: Path, budget: int, extra: list[str], engine: str) -> tuple[dict, float, Path]:
-    cmd = [sys.executable, "-m", "rank1_eval.cli", "run", "--engine", engine, "--max-output-tokens", str(budget),
-           "--output-dir", str(out), "--no-progress", "-q", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "rank1_eval.cli",
+        "run",
+        "--engine",
+        engine,
+        "--max-output-tokens",
+        str(budget),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "-q",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -49,10 +62,14 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     top, top_s, folder = _run(args.out / "sweep", args.max, ["--budgets", args.budgets], args.engine)
     sweep = {r["budget"]: r for r in json.loads((folder / "sweep.json").read_text())["budgets"]}
-    print(f"run at {args.max} + sweep of {args.budgets}: {top_s:.1f}s in all (process); run wall "
-          f"{top['run_wall_s']:.1f}s, engine {top['this_run']['engine_s']:.1f}s")  # fmt: skip
-    print(f"{'budget':>6} {'metric sweep':>12} {'metric real':>12} {'engine s sweep':>15} {'engine s real':>14} "
-          f"{'wall s sweep':>13} {'wall s real':>12} {'real/sweep engine':>18}")  # fmt: skip
+    print(
+        f"run at {args.max} + sweep of {args.budgets}: {top_s:.1f}s in all (process); run wall "
+        f"{top['run_wall_s']:.1f}s, engine {top['this_run']['engine_s']:.1f}s"
+    )
+    print(
+        f"{'budget':>6} {'metric sweep':>12} {'metric real':>12} {'engine s sweep':>15} {'engine s real':>14} "
+        f"{'wall s sweep':>13} {'wall s real':>12} {'real/sweep engine':>18}"
+    )
     totals = [0.0, 0.0, 0.0, 0.0]
     processes = 0.0
     for b in budgets:
@@ -63,12 +80,18 @@ def main() -> None:
         wall_s, wall_r = s["sweep_wall_s"], real["run_wall_s"] - real["this_run"]["engine_load_s"]
         totals = [totals[0] + eng_s, totals[1] + eng_r, totals[2] + wall_s, totals[3] + wall_r]
         same = "==" if abs(s["main_score"] - real["main_score"]) <= 1e-9 else "!="
-        print(f"{b:>6} {s['main_score']:>12.5f} {same}{real['main_score']:>10.5f} {eng_s:>15.2f} {eng_r:>14.2f} "
-              f"{wall_s:>13.2f} {wall_r:>12.2f} {_ratio(eng_r, eng_s):>18}")  # fmt: skip
-    print(f"{'all':>6} {'':>12} {'':>12} {totals[0]:>15.2f} {totals[1]:>14.2f} {totals[2]:>13.2f} {totals[3]:>12.2f} "
-          f"{_ratio(totals[1], totals[0]):>18}")  # fmt: skip
-    print(f"processes: the run at {args.max} with its sweep {top_s:.1f}s; the real runs at {args.budgets} "
-          f"{processes:.1f}s more (each loads mteb, the task and the engine)")  # fmt: skip
+        print(
+            f"{b:>6} {s['main_score']:>12.5f} {same}{real['main_score']:>10.5f} {eng_s:>15.2f} {eng_r:>14.2f} "
+            f"{wall_s:>13.2f} {wall_r:>12.2f} {_ratio(eng_r, eng_s):>18}"
+        )
+    print(
+        f"{'all':>6} {'':>12} {'':>12} {totals[0]:>15.2f} {totals[1]:>14.2f} {totals[2]:>13.2f} {totals[3]:>12.2f} "
+        f"{_ratio(totals[1], totals[0]):>18}"
+    )
+    print(
+        f"processes: the run at {args.max} with its sweep {top_s:.1f}s; the real runs at {args.budgets} "
+        f"{processes:.1f}s more (each loads mteb, the task and the engine)"
+    )
 
 
 if __name__ == "__main__":

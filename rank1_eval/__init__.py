@@ -19,9 +19,20 @@ MICRO_RANK1 = str(MICRO_RANK1_DIR)
 DEMO_TASK = str(DEMO_TASK_DIR)
 DEMO_RUN_FILE = str(DEMO_RUN_FILE)
 __all__ = [
-    "DEMO_RUN_FILE", "DEMO_TASK", "MICRO_RANK1", "Completion", "Judgement", "Pair", "Rank1", "__version__",
-    "load_rank1", "load_traces", "pin_revision", "rank1", "reranking_task",
-]  # fmt: skip
+    "DEMO_RUN_FILE",
+    "DEMO_TASK",
+    "MICRO_RANK1",
+    "Completion",
+    "Judgement",
+    "Pair",
+    "Rank1",
+    "__version__",
+    "load_rank1",
+    "load_traces",
+    "pin_revision",
+    "rank1",
+    "reranking_task",
+]
 
 _register_with_mteb(load_rank1)
 

@@ -35,18 +35,38 @@ DEFAULT_BATCH_SIZE = 32
 
 # rank1's flags (argparse dest -> flag): given with a baseline they are an error naming the flag, not ignored
 RANK1_ONLY_FLAGS: dict[str, str] = {
-    "num_gpus": "--num-gpus", "engine": "--engine", "dtype": "--dtype", "context_size": "--context-size",
-    "max_output_tokens": "--max-output-tokens", "gpu_memory_utilization": "--gpu-memory-utilization",
-    "enforce_eager": "--enforce-eager", "max_num_seqs": "--max-num-seqs", "scheduling": "--scheduling",
-    "chunk_size": "--chunk-size", "length_rule": "--length-rule", "ngram_speculation": "--ngram-speculation",
-    "force_rethink": "--force-rethink", "keep_token_ids": "--keep-token-ids", "failed_score": "--failed-score",
-    "skip_prompt": "--skip-prompt", "prompt_set": "--prompt-set", "prompt_file": "--prompt-file",
-    "prompt_key": "--prompt-key", "data_parallel": "--data-parallel", "server_urls": "--server-url",
-    "api_key_env": "--api-key-env", "max_concurrency": "--max-concurrency", "request_timeout": "--request-timeout",
-    "max_retries": "--max-retries", "stall_warning": "--stall-warning", "budgets": "--budgets",
-    "verify": "--verify", "shard": "--shard", "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
+    "num_gpus": "--num-gpus",
+    "engine": "--engine",
+    "dtype": "--dtype",
+    "context_size": "--context-size",
+    "max_output_tokens": "--max-output-tokens",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "enforce_eager": "--enforce-eager",
+    "max_num_seqs": "--max-num-seqs",
+    "scheduling": "--scheduling",
+    "chunk_size": "--chunk-size",
+    "length_rule": "--length-rule",
+    "ngram_speculation": "--ngram-speculation",
+    "force_rethink": "--force-rethink",
+    "keep_token_ids": "--keep-token-ids",
+    "failed_score": "--failed-score",
+    "skip_prompt": "--skip-prompt",
+    "prompt_set": "--prompt-set",
+    "prompt_file": "--prompt-file",
+    "prompt_key": "--prompt-key",
+    "data_parallel": "--data-parallel",
+    "server_urls": "--server-url",
+    "api_key_env": "--api-key-env",
+    "max_concurrency": "--max-concurrency",
+    "request_timeout": "--request-timeout",
+    "max_retries": "--max-retries",
+    "stall_warning": "--stall-warning",
+    "budgets": "--budgets",
+    "verify": "--verify",
+    "shard": "--shard",
+    "kv_cache_memory_bytes": "--kv-cache-memory-bytes",
     "answer_rule": "--answer-rule",
-}  # fmt: skip
+}
 BASELINE_FLAGS: dict[str, str] = {}  # baseline-only flags (an error with rank1); --batch-size serves both
 
 
@@ -204,8 +224,13 @@ class Baseline:
         }
 
     def template_info(self, task: str | None, subset: str | None) -> dict[str, Any]:
-        return {"key": None, "source": "none: the baseline sees mteb's query text (instruction included)",
-                "prompt_set": None, "template": None, "sha256": None}  # fmt: skip
+        return {
+            "key": None,
+            "source": "none: the baseline sees mteb's query text (instruction included)",
+            "prompt_set": None,
+            "template": None,
+            "sha256": None,
+        }
 
     @contextlib.contextmanager
     def session(
@@ -311,8 +336,9 @@ class Baseline:
                 if not math.isfinite(score):
                     qid, docid = q.get("id", ["?"] * len(keys))[i], d.get("id", ["?"] * len(keys))[i]
                     raise RuntimeError(f"{self.model_name_or_path} gave a non-finite score ({score}) to {qid}/{docid}")
-                judgement = Judgement(score=score, reasoning="", path="pass1", prompt_tokens=0, output_tokens=0,
-                                      finish_reason="score")  # fmt: skip
+                judgement = Judgement(
+                    score=score, reasoning="", path="pass1", prompt_tokens=0, output_tokens=0, finish_reason="score"
+                )
                 found[key] = judgement
                 new.append((key, judgement))
                 stats.add_scored(judgement)

@@ -208,40 +208,69 @@ def check_model_args(args: argparse.Namespace) -> None:
         )
 
 
-
 def add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task and first stage")
     g.add_argument("--task", default=None, help="seed/mteb task name or a BEIR-style folder (default: bundled demo)")
     g.add_argument("--subtask", default=None, help="e.g. biology, fas, eng-zho; 'default' = none")
     g.add_argument("--split", default=None, help="evaluation split (default: the task's)")
     g.add_argument("--dataset-path", default=None, help="local copy of the task's Hub dataset (offline use)")
-    g.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder of local Hub copies by repo id, e.g. DIR/mteb/scifact "
-                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
+    g.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="folder of local Hub copies by repo id, e.g. DIR/mteb/scifact (default: $RANK1_DATA_ROOT)",
+    )
     first = g.add_mutually_exclusive_group()
     first.add_argument("--run-file", default=None, help="first-stage run: rank1 JSON, TREC run or mteb predictions")
     first.add_argument("--first-stage", default=None, choices=["bm25"], help="build the top-k with bm25s")
     g.add_argument("--top-k", type=_int_at_least(1), default=100, help="first-stage candidates reranked per query")
     g.add_argument("--main-metric", default=None, help="metric reported first (default: the task's)")
-    g.add_argument("--qrels", action="append", type=_qrels_arg, default=[], metavar="NAME=PATH",
-                   help="extra judgements to score the run with (repeatable)")  # fmt: skip
+    g.add_argument(
+        "--qrels",
+        action="append",
+        type=_qrels_arg,
+        default=[],
+        metavar="NAME=PATH",
+        help="extra judgements to score the run with (repeatable)",
+    )
     g.add_argument("--limit-queries", type=_int_at_least(1), default=None, help="first N queries only (smoke runs)")
     o = p.add_argument_group("outputs")
     o.add_argument("--output-dir", type=Path, default=Path("results"), help="where result folders go")
     o.add_argument("--store", type=Path, default=None, help="SQLite judgement store (default: OUTPUT_DIR/store.sqlite)")
-    o.add_argument("--budgets", default=None, metavar="B1,B2,...",
-                   help="after the run (at --max-output-tokens, the largest budget), derive every smaller budget "
-                   "from it as `rank1-eval sweep` does (keeps token ids)")  # fmt: skip
-    o.add_argument("--verify", type=_int_at_least(0), default=0, metavar="N",
-                   help="with --budgets: re-run N sampled pairs per budget for real and report the differences")
+    o.add_argument(
+        "--budgets",
+        default=None,
+        metavar="B1,B2,...",
+        help="after the run (at --max-output-tokens, the largest budget), derive every smaller budget "
+        "from it as `rank1-eval sweep` does (keeps token ids)",
+    )
+    o.add_argument(
+        "--verify",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="with --budgets: re-run N sampled pairs per budget for real and report the differences",
+    )
     o.add_argument("--dry-run", action="store_true", help="validate, count pairs and prompt tokens, load no model")
-    o.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
-                   help="accept failed pairs (all, or up to N pairs or P%% of them); by default any failed pair "
-                   f"ends the run with exit code {EXIT_FAILED_PAIRS} after the results are written")  # fmt: skip
+    o.add_argument(
+        "--allow-failed",
+        type=_allow_failed,
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="N|P%",
+        help="accept failed pairs (all, or up to N pairs or P%% of them); by default any failed pair "
+        f"ends the run with exit code {EXIT_FAILED_PAIRS} after the results are written",
+    )
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
-    o.add_argument("--shard", type=_shard_arg, default=None, metavar="I/N",
-                   help="judge only shard I of N (0-based) into its own store, write no outputs; then "
-                   "`rank1-eval merge` and run again with --store")  # fmt: skip
+    o.add_argument(
+        "--shard",
+        type=_shard_arg,
+        default=None,
+        metavar="I/N",
+        help="judge only shard I of N (0-based) into its own store, write no outputs; then "
+        "`rank1-eval merge` and run again with --store",
+    )
 
 
 def _shard_arg(value: str) -> tuple[int, int]:
@@ -309,8 +338,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         budget_list = parse_budgets(args.budgets)
     # no silent overrides: before the demo's defaults, so only what the user typed counts as asked for
-    flag_warnings = [] if is_baseline else check_flags(
-        args, given_flags(args, build_parser().parse_args(["run"])), budgets=budget_list
+    flag_warnings = (
+        []
+        if is_baseline
+        else check_flags(args, given_flags(args, build_parser().parse_args(["run"])), budgets=budget_list)
     )
     _demo_defaults(args)
     if not args.server_urls and not is_baseline:  # servers load the model themselves; a baseline is mteb's
@@ -336,8 +367,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # one display for the whole run: status lines (with the elapsed time) while things load, silent under -q;
     # then the per-judgement bar, unless --no-progress
-    display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
-                              prefix="rank1-eval: ")  # fmt: skip
+    display = ProgressDisplay(
+        0, enabled=not (args.no_progress or args.quiet), status=not args.quiet, prefix="rank1-eval: "
+    )
     sweep_result = None
     try:
         display.status("loading mteb, datasets and transformers")
@@ -359,8 +391,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             report["preflight_warnings"] = check_run(model, prepared, opts, out=out, store_path=store_path_of(opts))
             print(json.dumps(report, indent=2))
             return 0
-        display.status(f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
-                       "engine); the model loads at the first pair the store does not hold")  # fmt: skip
+        display.status(
+            f"{prepared.n_pairs} pairs to judge with {model.model_name_or_path} ({model.engine_name} "
+            "engine); the model loads at the first pair the store does not hold"
+        )
         try:  # close() stops the vLLM servers of --data-parallel, also on errors
             if args.shard is not None:
                 from rank1_eval.shards import run_shard, shard_message
@@ -373,8 +407,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from rank1_eval.sweep import sweep
 
                 display.status(f"deriving budgets {', '.join(map(str, budgets))} from the run")
-                sweep_result = sweep(model, prepared, opts, budgets, Path(summary["output_dir"]),
-                                     verify_pairs=args.verify, base_summary=summary, progress=display)  # fmt: skip
+                sweep_result = sweep(
+                    model,
+                    prepared,
+                    opts,
+                    budgets,
+                    Path(summary["output_dir"]),
+                    verify_pairs=args.verify,
+                    base_summary=summary,
+                    progress=display,
+                )
         finally:
             model.close()
     finally:
@@ -403,9 +445,11 @@ def _print_sweep(result: dict[str, Any]) -> None:
 
     print(table(result))
     for check in result.get("verify", []):
-        print(f"verify budget {check['budget']}: {check['pairs']} pairs re-run for real ({check.get('cut_pairs', 0)} "
-              f"cut), same path {check.get('same_path')}, same reasoning {check.get('same_reasoning')}, max |Δscore| "
-              f"{check.get('max_abs_score_diff')}")  # fmt: skip
+        print(
+            f"verify budget {check['budget']}: {check['pairs']} pairs re-run for real ({check.get('cut_pairs', 0)} "
+            f"cut), same path {check.get('same_path')}, same reasoning {check.get('same_reasoning')}, max |Δscore| "
+            f"{check.get('max_abs_score_diff')}"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -421,8 +465,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         argv, cwd, summary = S.recorded_command(folder)
         sampling = summary.get("provenance", {}).get("sampling", {})
         if "max_output_tokens" in sampling:  # fail before anything loads
-            S.check_budgets(budgets, sampling["max_output_tokens"], sampling.get("force_rethink", 0),
-                            sampling.get("answer_rule", "rank1"))  # fmt: skip
+            S.check_budgets(
+                budgets,
+                sampling["max_output_tokens"],
+                sampling.get("force_rethink", 0),
+                sampling.get("answer_rule", "rank1"),
+            )
         run_args = build_parser().parse_args(argv)
         run_args.keep_token_ids = True
         _demo_defaults(run_args)
@@ -439,8 +487,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 raise S.SweepError(f"judgement store {run_args.store} not found: pass the run's store with --store")
             run_args.no_progress = run_args.no_progress or args.no_progress
             run_args.quiet, run_args.verbose = args.quiet, args.verbose
-            display = ProgressDisplay(0, enabled=not (args.no_progress or args.quiet), status=not args.quiet,
-                                      prefix="rank1-eval: ")  # fmt: skip
+            display = ProgressDisplay(
+                0, enabled=not (args.no_progress or args.quiet), status=not args.quiet, prefix="rank1-eval: "
+            )
             try:
                 display.status("loading mteb, datasets and transformers")
                 _quiet_libraries()
@@ -449,8 +498,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 display.status(f"loading task {opts.task} and its first stage")
                 prepared = prepare(opts, model.mteb_model_meta.name)
                 try:
-                    results[str(folder)] = S.sweep(model, prepared, opts, budgets, folder, verify_pairs=args.verify,
-                                                 base_summary=summary, progress=display)  # fmt: skip
+                    results[str(folder)] = S.sweep(
+                        model,
+                        prepared,
+                        opts,
+                        budgets,
+                        folder,
+                        verify_pairs=args.verify,
+                        base_summary=summary,
+                        progress=display,
+                    )
                 finally:
                     model.close()
             finally:
@@ -487,12 +544,23 @@ def add_sweep_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("result_dirs", type=Path, nargs="+", metavar="RESULT_DIR",
-                   help="run folder(s) of `run`, or task folder(s) holding one run no sweep derived")  # fmt: skip
-    p.add_argument("--budgets", required=True, metavar="B1,B2,...",
-                   help="max_output_tokens values, each at most the run's")  # fmt: skip
-    p.add_argument("--verify", type=_int_at_least(0), default=0, metavar="N",
-                   help="re-run N sampled pairs per budget for real (cut pairs first) and report the differences")
+    p.add_argument(
+        "result_dirs",
+        type=Path,
+        nargs="+",
+        metavar="RESULT_DIR",
+        help="run folder(s) of `run`, or task folder(s) holding one run no sweep derived",
+    )
+    p.add_argument(
+        "--budgets", required=True, metavar="B1,B2,...", help="max_output_tokens values, each at most the run's"
+    )
+    p.add_argument(
+        "--verify",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="re-run N sampled pairs per budget for real (cut pairs first) and report the differences",
+    )
     p.add_argument("--store", type=Path, default=None, help="the run's judgement store (default: as recorded)")
     p.add_argument("--plot", type=Path, default=None, help="also one plot of all RESULT_DIRs' tasks here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -549,9 +617,14 @@ def cmd_table(args: argparse.Namespace) -> int:
         if args.results is None:
             raise TableError("pass --results DIR (result folders) or --paper (the paper's own table)")
         result = table_from_results(
-            args.table, args.results, args.model, row=args.row, placeholders=placeholders,
-            allow_partial=args.allow_partial, where=dict(args.where),
-        )  # fmt: skip
+            args.table,
+            args.results,
+            args.model,
+            row=args.row,
+            placeholders=placeholders,
+            allow_partial=args.allow_partial,
+            where=dict(args.where),
+        )
     _print(result, args.format)
     if args.out:
         stem = result.table.name
@@ -644,9 +717,13 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--results", type=Path, default=None, help="the --output-dir of earlier runs")
     src.add_argument("--paper", action="store_true", help="print the paper's own table")
-    p.add_argument("--model", action="append", default=None,
-                   help="model id, local model path or folder name under --results; repeat it for one row per "
-                   "model (rank1 next to the mteb baselines you ran)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="model id, local model path or folder name under --results; repeat it for one row per "
+        "model (rank1 next to the mteb baselines you ran)",
+    )
     p.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     p.add_argument(
         "--set",
@@ -656,10 +733,19 @@ def add_table_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
-    p.add_argument("--allow-partial", action="store_true",
-                   help="fill cells from partial runs (--limit-queries) when no complete run exists")  # fmt: skip
-    p.add_argument("--where", action="append", type=_where_arg, default=[], metavar="KEY=VALUE",
-                   help="only runs with this setting: prompt_set=paper, hash=3f2a, … (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="fill cells from partial runs (--limit-queries) when no complete run exists",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        type=_where_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this setting: prompt_set=paper, hash=3f2a, … (repeatable)",
+    )
     p.add_argument("--format", default="md", choices=["md", "csv", "tex", "json", "text"], help="printed format")
     p.add_argument("--out", type=Path, default=None, help="also write .md/.csv/.tex/.json/.png here")
     p.set_defaults(func=cmd_table)
@@ -694,16 +780,33 @@ def add_reproduce_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = 
         metavar="NAME=PATH",
         help="value of a manifest placeholder (dl19: DL19_DIR, DL19_RUN, DL19_REJUDGED)",
     )
-    g.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder of local Hub copies by repo id, e.g. DIR/xlangai/BRIGHT, DIR/mteb/scifact "
-                   "(default: $RANK1_DATA_ROOT)")  # fmt: skip
-    g.add_argument("--dataset-path", action="append", type=_dataset_path_arg, default=[], metavar="TASK=PATH",
-                   help="local Hub copy of one task's dataset (repeatable; wins over --data-root)")  # fmt: skip
+    g.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="folder of local Hub copies by repo id, e.g. DIR/xlangai/BRIGHT, DIR/mteb/scifact "
+        "(default: $RANK1_DATA_ROOT)",
+    )
+    g.add_argument(
+        "--dataset-path",
+        action="append",
+        type=_dataset_path_arg,
+        default=[],
+        metavar="TASK=PATH",
+        help="local Hub copy of one task's dataset (repeatable; wins over --data-root)",
+    )
     g.add_argument("--row", default=None, help="paper row to compare against (for a model outside the paper)")
     g.add_argument("--skip-existing", action="store_true", help="do not re-evaluate cells with a whole result folder")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--allow-failed", type=_allow_failed, nargs="?", const="all", default=None, metavar="N|P%",
-                   help=f"accept failed pairs per cell (all, N, P%%); else exit code {EXIT_FAILED_PAIRS}")  # fmt: skip
+    g.add_argument(
+        "--allow-failed",
+        type=_allow_failed,
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="N|P%",
+        help=f"accept failed pairs per cell (all, N, P%%); else exit code {EXIT_FAILED_PAIRS}",
+    )
     p.set_defaults(func=cmd_reproduce)
     return p
 
@@ -775,8 +878,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``rank1-eval report``: prints the page's path."""
     from rank1_eval.report import write_comparison, write_report
 
-    options = {"texts": not args.no_texts, "max_doc_chars": args.max_doc_chars, "metric": args.metric,
-               "allow_partial": args.allow_partial}  # fmt: skip
+    options = {
+        "texts": not args.no_texts,
+        "max_doc_chars": args.max_doc_chars,
+        "metric": args.metric,
+        "allow_partial": args.allow_partial,
+    }
     if args.b is None:
         path = write_report(args.dir, args.output, **options)
     else:
@@ -805,8 +912,12 @@ def add_report_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ())
     p.add_argument(
         "b", nargs="?", default=None, help="second run: a result folder, a run file, or 'first-stage' (A's own)"
     )
-    p.add_argument("-o", "--output", default=None,
-                   help="output file (default: <run folder>/report.html, <run folder>/report-vs-B.html)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output file (default: <run folder>/report.html, <run folder>/report-vs-B.html)",
+    )
     p.add_argument("--allow-partial", action="store_true", help="accept a task folder's partial run (--limit-queries)")
     p.add_argument("--metric", default=None, help="per-query metric (trec_eval or ndcg_at_10 style; default: nDCG@10)")
     p.add_argument("--max-doc-chars", type=int, default=2000, help="passage text kept per pair in the page")
@@ -885,8 +996,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
         raise StoreError(str(exc)) from exc
     for src in report.per_source:
         print(f"{src.path}: read {src.read}, added {src.added}, duplicates {src.duplicates}")
-    print(f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
-          f"duplicates {report.duplicates}")  # fmt: skip
+    print(
+        f"merged {len(report.per_source)} store(s) into {report.into}: added {report.added}, "
+        f"duplicates {report.duplicates}"
+    )
     return 0
 
 
@@ -929,8 +1042,10 @@ def add_store_parser(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) 
         "it and the key it has now, and copy each judgement found under its old key into --into under its new "
         "key. Exact: only judgements made with these settings move; the rest are counted (migrate again with "
         "the flags of their runs). The old store is only read.",
-        epilog=_examples("rank1-eval store migrate results/store.sqlite --into results/store.v2.sqlite "
-                         "--task SciFact --max-output-tokens 8192"),  # fmt: skip
+        epilog=_examples(
+            "rank1-eval store migrate results/store.sqlite --into results/store.v2.sqlite "
+            "--task SciFact --max-output-tokens 8192"
+        ),
         formatter_class=HelpFormatter,
     )
     m.add_argument("path", type=Path, help="the store of the previous key scheme (only read)")
@@ -1027,11 +1142,21 @@ def _examples(*lines: str) -> str:
 def _verbosity(parser: argparse.ArgumentParser, default: Any) -> None:
     """-v/-q, at the top level and (default SUPPRESS: they leave the top level's value alone) after a subcommand."""
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
-                   help="more log lines: -v info (and the engines' own output on screen instead of "
-                   "<result folder>/engine.log), -vv debug")  # fmt: skip
-    g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
-                   help="errors only, no progress bars")  # fmt: skip
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="more log lines: -v info (and the engines' own output on screen instead of "
+        "<result folder>/engine.log), -vv debug",
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if default is None else default,
+        help="errors only, no progress bars",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1127,8 +1252,10 @@ def _run_command(args: argparse.Namespace, user_errors: Any) -> int:
             print(f"rank1-eval: error: {_describe(failure)}", file=sys.stderr)
             return EXIT_ERROR
         what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        print(f"rank1-eval: interrupted by {what}: {judgements_written()} judgements kept in the store, rerun to "
-              "resume", file=sys.stderr)  # fmt: skip
+        print(
+            f"rank1-eval: interrupted by {what}: {judgements_written()} judgements kept in the store, rerun to resume",
+            file=sys.stderr,
+        )
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 

@@ -359,8 +359,11 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
         f"A: {result['a']}" + (f"  [{who_a}]" if who_a else ""),
         f"B: {result['b']}" + (f"  [{who_b}]" if who_b else ""),
         f"metric {_label(result['metric'])} over {result['n_queries']} common queries"
-        + (f" ({result['queries_only_a']} only in A, {result['queries_only_b']} only in B)"
-           if result["queries_only_a"] or result["queries_only_b"] else ""),
+        + (
+            f" ({result['queries_only_a']} only in A, {result['queries_only_b']} only in B)"
+            if result["queries_only_a"] or result["queries_only_b"]
+            else ""
+        ),
         "",
         "| | A | B | A − B |",
         "|:--|--:|--:|--:|",
@@ -369,11 +372,13 @@ def format_comparison(result: Mapping[str, Any], per_query_rows: bool = True) ->
         f"wins/ties/losses (A vs B): {result['wins']}/{result['ties']}/{result['losses']}",
         f"paired t-test: t = {_f(tt['statistic'], 3)}, p = {_p(tt['p_value'])}",
         f"paired randomization test ({kind}): p = {_p(rnd['p_value'])}",
-    ]  # fmt: skip
+    ]
     if cand is not None:
         same = f"candidates: the same {cand['pairs_a']} (query, passage) pairs on both sides"
-        differ = (f"candidates DIFFER: {cand['pairs_a']} pairs in A, {cand['pairs_b']} in B, "
-                  f"{cand['queries_differing']} queries with other passages (e.g. {', '.join(cand['examples'])})")
+        differ = (
+            f"candidates DIFFER: {cand['pairs_a']} pairs in A, {cand['pairs_b']} in B, "
+            f"{cand['queries_differing']} queries with other passages (e.g. {', '.join(cand['examples'])})"
+        )
         lines.insert(3, same if cand["identical"] else differ)
     if per_query_rows and result.get("per_query"):
         lines += ["", "| query | A | B | Δ |", "|:--|--:|--:|--:|"]

@@ -32,8 +32,26 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from rank1_eval.texts import TextsError
 
     return (
-        DatasetError, EngineError, DeviceError, ModelLoadError, PromptError, RunFileError, TokenizerError,
-        StoreError, TaskError, FileNotFoundError, TableError, CompareError, ReportError, TextsError,
-        ResultsError, ResultFolderError, OutputError, PromptBudgetError, PromptTooLongError, ScoringError,
-        UsageError, SweepError,
-    )  # fmt: skip
+        DatasetError,
+        EngineError,
+        DeviceError,
+        ModelLoadError,
+        PromptError,
+        RunFileError,
+        TokenizerError,
+        StoreError,
+        TaskError,
+        FileNotFoundError,
+        TableError,
+        CompareError,
+        ReportError,
+        TextsError,
+        ResultsError,
+        ResultFolderError,
+        OutputError,
+        PromptBudgetError,
+        PromptTooLongError,
+        ScoringError,
+        UsageError,
+        SweepError,
+    )

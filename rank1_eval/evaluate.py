@@ -73,9 +73,16 @@ class Prepared:
 
 
 __all__ = [
-    "Prepared", "RunOptions", "evaluate", "export_results", "prepare", "reranking_task", "run_folder", "run_settings",
+    "Prepared",
+    "RunOptions",
+    "evaluate",
+    "export_results",
+    "prepare",
+    "reranking_task",
+    "run_folder",
+    "run_settings",
     "safe_name",
-]  # fmt: skip
+]
 
 BM25_FILE = "first_stage.bm25.trec"
 
@@ -220,8 +227,11 @@ def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
 
         if task.excluded:
             run, n_pairs, n_queries = drop_excluded(run, task.excluded)
-            excluded = {"queries_with_exclusions": len(task.excluded), "pairs_removed": n_pairs,
-                        "queries_affected": n_queries}  # fmt: skip
+            excluded = {
+                "queries_with_exclusions": len(task.excluded),
+                "pairs_removed": n_pairs,
+                "queries_affected": n_queries,
+            }
             if n_pairs:
                 log.info("%s: removed %d excluded (query, doc) entries of %d queries", source, n_pairs, n_queries)
         kept = top_k(run, opts.top_k)
@@ -248,8 +258,9 @@ def prepare(opts: RunOptions, model_name: str | None = None) -> Prepared:
             raise TaskError(f"--limit-queries must be >= 1, got {opts.limit_queries}")
         limited_to = task.limit_queries(opts.limit_queries)
         if limited_to != opts.limit_queries:
-            log.warning("--limit-queries %d kept %d queries (groups scored together stay whole)",
-                        opts.limit_queries, limited_to)  # fmt: skip
+            log.warning(
+                "--limit-queries %d kept %d queries (groups scored together stay whole)", opts.limit_queries, limited_to
+            )
     task.check_groups()
     odd = odd_text_warning(task.pairs())  # NUL/control characters: counted, shown, recorded in run_warnings
     if odd:
@@ -412,8 +423,9 @@ def evaluate(
     if getattr(model, "kind", "rank1") != "rank1":  # a baseline: the folder says it holds no reasoning
         summary["model_kind"] = model.kind
         summary["reasoning_traces"] = False
-        summary["traces_note"] = "a baseline reranker: traces.jsonl holds each pair's score and first-stage rank, "\
-            "no reasoning"
+        summary["traces_note"] = (
+            "a baseline reranker: traces.jsonl holds each pair's score and first-stage rank, no reasoning"
+        )
     summary["settings"] = settings
     summary["settings_hash"] = layout.settings_hash(settings)
     summary["extra_qrels"] = outputs.extra_metrics(
@@ -506,9 +518,11 @@ def cost_line(summary: Mapping[str, Any]) -> str:
     run = c.get("this_run", {})
     if c.get("model_kind"):  # a baseline: scores, no reasoning tokens or passes
         rate = f"{run['docs_per_s']:.1f} docs/s" if run.get("docs_per_s") else "nothing scored"
-        return (f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']} | this run: "
-                f"{rate} ({run.get('engine_s', 0.0):.1f}s in the model, {run.get('engine_load_s', 0.0):.1f}s loading "
-                "it)")  # fmt: skip
+        return (
+            f"pairs {c['pairs_total']}: scored {c['pairs_scored']}, from store {c['pairs_from_store']} | this run: "
+            f"{rate} ({run.get('engine_s', 0.0):.1f}s in the model, {run.get('engine_load_s', 0.0):.1f}s loading "
+            "it)"
+        )
     if run.get("docs_per_s"):
         rate = f"{run['docs_per_s']:.2f} docs/s, {run['generated_tokens_per_s']:.1f} gen tok/s"
     elif run.get("pairs_derived"):
@@ -567,6 +581,9 @@ def export_results(
         listed = ", ".join(r.describe() for r in partial[:3])
         raise layout.ResultsError(f"{results} holds only partial runs ({listed}): pass --allow-partial to export them")
     if partial:
-        log.warning("%d partial run(s) not exported (pass --allow-partial): %s", len(partial),
-                    ", ".join(r.describe() for r in partial[:3]))  # fmt: skip
+        log.warning(
+            "%d partial run(s) not exported (pass --allow-partial): %s",
+            len(partial),
+            ", ".join(r.describe() for r in partial[:3]),
+        )
     return done

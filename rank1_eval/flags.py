@@ -54,10 +54,12 @@ def check_flags(args: Any, given: Set[str], *, budgets: list[int] | None = None)
     engine = resolve_engine_name(values.get("engine") or "auto", server_urls=urls, data_parallel=data_parallel)
     servers = engine == "openai" or data_parallel > 1
     how = (
-        "--engine transformers" if engine == "transformers"
-        else "--server-url (engine openai)" if engine == "openai"
+        "--engine transformers"
+        if engine == "transformers"
+        else "--server-url (engine openai)"
+        if engine == "openai"
         else "--engine vllm"
-    )  # fmt: skip
+    )
     errors: list[str] = []
     warnings: list[str] = []
 
@@ -74,18 +76,28 @@ def check_flags(args: Any, given: Set[str], *, budgets: list[int] | None = None)
     elif engine == "openai":
         for dest, flag in LOAD_ONLY.items():
             if dest in given:
-                refuse(dest, flag, f"{how}: your servers were started with their own settings; set it where "
-                       "you start them (vllm serve ...)")  # fmt: skip
+                refuse(
+                    dest,
+                    flag,
+                    f"{how}: your servers were started with their own settings; set it where "
+                    "you start them (vllm serve ...)",
+                )
     elif not servers:  # in-process vLLM
         for dest, flag in SERVER_ONLY.items():
             if dest in given:
                 refuse(dest, flag, f"{how}: only server engines read it (--server-url or --data-parallel N)")
     if servers and engine != "openai" and "ngram_speculation" in given:  # local servers of --data-parallel
-        refuse("ngram_speculation", "--ngram-speculation",
-               "--data-parallel: the local vLLM servers are started without speculation; drop one of them")  # fmt: skip
+        refuse(
+            "ngram_speculation",
+            "--ngram-speculation",
+            "--data-parallel: the local vLLM servers are started without speculation; drop one of them",
+        )
     if "chunk_size" in given and values.get("scheduling", "stream") != "chunked":
-        refuse("chunk_size", "--chunk-size", "--scheduling stream (the default): chunks exist only under "
-               "--scheduling chunked")  # fmt: skip
+        refuse(
+            "chunk_size",
+            "--chunk-size",
+            "--scheduling stream (the default): chunks exist only under --scheduling chunked",
+        )
     if values.get("skip_prompt"):
         prompt_flags = {"prompt_key": "--prompt-key", "prompt_file": "--prompt-file", "prompt_set": "--prompt-set"}
         for dest, flag in prompt_flags.items():
@@ -94,8 +106,12 @@ def check_flags(args: Any, given: Set[str], *, budgets: list[int] | None = None)
     if budgets and "max_output_tokens" in given and max(budgets) != values["max_output_tokens"]:
         top = max(budgets)
         if top > values["max_output_tokens"]:
-            refuse("max_output_tokens", "--max-output-tokens", f"--budgets {values.get('budgets')}: the run is "
-                   f"made at the largest budget ({top}); drop --max-output-tokens or make it {top}")  # fmt: skip
+            refuse(
+                "max_output_tokens",
+                "--max-output-tokens",
+                f"--budgets {values.get('budgets')}: the run is "
+                f"made at the largest budget ({top}); drop --max-output-tokens or make it {top}",
+            )
         else:
             warnings.append(
                 f"--max-output-tokens {values['max_output_tokens']} is above the largest of --budgets "

@@ -276,8 +276,13 @@ def server_identity(urls: Sequence[str], api_key_env: str, timeout: float = 10.0
             ) from exc
         except ValueError as exc:
             raise ModelLoadError(f"server {url} did not say what it runs (/models is not JSON: {exc})") from exc
-        out.append({"root": entry.get("root") or entry.get("id"), "max_model_len": entry.get("max_model_len"),
-                    "version": version})  # fmt: skip
+        out.append(
+            {
+                "root": entry.get("root") or entry.get("id"),
+                "max_model_len": entry.get("max_model_len"),
+                "version": version,
+            }
+        )
     # the same model on every server, or the pairs would be keyed by a mix
     return [dict(t) for t in {json.dumps(o, sort_keys=True): o for o in out}.values()]
 
@@ -337,15 +342,19 @@ class Judge:
         self.settings = settings
         self.scoring: ScoringConfig = settings.scoring()
         # unknown names, and URLs or data parallelism an engine would ignore, fail here, before any loading
-        self.engine_name = resolve_engine_name(settings.engine, server_urls=settings.server_urls,
-                                               data_parallel=settings.data_parallel)  # fmt: skip
+        self.engine_name = resolve_engine_name(
+            settings.engine, server_urls=settings.server_urls, data_parallel=settings.data_parallel
+        )
         if settings.scheduling not in SCHEDULING:
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING)}, got {settings.scheduling!r}")
         device = settings.device or "auto"
         # None: float16 on CUDA, float32 on CPU; with device "auto" decided when the device is (at first use)
         self._dtype: str | None = settings.fp_options or (default_dtype(device) if device != "auto" else None)
-        passed = {f: getattr(settings, ENGINE_RENAMES.get(f, f)) for f in EngineConfig.__dataclass_fields__
-                  if f not in ENGINE_INTERNAL}  # fmt: skip
+        passed = {
+            f: getattr(settings, ENGINE_RENAMES.get(f, f))
+            for f in EngineConfig.__dataclass_fields__
+            if f not in ENGINE_INTERNAL
+        }
         passed.update(device=device, dtype=self._dtype or "float16")  # placeholder until the device is known
         passed["context_size"] = self.scoring.engine_context_size()  # +1 under answer_rule="reference" (vLLM 0.7.2)
         self.engine_config = EngineConfig(**passed)
@@ -554,8 +563,11 @@ class Judge:
         derived = sum(found[k].derived_from is not None for k in keys if k in found)
         stats.derived_from_store += derived
         if derived and missing is None:
-            log.warning("%d of %d store hits were derived by a budget sweep (rank1-eval sweep), not decoded at this "
-                        "budget", derived, hits)  # fmt: skip
+            log.warning(
+                "%d of %d store hits were derived by a budget sweep (rank1-eval sweep), not decoded at this budget",
+                derived,
+                hits,
+            )
         todo: dict[str, PreparedPrompt] = {}
         for key, prep in zip(keys, prepared, strict=True):
             if key not in found and key not in todo:
@@ -616,8 +628,9 @@ class Judge:
                 missing(self, [p for _, p in items], final)
                 stats.engine_s += time.perf_counter() - t0
             elif self.settings.scheduling == "stream":
-                scheduler = Scheduler(self.engine, self.scorer.rule, keep_token_ids=self.settings.keep_token_ids,
-                                      on_final=final)  # fmt: skip
+                scheduler = Scheduler(
+                    self.engine, self.scorer.rule, keep_token_ids=self.settings.keep_token_ids, on_final=final
+                )
                 scheduler.run([p for _, p in items])
                 stats.engine_s += scheduler.stats.engine_s
             else:
@@ -648,7 +661,8 @@ class Judge:
         for name in LENGTH_RULES:
             budget = rule_budget(name, self.scoring.context_size, self.scoring.max_output_tokens, reserve)
             stats.cut_by_rule[name] = stats.cut_by_rule.get(name, 0) + sum(
-                p.source_tokens > budget for p in prepared  # type: ignore[operator]
+                p.source_tokens > budget
+                for p in prepared  # type: ignore[operator]
             )
 
     def effective_chunk_size(self) -> int:

@@ -112,8 +112,11 @@ def run_folder_name(settings: Mapping[str, Any]) -> str:
         parts.append("noprompt")
     elif isinstance(settings.get("dataset_prompt"), str):
         parts.append("ownprompt")
-    parts += [f"out{_token(settings.get('max_output_tokens'))}", _token(settings.get("dtype")),
-              _token(settings.get("engine"))]  # fmt: skip
+    parts += [
+        f"out{_token(settings.get('max_output_tokens'))}",
+        _token(settings.get("dtype")),
+        _token(settings.get("engine")),
+    ]
     return "-".join(parts + [settings_hash(settings)])
 
 
@@ -189,8 +192,20 @@ class RunFolder:
             return dict(settings)
         prov = self.summary.get("provenance") or {}
         sampling = prov.get("sampling") or {}
-        keys = ("model", "revision", "engine", "dtype", "prompt_set", "dataset_prompt", "task", "subtask", "subset",
-                "split", "top_k", "limit_queries")  # fmt: skip
+        keys = (
+            "model",
+            "revision",
+            "engine",
+            "dtype",
+            "prompt_set",
+            "dataset_prompt",
+            "task",
+            "subtask",
+            "subset",
+            "split",
+            "top_k",
+            "limit_queries",
+        )
         return {**{k: prov.get(k) for k in keys if k in prov}, **sampling}
 
     @property
@@ -318,8 +333,12 @@ def resolve_run_folder(
     pool = complete or runs
     measured = [r for r in pool if "derived_from" not in r.summary]  # a sweep's budgets beside the run it cut
     if len(pool) > 1 and len(measured) == 1:
-        log.info("%s: using %s, the run the sweep's %d budget folder(s) were derived from (name one to read it)",
-                 p, measured[0].path.name, len(pool) - 1)  # fmt: skip
+        log.info(
+            "%s: using %s, the run the sweep's %d budget folder(s) were derived from (name one to read it)",
+            p,
+            measured[0].path.name,
+            len(pool) - 1,
+        )
         return measured[0].path
     if len(pool) > 1:
         listed = ", ".join(r.path.name for r in pool)
@@ -339,9 +358,14 @@ def find_runs(results: str | os.PathLike[str]) -> list[RunFolder]:
     root = Path(results)
     if not root.is_dir():
         raise ResultsError(f"results folder {root} does not exist")
-    runs = [r for model in sorted(root.iterdir()) if model.is_dir() and not model.name.startswith(".")
-            and model.name != MTEB_RESULTS for task in sorted(model.iterdir()) if task.is_dir()
-            for r in list_runs(task)]  # fmt: skip
+    runs = [
+        r
+        for model in sorted(root.iterdir())
+        if model.is_dir() and not model.name.startswith(".") and model.name != MTEB_RESULTS
+        for task in sorted(model.iterdir())
+        if task.is_dir()
+        for r in list_runs(task)
+    ]
     if not runs:
         raise ResultsError(
             f"{root} holds no rank1_eval result folder (expected <model>/<Task>_<subtask>/<run>/{SUMMARY_FILE}): "

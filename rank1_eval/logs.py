@@ -52,7 +52,8 @@ def api_engine_log() -> Path | None:
         vllm_logger.setLevel(logging.INFO)
         vllm_logger.propagate = False
         logging.getLogger(__name__).info(
-            "the engine's own log goes to %s (%s=- or rank1_eval.logs.show_engine_logs() shows it)", _api_log,
+            "the engine's own log goes to %s (%s=- or rank1_eval.logs.show_engine_logs() shows it)",
+            _api_log,
             ENGINE_LOG_ENV,
         )
     return _api_log

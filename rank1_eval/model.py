@@ -44,9 +44,7 @@ if TYPE_CHECKING:
 # defaults; fp_options, engine and prompt_file are judged against the device default, "transformers" and the
 # file's hash in :meth:`rank1.experiment_kwargs`.
 _SPECIAL_EXPERIMENT = ("fp_options", "engine", "prompt_file")
-OUTCOME_DEFAULTS: dict[str, Any] = {
-    n: default(n) for n in with_role(experiment=True) if n not in _SPECIAL_EXPERIMENT
-}
+OUTCOME_DEFAULTS: dict[str, Any] = {n: default(n) for n in with_role(experiment=True) if n not in _SPECIAL_EXPERIMENT}
 TraceSink = Callable[[dict[str, Any], list[Judgement]], None]
 
 
@@ -116,10 +114,18 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
         **settings: Any,
     ) -> None:
         # mteb's loader passes the registry name positionally and `revision=` by keyword.
-        seed = dict(model_name_or_path=model_name or model_name_or_path, num_gpus=num_gpus, device=device,
-                    context_size=context_size, max_output_tokens=max_output_tokens, fp_options=fp_options,
-                    engine=engine, dataset_prompt=dataset_prompt, prompt_set=prompt_set,
-                    prompt_file=prompt_file)  # fmt: skip
+        seed = dict(
+            model_name_or_path=model_name or model_name_or_path,
+            num_gpus=num_gpus,
+            device=device,
+            context_size=context_size,
+            max_output_tokens=max_output_tokens,
+            fp_options=fp_options,
+            engine=engine,
+            dataset_prompt=dataset_prompt,
+            prompt_set=prompt_set,
+            prompt_file=prompt_file,
+        )
         self.settings = Settings.from_kwargs({**seed, **settings})
         s = self.settings
         if isinstance(s.dataset_prompt, str) and P.PLACEHOLDER not in s.dataset_prompt:
@@ -257,8 +263,7 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             yield self.stats
         finally:
             stats = self.stats
-            (self.store, self.stats, self.progress, self.engine_log, self._traces, self._missing,
-             self.shard) = saved  # fmt: skip
+            (self.store, self.stats, self.progress, self.engine_log, self._traces, self._missing, self.shard) = saved
             self.stats = stats  # the run's figures stay readable after it (summary.json)
 
     # ----------------------------------------------------------------- prompts
@@ -323,8 +328,15 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
 
     def judge_prompts(self, prepared: Sequence[PreparedPrompt], progress: Progress | None = None) -> list[Judgement]:
         """Judge prepared prompts through the store and the engine (see :meth:`rank1_eval.judge.Judge.judge`)."""
-        return self.core.judge(prepared, store=self.store, stats=self.stats, progress=progress or self.progress,
-                               shard=self.shard, missing=self._missing, engine_log=self.engine_log)  # fmt: skip
+        return self.core.judge(
+            prepared,
+            store=self.store,
+            stats=self.stats,
+            progress=progress or self.progress,
+            shard=self.shard,
+            missing=self._missing,
+            engine_log=self.engine_log,
+        )
 
     def effective_chunk_size(self) -> int:
         """Pairs per engine call (= per store commit): explicit, or 1024, or 4 per request slot of the servers."""
@@ -391,8 +403,11 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
             policy["chunk_size"] = self.chunk_size or (self.effective_chunk_size() if engine else "auto")
         elif engine is not None:
             policy["window"] = engine.window
-        policy["engine_batching"] = {"vllm": "continuous (vLLM scheduler)", "openai": "per-server request window",
-                                     "transformers": "static batches of batch_size"}.get(self.engine_name)  # fmt: skip
+        policy["engine_batching"] = {
+            "vllm": "continuous (vLLM scheduler)",
+            "openai": "per-server request window",
+            "transformers": "static batches of batch_size",
+        }.get(self.engine_name)
         return policy
 
     # ----------------------------------------------------------------- the settings, for each consumer
@@ -497,5 +512,3 @@ def pin_revision(model_name: str, revision: str | None) -> Any:
 def load_rank1(model_name: str, revision: str | None = None, **kwargs: Any) -> rank1:
     """mteb's loader of the registered checkpoints: ``mteb.get_model(name, **kw)`` -> ``rank1(name, ...)``."""
     return rank1(model_name, revision=revision, **kwargs)
-
-

@@ -79,8 +79,13 @@ def is_cross_encoder(meta: Any) -> bool:
 def local_cross_encoder_meta(name: str, revision: str | None) -> Any:
     """The ModelMeta of a local CrossEncoder folder, named ``local/<folder>`` as rank1's local folders are."""
     return model_meta_class().create_empty(
-        overwrites={"name": name, "revision": revision, "model_type": ["cross-encoder"],
-                    "framework": ["Sentence Transformers", "PyTorch"], "open_weights": True}  # fmt: skip
+        overwrites={
+            "name": name,
+            "revision": revision,
+            "model_type": ["cross-encoder"],
+            "framework": ["Sentence Transformers", "PyTorch"],
+            "open_weights": True,
+        }
     )
 
 

@@ -177,8 +177,9 @@ class ProgressDisplay(Progress):
         if self.first_at is None:  # the ETA's clock starts after the engine's warm-up (the first judgement)
             self.first_at = time.perf_counter()
         self.judged_pairs += pairs
-        self.tokens += judgement.output_tokens + (judgement.path != "pass1") if generated_tokens is None \
-            else generated_tokens  # fmt: skip
+        self.tokens += (
+            judgement.output_tokens + (judgement.path != "pass1") if generated_tokens is None else generated_tokens
+        )
         for name in ("pass2", "failed"):
             self.counts[name] += pairs * (judgement.path == name)
         self.counts["truncated"] += pairs * judgement.truncated

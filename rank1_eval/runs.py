@@ -260,10 +260,13 @@ def _rank_column_warnings(run: Run, ranks: Mapping[str, Mapping[str, int]], fixe
 
     all_ranks = [r for docs in ranks.values() for r in docs.values()]
     if all_ranks and all(r < 0 for r in all_ranks):
-        warnings.warn(RunFileWarning(
-            f"every rank in the rank column is negative ({_plural(len(all_ranks), 'line')}, e.g. "
-            f"{all_ranks[0]}): it is ignored, the candidates are ranked by their scores"
-        ), stacklevel=4)  # fmt: skip
+        warnings.warn(
+            RunFileWarning(
+                f"every rank in the rank column is negative ({_plural(len(all_ranks), 'line')}, e.g. "
+                f"{all_ranks[0]}): it is ignored, the candidates are ranked by their scores"
+            ),
+            stacklevel=4,
+        )
         return
     contradicting: list[str] = []
     for qid, docs in run.items():
@@ -278,10 +281,13 @@ def _rank_column_warnings(run: Run, ranks: Mapping[str, Mapping[str, int]], fixe
                 )
                 break
     if contradicting:
-        warnings.warn(RunFileWarning(
-            f"{_plural(len(contradicting), 'query has', 'queries have')} a rank column that contradicts the "
-            f"scores (e.g. {'; '.join(contradicting[:2])}): the scores decide the order, as in trec_eval"
-        ), stacklevel=4)  # fmt: skip
+        warnings.warn(
+            RunFileWarning(
+                f"{_plural(len(contradicting), 'query has', 'queries have')} a rank column that contradicts the "
+                f"scores (e.g. {'; '.join(contradicting[:2])}): the scores decide the order, as in trec_eval"
+            ),
+            stacklevel=4,
+        )
 
 
 def read_run(path: str | os.PathLike[str], *, subset: str | None = None, split: str | None = None) -> Run:

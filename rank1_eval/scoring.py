@@ -134,8 +134,10 @@ class ScoringConfig:
         if self.answer_logprobs == "prefill" and self.force_rethink:
             raise ValueError("answer_logprobs='prefill' reads the answer of one round: not with force_rethink")
         if self.answer_logprobs == "prefill" and self.answer_rule != "rank1":
-            raise ValueError("answer_logprobs='prefill' reads the answer position only: not with answer_rule "
-                             f"{self.answer_rule!r}, which reads the last position of every generation")  # fmt: skip
+            raise ValueError(
+                "answer_logprobs='prefill' reads the answer position only: not with answer_rule "
+                f"{self.answer_rule!r}, which reads the last position of every generation"
+            )
         if self.max_output_tokens < 1:
             raise ValueError(f"max_output_tokens must be >= 1, got {self.max_output_tokens}")
         if self.length_rule not in LENGTH_RULES:
@@ -192,10 +194,13 @@ class ScoringConfig:
         }
 
     def provenance(self) -> dict[str, Any]:
-        rule = {"length_rule": self.length_rule, "length_rule_means": LENGTH_RULES[self.length_rule],
-                "answer_rule": self.answer_rule, "answer_rule_means": ANSWER_RULES[self.answer_rule]}  # fmt: skip
-        read = {"answer_logprobs": self.answer_logprobs,
-                "answer_logprobs_means": ANSWER_LOGPROBS[self.answer_logprobs]}  # fmt: skip
+        rule = {
+            "length_rule": self.length_rule,
+            "length_rule_means": LENGTH_RULES[self.length_rule],
+            "answer_rule": self.answer_rule,
+            "answer_rule_means": ANSWER_RULES[self.answer_rule],
+        }
+        read = {"answer_logprobs": self.answer_logprobs, "answer_logprobs_means": ANSWER_LOGPROBS[self.answer_logprobs]}
         return {**self.sampling(), "force_rethink": self.force_rethink, **rule, **read}
 
 
@@ -445,11 +450,17 @@ class PairState:
             stop_reason=comp.stop_reason,
             token_ids=comp.token_ids if self.keep_token_ids else None,
             rounds=tuple(
-                {"text": c.text, "output_tokens": c.output_tokens, "finish_reason": c.finish_reason,
-                 "stop_reason": c.stop_reason}
+                {
+                    "text": c.text,
+                    "output_tokens": c.output_tokens,
+                    "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
+                }
                 for c in self.rounds
-            ) if self.rule.config.force_rethink else None,
-        )  # fmt: skip
+            )
+            if self.rule.config.force_rethink
+            else None,
+        )
 
     def _next_round(self) -> Request | None:
         """force_rethink: the request that continues the reasoning after ``"\nWait"``, or None when no budget is left.

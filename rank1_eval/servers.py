@@ -104,12 +104,27 @@ def free_port(host: str = HOST) -> int:
 def server_args(config: EngineConfig, port: int, *, on_cpu: bool, host: str = HOST) -> list[str]:
     """The vLLM server command line with the rank1 settings of the in-process engine."""
     args = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", config.model, "--host", host, "--port", str(port),
-        "--dtype", config.dtype, "--max-model-len", str(config.context_size),
-        "--logprobs-mode", "processed_logprobs", "--seed", "0", "--generation-config", "vllm",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        config.model,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dtype",
+        config.dtype,
+        "--max-model-len",
+        str(config.context_size),
+        "--logprobs-mode",
+        "processed_logprobs",
+        "--seed",
+        "0",
+        "--generation-config",
+        "vllm",
         "--disable-uvicorn-access-log",
-    ]  # fmt: skip
+    ]
     if config.revision:
         args += ["--revision", config.revision]
     if config.trust_remote_code:

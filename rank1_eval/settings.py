@@ -80,116 +80,397 @@ class Settings:
     """Every setting of a rank1 run that the model side sees (task and first stage are ``RunOptions``)."""
 
     # ---- model identity
-    model_name_or_path: str = _s(DEFAULT_MODEL, Role(M, "--model", "model id or local folder (default: "
-                                 "jhu-clsp/rank1-7b)", "identity", "always", cli_default=None))  # fmt: skip
-    revision: str | None = _s(None, Role(M, "--revision", "Hub revision (commit, branch or tag) of the model",
-                                         "identity", "always"))  # fmt: skip
-    trust_remote_code: bool = _s(False, Role(M, "--trust-remote-code", "run the checkpoint's own model code",
-                                             "no: the same weights and code; refused otherwise", None, kind="flag"))
+    model_name_or_path: str = _s(
+        DEFAULT_MODEL,
+        Role(
+            M,
+            "--model",
+            "model id or local folder (default: jhu-clsp/rank1-7b)",
+            "identity",
+            "always",
+            cli_default=None,
+        ),
+    )
+    revision: str | None = _s(
+        None, Role(M, "--revision", "Hub revision (commit, branch or tag) of the model", "identity", "always")
+    )
+    trust_remote_code: bool = _s(
+        False,
+        Role(
+            M,
+            "--trust-remote-code",
+            "run the checkpoint's own model code",
+            "no: the same weights and code; refused otherwise",
+            None,
+            kind="flag",
+        ),
+    )
     # ---- numerics and engine
     num_gpus: int = _s(1, Role(N, "--num-gpus", "tensor parallel size", "numerics", None, kind="int>=1"))
-    device: str | None = _s("cuda", Role(N, "--device", "cuda or cpu (default: cuda when visible, else cpu)",
-                                         "numerics", None, cli_default=None))  # fmt: skip
-    fp_options: str | None = _s(None, Role(N, "--dtype", "fp_options: float16 (GPU default), bfloat16, float32 "
-                                           "(CPU default)", "numerics", "always", experiment=True))  # fmt: skip
-    engine: str = _s("auto", Role(N, "--engine", "openai: vLLM servers at --server-url (auto picks it when URLs "
-                                  "are given)", "numerics", "always", experiment=True,
-                                  choices=("auto", "vllm", "transformers", "openai")))  # fmt: skip
-    gpu_memory_utilization: float = _s(0.9, Role(N, "--gpu-memory-utilization", "vLLM's share of GPU memory, in "
-                                                 "(0, 1]", "no: memory, not numerics", None, kind="fraction"))
-    enforce_eager: bool = _s(False, Role(N, "--enforce-eager", "vLLM without CUDA graphs (faster start)",
-                                         "no: the same kernels' results, captured or not", None, kind="flag"))
-    max_num_seqs: int | None = _s(None, Role(N, "--max-num-seqs", "vLLM sequences in flight (default: vLLM's)",
-                                             "no: batch size only", None, kind="int>=1"))  # fmt: skip
-    kv_cache_memory_bytes: int | None = _s(None, Role(N, "--kv-cache-memory-bytes", "cap vLLM's KV cache "
-                                                      "(bytes; CPU)", "no: memory only", None, kind="int>=1"))
-    batch_size: int = _s(16, Role(N, "--batch-size", "transformers engine: sequences per generate() call",
-                                  "no: batch size only", None, kind="int>=1"))  # fmt: skip
-    ngram_speculation: int = _s(0, Role(N, "--ngram-speculation", "vLLM prompt-lookup (n-gram) speculative "
-                                        "decoding with K draft tokens (GPU; 0 = off)", "no: greedy speculation "
-                                        "verifies every token", None, kind="int>=0", metavar="K"))  # fmt: skip
+    device: str | None = _s(
+        "cuda",
+        Role(N, "--device", "cuda or cpu (default: cuda when visible, else cpu)", "numerics", None, cli_default=None),
+    )
+    fp_options: str | None = _s(
+        None,
+        Role(
+            N,
+            "--dtype",
+            "fp_options: float16 (GPU default), bfloat16, float32 (CPU default)",
+            "numerics",
+            "always",
+            experiment=True,
+        ),
+    )
+    engine: str = _s(
+        "auto",
+        Role(
+            N,
+            "--engine",
+            "openai: vLLM servers at --server-url (auto picks it when URLs are given)",
+            "numerics",
+            "always",
+            experiment=True,
+            choices=("auto", "vllm", "transformers", "openai"),
+        ),
+    )
+    gpu_memory_utilization: float = _s(
+        0.9,
+        Role(
+            N,
+            "--gpu-memory-utilization",
+            "vLLM's share of GPU memory, in (0, 1]",
+            "no: memory, not numerics",
+            None,
+            kind="fraction",
+        ),
+    )
+    enforce_eager: bool = _s(
+        False,
+        Role(
+            N,
+            "--enforce-eager",
+            "vLLM without CUDA graphs (faster start)",
+            "no: the same kernels' results, captured or not",
+            None,
+            kind="flag",
+        ),
+    )
+    max_num_seqs: int | None = _s(
+        None,
+        Role(
+            N,
+            "--max-num-seqs",
+            "vLLM sequences in flight (default: vLLM's)",
+            "no: batch size only",
+            None,
+            kind="int>=1",
+        ),
+    )
+    kv_cache_memory_bytes: int | None = _s(
+        None,
+        Role(N, "--kv-cache-memory-bytes", "cap vLLM's KV cache (bytes; CPU)", "no: memory only", None, kind="int>=1"),
+    )
+    batch_size: int = _s(
+        16,
+        Role(
+            N,
+            "--batch-size",
+            "transformers engine: sequences per generate() call",
+            "no: batch size only",
+            None,
+            kind="int>=1",
+        ),
+    )
+    ngram_speculation: int = _s(
+        0,
+        Role(
+            N,
+            "--ngram-speculation",
+            "vLLM prompt-lookup (n-gram) speculative decoding with K draft tokens (GPU; 0 = off)",
+            "no: greedy speculation verifies every token",
+            None,
+            kind="int>=0",
+            metavar="K",
+        ),
+    )
     # ---- the rule (fields of ScoringConfig)
-    context_size: int = _s(16000, Role(R, "--context-size", "prompt + output tokens per pair (> "
-                                       "--max-output-tokens)", "request", "always", experiment=True,
-                                       kind="int>=2"))  # fmt: skip
-    max_output_tokens: int = _s(8192, Role(R, "--max-output-tokens", "reasoning budget per pair", "request",
-                                           "always", experiment=True, kind="int>=1"))  # fmt: skip
-    failed_score: float | str = _s(0.5, Role(R, "--failed-score", "score of a pair no pass could score (finite), "
-                                             "or 'raise' to stop the run", "no: given to a stored failure when "
-                                             "it is read", "always", experiment=True,
-                                             kind="failed_score"))  # fmt: skip
-    length_rule: str = _s("reference", Role(R, "--length-rule", "reference (default, as the paper ran): a passage "
-                                            "is cut only when the prompt alone leaves no room for the forced "
-                                            "answer, each pair generates min(max_output_tokens, context_size - "
-                                            "prompt tokens); reserve_output: prompts cut to context_size - "
-                                            "max_output_tokens", "request", "always", experiment=True,
-                                            choices=tuple(LENGTH_RULES)))  # fmt: skip
-    force_rethink: int = _s(0, Role(R, "--force-rethink", "s1-style budget forcing (paper §3.6): N times, the "
-                                    "model's closing </think> is replaced by '\\nWait' and decoding continues "
-                                    "within the same budget; then scored as usual", "value", "nondefault",
-                                    experiment=True, kind="int>=0", metavar="N"))  # fmt: skip
-    answer_rule: str = _s("rank1", Role(R, "--answer-rule", "rank1 (default): pass 1 is answered only when it stopped "
-                                        "on '</think> true|false'; reference: the reference scripts' rule (bit for "
-                                        "bit with the paper): any last position whose top-20 holds both answer "
-                                        "tokens is scored in pass 1, budget-cut generations included, and a "
-                                        "context-capped pair generates one token more, as vLLM 0.7.2 did",
-                                        "value", "nondefault", experiment=True,
-                                        choices=tuple(ANSWER_RULES)))  # fmt: skip
-    answer_logprobs: str = _s("stream", Role(R, "--answer-logprobs", "stream (default): top-20 logprobs at every "
-                                             "generated position of pass 1, the last one read; prefill: pass 1 "
-                                             "without logprobs, the answer position's top-20 read by a one-token "
-                                             "request over the same prefix (vllm and openai engines; scores "
-                                             "within 1e-6, not bit for bit)", "no: the same logical request "
-                                             "(top-20 at the answer position); scores within 1e-6 of stream, not "
-                                             "bit-identical (BENCHMARKS.md)", "nondefault",
-                                             choices=tuple(ANSWER_LOGPROBS)))  # fmt: skip
+    context_size: int = _s(
+        16000,
+        Role(
+            R,
+            "--context-size",
+            "prompt + output tokens per pair (> --max-output-tokens)",
+            "request",
+            "always",
+            experiment=True,
+            kind="int>=2",
+        ),
+    )
+    max_output_tokens: int = _s(
+        8192,
+        Role(
+            R, "--max-output-tokens", "reasoning budget per pair", "request", "always", experiment=True, kind="int>=1"
+        ),
+    )
+    failed_score: float | str = _s(
+        0.5,
+        Role(
+            R,
+            "--failed-score",
+            "score of a pair no pass could score (finite), or 'raise' to stop the run",
+            "no: given to a stored failure when it is read",
+            "always",
+            experiment=True,
+            kind="failed_score",
+        ),
+    )
+    length_rule: str = _s(
+        "reference",
+        Role(
+            R,
+            "--length-rule",
+            "reference (default, as the paper ran): a passage "
+            "is cut only when the prompt alone leaves no room for the forced "
+            "answer, each pair generates min(max_output_tokens, context_size - "
+            "prompt tokens); reserve_output: prompts cut to context_size - "
+            "max_output_tokens",
+            "request",
+            "always",
+            experiment=True,
+            choices=tuple(LENGTH_RULES),
+        ),
+    )
+    force_rethink: int = _s(
+        0,
+        Role(
+            R,
+            "--force-rethink",
+            "s1-style budget forcing (paper §3.6): N times, the "
+            "model's closing </think> is replaced by '\\nWait' and decoding continues "
+            "within the same budget; then scored as usual",
+            "value",
+            "nondefault",
+            experiment=True,
+            kind="int>=0",
+            metavar="N",
+        ),
+    )
+    answer_rule: str = _s(
+        "rank1",
+        Role(
+            R,
+            "--answer-rule",
+            "rank1 (default): pass 1 is answered only when it stopped "
+            "on '</think> true|false'; reference: the reference scripts' rule (bit for "
+            "bit with the paper): any last position whose top-20 holds both answer "
+            "tokens is scored in pass 1, budget-cut generations included, and a "
+            "context-capped pair generates one token more, as vLLM 0.7.2 did",
+            "value",
+            "nondefault",
+            experiment=True,
+            choices=tuple(ANSWER_RULES),
+        ),
+    )
+    answer_logprobs: str = _s(
+        "stream",
+        Role(
+            R,
+            "--answer-logprobs",
+            "stream (default): top-20 logprobs at every "
+            "generated position of pass 1, the last one read; prefill: pass 1 "
+            "without logprobs, the answer position's top-20 read by a one-token "
+            "request over the same prefix (vllm and openai engines; scores "
+            "within 1e-6, not bit for bit)",
+            "no: the same logical request "
+            "(top-20 at the answer position); scores within 1e-6 of stream, not "
+            "bit-identical (BENCHMARKS.md)",
+            "nondefault",
+            choices=tuple(ANSWER_LOGPROBS),
+        ),
+    )
     # ---- prompts
-    dataset_prompt: str | bool | None = _s(None, Role(P, "--skip-prompt", "no dataset prompt "
-                                                      "(dataset_prompt=False)", "request", "always",
-                                                      experiment=True, kind="flag", from_cli=_skip_prompt))
-    prompt_set: str = _s("code", Role(P, "--prompt-set", "bundled dataset prompts", "request", "always",
-                                      experiment=True, choices=("code", "paper")))  # fmt: skip
-    prompt_file: str | Path | None = _s(None, Role(P, "--prompt-file", "JSON {key: template} overriding the "
-                                                   "bundled prompts", "request", "always", experiment=True))
-    prompt_key: str | None = _s(None, Role(P, "--prompt-key", "use this dataset template for every task, e.g. "
-                                           "SciFact for a local BEIR copy of SciFact (a key of the prompt set)",
-                                           "request", "always", experiment=True, metavar="KEY"))  # fmt: skip
+    dataset_prompt: str | bool | None = _s(
+        None,
+        Role(
+            P,
+            "--skip-prompt",
+            "no dataset prompt (dataset_prompt=False)",
+            "request",
+            "always",
+            experiment=True,
+            kind="flag",
+            from_cli=_skip_prompt,
+        ),
+    )
+    prompt_set: str = _s(
+        "code",
+        Role(
+            P,
+            "--prompt-set",
+            "bundled dataset prompts",
+            "request",
+            "always",
+            experiment=True,
+            choices=("code", "paper"),
+        ),
+    )
+    prompt_file: str | Path | None = _s(
+        None,
+        Role(
+            P,
+            "--prompt-file",
+            "JSON {key: template} overriding the bundled prompts",
+            "request",
+            "always",
+            experiment=True,
+        ),
+    )
+    prompt_key: str | None = _s(
+        None,
+        Role(
+            P,
+            "--prompt-key",
+            "use this dataset template for every task, e.g. "
+            "SciFact for a local BEIR copy of SciFact (a key of the prompt set)",
+            "request",
+            "always",
+            experiment=True,
+            metavar="KEY",
+        ),
+    )
     # ---- scheduling and operations
-    scheduling: str = _s("stream", Role(S, "--scheduling", "stream (default): requests stream into the engine, "
-                                        "each judgement stored when final; chunked: the former synchronous "
-                                        "chunks of --chunk-size pairs", "no: order of work only", None,
-                                        choices=("stream", "chunked")))  # fmt: skip
-    chunk_size: int | None = _s(None, Role(S, "--chunk-size", "--scheduling chunked: pairs per engine call "
-                                           "(default 1024; with servers 4 per request slot, at least 256)",
-                                           "no: order of work only", None, kind="int>=1"))  # fmt: skip
-    keep_token_ids: bool = _s(False, Role(S, "--keep-token-ids", "keep pass 1's generated token ids in each "
-                                          "judgement (what `rank1-eval sweep` cuts)", "no: what is kept, not "
-                                          "what is generated", None, kind="flag"))  # fmt: skip
-    server_urls: tuple[str, ...] = _s(tuple, Role(S, "--server-url", "a vLLM OpenAI-compatible server, e.g. "
-                                                  "http://host:8000/v1 (repeatable; engine openai)", "numerics",
-                                                  None, kind="append", metavar="URL", cli_group="scaling",
-                                                  from_cli=tuple), factory=True)  # fmt: skip
-    api_key_env: str = _s("RANK1_API_KEY", Role(S, "--api-key-env", "environment variable holding the servers' "
-                                                "API key (sent as Bearer, never logged)", "no: access only", None,
-                                                metavar="VAR", cli_group="scaling"))  # fmt: skip
-    max_concurrency: int | None = _s(None, Role(S, "--max-concurrency", "most requests in flight per server "
-                                                "(default 256); below it the window follows the server's "
-                                                "/metrics: its batch full, a few requests waiting",
-                                                "no: order of work only", None, kind="int>=1", metavar="N",
-                                                cli_group="scaling"))  # fmt: skip
-    request_timeout: float | None = _s(None, Role(S, "--request-timeout", "seconds per request (default: 30 s + "
-                                                  "0.2 s per output token of the request)", "no: operational",
-                                                  None, kind="float>0", cli_group="scaling"))  # fmt: skip
-    max_retries: int = _s(5, Role(S, "--max-retries", "failed backoff rounds before a server is dropped",
-                                  "no: operational", None, kind="int>=0", cli_group="scaling"))  # fmt: skip
-    stall_warning_s: float | None = _s(None, Role(S, "--stall-warning", "warn when no request has finished for "
-                                                  "S seconds (0: never; default: 4x the slowest request so far, "
-                                                  "at least 60 s)", "no: operational", None, kind="int>=0",
-                                                  metavar="S", cli_group="scaling", cli_default=None,
-                                                  from_cli=_seconds_or_auto))  # fmt: skip
-    data_parallel: int = _s(1, Role(S, "--data-parallel", "start N local vLLM server replicas (num_gpus GPUs "
-                                    "each) and spread the pairs over them", "no: replicas of the same numerics",
-                                    None, kind="int>=1", metavar="N", cli_group="scaling"))  # fmt: skip
+    scheduling: str = _s(
+        "stream",
+        Role(
+            S,
+            "--scheduling",
+            "stream (default): requests stream into the engine, "
+            "each judgement stored when final; chunked: the former synchronous "
+            "chunks of --chunk-size pairs",
+            "no: order of work only",
+            None,
+            choices=("stream", "chunked"),
+        ),
+    )
+    chunk_size: int | None = _s(
+        None,
+        Role(
+            S,
+            "--chunk-size",
+            "--scheduling chunked: pairs per engine call (default 1024; with servers 4 per request slot, at least 256)",
+            "no: order of work only",
+            None,
+            kind="int>=1",
+        ),
+    )
+    keep_token_ids: bool = _s(
+        False,
+        Role(
+            S,
+            "--keep-token-ids",
+            "keep pass 1's generated token ids in each judgement (what `rank1-eval sweep` cuts)",
+            "no: what is kept, not what is generated",
+            None,
+            kind="flag",
+        ),
+    )
+    server_urls: tuple[str, ...] = _s(
+        tuple,
+        Role(
+            S,
+            "--server-url",
+            "a vLLM OpenAI-compatible server, e.g. http://host:8000/v1 (repeatable; engine openai)",
+            "numerics",
+            None,
+            kind="append",
+            metavar="URL",
+            cli_group="scaling",
+            from_cli=tuple,
+        ),
+        factory=True,
+    )
+    api_key_env: str = _s(
+        "RANK1_API_KEY",
+        Role(
+            S,
+            "--api-key-env",
+            "environment variable holding the servers' API key (sent as Bearer, never logged)",
+            "no: access only",
+            None,
+            metavar="VAR",
+            cli_group="scaling",
+        ),
+    )
+    max_concurrency: int | None = _s(
+        None,
+        Role(
+            S,
+            "--max-concurrency",
+            "most requests in flight per server "
+            "(default 256); below it the window follows the server's "
+            "/metrics: its batch full, a few requests waiting",
+            "no: order of work only",
+            None,
+            kind="int>=1",
+            metavar="N",
+            cli_group="scaling",
+        ),
+    )
+    request_timeout: float | None = _s(
+        None,
+        Role(
+            S,
+            "--request-timeout",
+            "seconds per request (default: 30 s + 0.2 s per output token of the request)",
+            "no: operational",
+            None,
+            kind="float>0",
+            cli_group="scaling",
+        ),
+    )
+    max_retries: int = _s(
+        5,
+        Role(
+            S,
+            "--max-retries",
+            "failed backoff rounds before a server is dropped",
+            "no: operational",
+            None,
+            kind="int>=0",
+            cli_group="scaling",
+        ),
+    )
+    stall_warning_s: float | None = _s(
+        None,
+        Role(
+            S,
+            "--stall-warning",
+            "warn when no request has finished for "
+            "S seconds (0: never; default: 4x the slowest request so far, "
+            "at least 60 s)",
+            "no: operational",
+            None,
+            kind="int>=0",
+            metavar="S",
+            cli_group="scaling",
+            cli_default=None,
+            from_cli=_seconds_or_auto,
+        ),
+    )
+    data_parallel: int = _s(
+        1,
+        Role(
+            S,
+            "--data-parallel",
+            "start N local vLLM server replicas (num_gpus GPUs each) and spread the pairs over them",
+            "no: replicas of the same numerics",
+            None,
+            kind="int>=1",
+            metavar="N",
+            cli_group="scaling",
+        ),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.server_urls, str):

@@ -159,15 +159,16 @@ class Deriver:
                 assert isinstance(j, Judgement)
                 self._final(final, i, prepared[i], replace(j, derived_from=top), "cut")
         if to_run:
-            log.warning("%d pair(s) not derivable from the stored run (missing, or no token ids): judged for real",
-                        len(to_run))  # fmt: skip
+            log.warning(
+                "%d pair(s) not derivable from the stored run (missing, or no token ids): judged for real", len(to_run)
+            )
             scheduler = Scheduler(
                 judge.engine,
                 rule,
                 keep_token_ids=keep_ids,
                 on_final=lambda k, j: self._final(final, to_run[k], prepared[to_run[k]], j, "run"),
             )
-            scheduler.run([prepared[i] for i in to_run])  # fmt: skip
+            scheduler.run([prepared[i] for i in to_run])
             self.cost.run_generated_tokens += scheduler.stats.generated_tokens
         self.cost.engine_s += time.perf_counter() - t0
 
@@ -235,8 +236,15 @@ def verify(model: Any, deriver: Deriver, n: int, *, seed: int = 0) -> dict[str, 
         diff = abs(d.score - r.score)
         diffs.append(diff)
         if d.path != r.path or d.reasoning != r.reasoning or diff > 1e-6:
-            mismatches.append({"prompt_tail": prompt[-80:], "derived_path": d.path, "real_path": r.path,
-                               "same_reasoning": d.reasoning == r.reasoning, "score_diff": diff})  # fmt: skip
+            mismatches.append(
+                {
+                    "prompt_tail": prompt[-80:],
+                    "derived_path": d.path,
+                    "real_path": r.path,
+                    "same_reasoning": d.reasoning == r.reasoning,
+                    "score_diff": diff,
+                }
+            )
     return {
         "pairs": len(chosen),
         "cut_pairs": sum(deriver.derived[p][1] == "cut" for p in chosen),
@@ -384,10 +392,27 @@ def sweep(
     plot({str(result["task"]): result}, folder / SWEEP_PLOT)
     if summary_path.is_file():  # the budgets' cost beside the run's own, so one file says what each doubling bought
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        summary["budget_sweep"] = [{k: r.get(k) for k in ("budget", "source", "main_score", "reasoning_tokens_mean",
-                                    "reasoning_tokens_p95", "pass2_share", "generated_tokens", "sweep_prefill_requests",
-                                    "sweep_prefill_tokens", "sweep_generated_tokens", "sweep_engine_s", "sweep_wall_s")
-                                    if k in r} for r in rows]  # fmt: skip
+        summary["budget_sweep"] = [
+            {
+                k: r.get(k)
+                for k in (
+                    "budget",
+                    "source",
+                    "main_score",
+                    "reasoning_tokens_mean",
+                    "reasoning_tokens_p95",
+                    "pass2_share",
+                    "generated_tokens",
+                    "sweep_prefill_requests",
+                    "sweep_prefill_tokens",
+                    "sweep_generated_tokens",
+                    "sweep_engine_s",
+                    "sweep_wall_s",
+                )
+                if k in r
+            }
+            for r in rows
+        ]
         write_json(summary_path, summary)
     return result
 
@@ -419,8 +444,10 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 def table(result: Mapping[str, Any]) -> str:
     """The sweep as a text table for the terminal."""
     metric = result.get("metric") or "main_score"
-    head = f"{'budget':>7} {metric:>12} {'mean tok':>9} {'p95 tok':>8} {'pass2':>6} {'gen tok':>8} " \
-           f"{'Δ vs 1st':>9} {'derived (kept/cut/run)':>23} {'prefill tok':>11}"  # fmt: skip
+    head = (
+        f"{'budget':>7} {metric:>12} {'mean tok':>9} {'p95 tok':>8} {'pass2':>6} {'gen tok':>8} "
+        f"{'Δ vs 1st':>9} {'derived (kept/cut/run)':>23} {'prefill tok':>11}"
+    )
     lines = [head]
     for r in result["budgets"]:
         value = r["metrics"].get(metric, r.get("main_score"))
@@ -460,8 +487,7 @@ def plot(sweeps: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
         (line,) = ax.plot(xs, ys, marker="o", label=task)
         first = result.get("first_stage")
         if first and first.get("metric") == _TREC_NAMES.get(metric):
-            ax.axhline(first["value"], color=line.get_color(), linestyle=":", linewidth=1,
-                       label=f"{task}: first stage")  # fmt: skip
+            ax.axhline(first["value"], color=line.get_color(), linestyle=":", linewidth=1, label=f"{task}: first stage")
         labels: dict[tuple[float, float], list[str]] = {}  # budgets that land on one point share a label
         for r, x, y in zip(rows, xs, ys, strict=True):
             labels.setdefault((x, y), []).append(str(r["budget"]))
@@ -515,8 +541,10 @@ def recorded_command(folder: Path) -> tuple[list[str], str | None, dict[str, Any
     prov = summary.get("provenance") or {}
     argv = list(prov.get("command_line") or [])
     if len(argv) < 2 or argv[1] != "run":
-        raise SweepError(f"{path}: the run was not made by `rank1-eval run` (command line {argv}); "
-                         "use the Python API (rank1_eval.sweep.sweep) instead")  # fmt: skip
+        raise SweepError(
+            f"{path}: the run was not made by `rank1-eval run` (command line {argv}); "
+            "use the Python API (rank1_eval.sweep.sweep) instead"
+        )
     return argv[1:], prov.get("cwd"), summary
 
 

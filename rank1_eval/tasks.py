@@ -21,13 +21,34 @@ from rank1_eval.records import Pair
 log = logging.getLogger(__name__)
 
 BEIR_TASKS = (
-    "ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020", "TRECCOVID",
-    "FEVER", "HotpotQA", "NQ", "QuoraRetrieval",
-)  # fmt: skip
+    "ArguAna",
+    "ClimateFEVER",
+    "DBPedia",
+    "FiQA2018",
+    "NFCorpus",
+    "SCIDOCS",
+    "SciFact",
+    "Touche2020",
+    "TRECCOVID",
+    "FEVER",
+    "HotpotQA",
+    "NQ",
+    "QuoraRetrieval",
+)
 BRIGHT_DOMAINS = (
-    "biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow", "sustainable_living",
-    "pony", "leetcode", "aops", "theoremqa_theorems", "theoremqa_questions",
-)  # fmt: skip
+    "biology",
+    "earth_science",
+    "economics",
+    "psychology",
+    "robotics",
+    "stackoverflow",
+    "sustainable_living",
+    "pony",
+    "leetcode",
+    "aops",
+    "theoremqa_theorems",
+    "theoremqa_questions",
+)
 
 # seed task name -> valid subtasks (the first is the default); every task reranks a first stage (docs/rule.md §11).
 SEED_TASKS: dict[str, tuple[str, ...]] = {
@@ -252,10 +273,22 @@ def valid_task_names() -> str:
 
 
 _DOWNLOAD_ERRORS = (
-    "ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "TimeoutError", "OfflineModeIsEnabled",
-    "LocalEntryNotFoundError", "HfHubHTTPError", "RepositoryNotFoundError", "RevisionNotFoundError",
-    "GatedRepoError", "DatasetNotFoundError", "ConnectError", "TimeoutException", "HTTPError",
-)  # fmt: skip
+    "ConnectionError",
+    "Timeout",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "TimeoutError",
+    "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError",
+    "HfHubHTTPError",
+    "RepositoryNotFoundError",
+    "RevisionNotFoundError",
+    "GatedRepoError",
+    "DatasetNotFoundError",
+    "ConnectError",
+    "TimeoutException",
+    "HTTPError",
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -63,9 +63,14 @@ def build_tokenizer(texts: list[str]):  # noqa: ANN201 -- a transformers PreTrai
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=MAX_LENGTH,
-    )  # fmt: skip
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=MAX_LENGTH,
+    )
 
 
 def main() -> None:
@@ -86,9 +91,16 @@ def main() -> None:
     queries = [r["text"] for r in _read(DATA / "queries.jsonl")]
     tokenizer = build_tokenizer(corpus + queries)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=MAX_LENGTH, type_vocab_size=2, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_LENGTH,
+        type_vocab_size=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = BertForSequenceClassification(config)
     optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()

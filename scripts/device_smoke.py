@@ -68,8 +68,11 @@ def main() -> None:
 
     api = rank1(str(MICRO_RANK1), device="cuda", engine="transformers", context_size=1024, max_output_tokens=64)
     judged = api.judge(pairs[:4])
-    report["api_default_dtype_cuda"] = {"dtype": api.dtype, "engine_dtype": api.engine.info().get("dtype"),
-                                        "paths": sorted({j.path for j in judged})}  # fmt: skip
+    report["api_default_dtype_cuda"] = {
+        "dtype": api.dtype,
+        "engine_dtype": api.engine.info().get("dtype"),
+        "paths": sorted({j.path for j in judged}),
+    }
     api.close()
     try:
         load_engine("transformers", EngineConfig(str(MICRO_RANK1), device="cuda", dtype="float32", num_gpus=64))

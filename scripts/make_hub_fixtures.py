@@ -50,16 +50,32 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
 
 BRIGHT_DOMAINS = (
-    "biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow", "sustainable_living",
-    "pony", "leetcode", "aops", "theoremqa_theorems", "theoremqa_questions",
-)  # fmt: skip
+    "biology",
+    "earth_science",
+    "economics",
+    "psychology",
+    "robotics",
+    "stackoverflow",
+    "sustainable_living",
+    "pony",
+    "leetcode",
+    "aops",
+    "theoremqa_theorems",
+    "theoremqa_questions",
+)
 BRIGHT_LONG = BRIGHT_DOMAINS[:8]
 BRIGHT_EXCLUDING = ("leetcode", "aops", "theoremqa_theorems", "theoremqa_questions")
 BEIR_REPOS = {
-    "ArguAna": "mteb/arguana", "ClimateFEVER": "mteb/climate-fever", "DBPedia": "mteb/dbpedia",
-    "FiQA2018": "mteb/fiqa", "NFCorpus": "mteb/nfcorpus", "SCIDOCS": "mteb/scidocs", "SciFact": "mteb/scifact",
-    "Touche2020": "mteb/touche2020", "TRECCOVID": "mteb/trec-covid",
-}  # fmt: skip
+    "ArguAna": "mteb/arguana",
+    "ClimateFEVER": "mteb/climate-fever",
+    "DBPedia": "mteb/dbpedia",
+    "FiQA2018": "mteb/fiqa",
+    "NFCorpus": "mteb/nfcorpus",
+    "SCIDOCS": "mteb/scidocs",
+    "SciFact": "mteb/scifact",
+    "Touche2020": "mteb/touche2020",
+    "TRECCOVID": "mteb/trec-covid",
+}
 MFOLLOWIR_REPOS = {
     "mFollowIR": "jhu-clsp/mFollowIR-parquet-mteb",
     "mFollowIRCrossLingual": "jhu-clsp/mFollowIR-cross-lingual-parquet-mteb",
@@ -261,15 +277,24 @@ def build_mfollowir(hub: Path, run_files: Path, n_queries: int = 2, n_docs: int 
                     top[qid] = ids  # mteb's own candidate list: every document
                 diff[base] = [changed]
             repo.add(f"corpus-{lang}", "corpus", [{"_id": i, **d} for i, d in corpus.items()], schemas["corpus"])
-            repo.add(f"queries-{lang}", "queries", [{"_id": i, "text": t} for i, t in queries.items()],
-                     schemas["queries"])  # fmt: skip
+            repo.add(
+                f"queries-{lang}", "queries", [{"_id": i, "text": t} for i, t in queries.items()], schemas["queries"]
+            )
             rows = [{"query-id": i, "instruction": t} for i, t in instructions.items()]
             repo.add(f"instruction-{lang}", "instruction", rows, schemas["instruction"])
             repo.add(f"default-{lang}", "test", qrels, schemas["qrels_float"])
-            repo.add(f"top_ranked-{lang}", "top_ranked", [{"query-id": q, "corpus-ids": d} for q, d in top.items()],
-                     schemas["id_list"])  # fmt: skip
-            repo.add(f"qrel_diff-{lang}", "qrel_diff", [{"query-id": q, "corpus-ids": d} for q, d in diff.items()],
-                     schemas["id_list"])  # fmt: skip
+            repo.add(
+                f"top_ranked-{lang}",
+                "top_ranked",
+                [{"query-id": q, "corpus-ids": d} for q, d in top.items()],
+                schemas["id_list"],
+            )
+            repo.add(
+                f"qrel_diff-{lang}",
+                "qrel_diff",
+                [{"query-id": q, "corpus-ids": d} for q, d in diff.items()],
+                schemas["id_list"],
+            )
             docs = {i: f"{d['title']} {d['text']}" for i, d in corpus.items()}
             run = _bm25(docs, {q: f"{t} {instructions[q]}" for q, t in queries.items()})
             for qid in queries:  # every candidate scored, as a dense first stage would
@@ -300,8 +325,10 @@ def build_nevir(hub: Path, n_pairs: int = 6) -> dict[str, Any]:
             {"_id": d1, "text": f"The {thing} is open on {day}, and visitors may come in."},
             {"_id": d2, "text": f"The {thing} is not open on {day}, and visitors may not come in."},
         ]
-        for q, doc, text in (("q1", d1, f"Which {thing} is open on {day}?"),
-                             ("q2", d2, f"Which {thing} is closed on {day}?")):  # fmt: skip
+        for q, doc, text in (
+            ("q1", d1, f"Which {thing} is open on {day}?"),
+            ("q2", d2, f"Which {thing} is closed on {day}?"),
+        ):
             qid = f"{key}_{q}"
             queries.append({"_id": qid, "text": text})
             qrels.append({"query-id": qid, "corpus-id": doc, "score": 1.0})
@@ -371,8 +398,11 @@ def build_beir(hub: Path, run_files: Path) -> dict[str, Any]:
             zero = sorted(docs)[0]
             judged[extra] = {zero: 0}
             run[extra] = {zero: 1.0, sorted(docs)[1]: 0.5}
-        repo = HubRepo(hub / repo_id, f"Test copy of {repo_id} built by scripts/make_hub_fixtures.py "
-                       "(MS MARCO passages and TREC DL 2019 judgements: non-commercial research use).")  # fmt: skip
+        repo = HubRepo(
+            hub / repo_id,
+            f"Test copy of {repo_id} built by scripts/make_hub_fixtures.py "
+            "(MS MARCO passages and TREC DL 2019 judgements: non-commercial research use).",
+        )
         repo.add("corpus", "corpus", [{"_id": d, "title": "", "text": t} for d, t in docs.items()], schemas["corpus"])
         repo.add("queries", "queries", [{"_id": q, "text": t} for q, t in qs.items()], schemas["queries"])
         rows = [{"query-id": q, "corpus-id": d, "score": r} for q, ds in judged.items() for d, r in ds.items()]

@@ -126,17 +126,31 @@ def _write_model(
             score = 0.5 if path == "failed" else 1 / (1 + math.exp(-lean))
             reasoning = _text(rng, sentences, tokens * 4)
             answer = "true" if score >= 0.5 else "false"
-            traces.append({
-                "task": TASK, "subset": "default", "split": "standard", "qid": q, "docid": d,
-                "first_stage_rank": ranks[d], "first_stage_score": fs, "score": score, "reasoning": reasoning,
-                "path": path, "prompt_tokens": 400 + len(docs[d]) // 4, "output_tokens": tokens,
-                "finish_reason": "length" if path != "pass1" else "stop", "truncated": truncated,
-                "stop_reason": f"</think> {answer}" if path == "pass1" else None,
-                "logprob_true": math.log(max(score, 1e-9)), "logprob_false": math.log(max(1 - score, 1e-9)),
-                "forced_reasoning": reasoning.rsplit(".", 1)[0] + "." if path == "pass2" else None,
-                "error": "no answer in either pass" if path == "failed" else None,
-                "model": model, "engine": "vllm",
-            })  # fmt: skip
+            traces.append(
+                {
+                    "task": TASK,
+                    "subset": "default",
+                    "split": "standard",
+                    "qid": q,
+                    "docid": d,
+                    "first_stage_rank": ranks[d],
+                    "first_stage_score": fs,
+                    "score": score,
+                    "reasoning": reasoning,
+                    "path": path,
+                    "prompt_tokens": 400 + len(docs[d]) // 4,
+                    "output_tokens": tokens,
+                    "finish_reason": "length" if path != "pass1" else "stop",
+                    "truncated": truncated,
+                    "stop_reason": f"</think> {answer}" if path == "pass1" else None,
+                    "logprob_true": math.log(max(score, 1e-9)),
+                    "logprob_false": math.log(max(1 - score, 1e-9)),
+                    "forced_reasoning": reasoning.rsplit(".", 1)[0] + "." if path == "pass2" else None,
+                    "error": "no answer in either pass" if path == "failed" else None,
+                    "model": model,
+                    "engine": "vllm",
+                }
+            )
             predictions.setdefault(q, {})[d] = score
     with (folder / "traces.jsonl").open("w", encoding="utf-8") as f:
         for t in traces:
@@ -157,33 +171,54 @@ def _write_model(
     tokens = sorted(t["output_tokens"] for t in traces)
     counts = {p: sum(t["path"] == p for t in traces) for p in ("pass1", "pass2", "failed")}
     summary = {
-        "task": f"{TASK}_default", "main_metric": "ndcg_at_10", "main_score": sum(ndcg.values()) / len(ndcg),
-        "pairs_total": len(traces), "pairs_scored": len(traces), "pairs_from_store": 0, "pass2": counts["pass2"],
-        "failed": counts["failed"], "truncated": sum(t["truncated"] for t in traces), "docs_per_s": 11.5,
-        "output_tokens_mean": round(sum(tokens) / len(tokens), 2), "output_tokens_p50": tokens[len(tokens) // 2],
-        "output_tokens_p95": tokens[int(len(tokens) * 0.95)], "queries": len(qids),
+        "task": f"{TASK}_default",
+        "main_metric": "ndcg_at_10",
+        "main_score": sum(ndcg.values()) / len(ndcg),
+        "pairs_total": len(traces),
+        "pairs_scored": len(traces),
+        "pairs_from_store": 0,
+        "pass2": counts["pass2"],
+        "failed": counts["failed"],
+        "truncated": sum(t["truncated"] for t in traces),
+        "docs_per_s": 11.5,
+        "output_tokens_mean": round(sum(tokens) / len(tokens), 2),
+        "output_tokens_p50": tokens[len(tokens) // 2],
+        "output_tokens_p95": tokens[int(len(tokens) * 0.95)],
+        "queries": len(qids),
         "metrics": {"ndcg_at_10": sum(ndcg.values()) / len(ndcg)},
         "vs_first_stage": against_first_stage(predictions, first_stage, qrels),
         "provenance": {
-            "model": model, "engine": "vllm", "dtype": "float16", "prompt_set": "code",
+            "model": model,
+            "engine": "vllm",
+            "dtype": "float16",
+            "prompt_set": "code",
             "sampling": {"max_output_tokens": 8192, "context_size": 16000},
-            "task": TASK, "subtask": None, "subset": "default", "split": "standard", "task_source": "synthetic",
-            "run_file": "synthetic bm25", "top_k": 100, "limit_queries": None,
+            "task": TASK,
+            "subtask": None,
+            "subset": "default",
+            "split": "standard",
+            "task_source": "synthetic",
+            "run_file": "synthetic bm25",
+            "top_k": 100,
+            "limit_queries": None,
             "command_line": ["scripts/make_synthetic_results.py"],
         },
-    }  # fmt: skip
+    }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if sweep:
         base = summary["main_score"]
         rows = []
         for b in (128, 256, 512, 1024, 2048, 4096, 8192):
             capped = sorted(min(t, b) for t in tokens)
-            rows.append({
-                "budget": b, "metrics": {"ndcg_at_10": base - 0.09 * math.exp(-b / 700)},
-                "reasoning_tokens_mean": round(sum(capped) / len(capped), 1),
-                "reasoning_tokens_p95": capped[int(len(capped) * 0.95)],
-                "pass2_share": round(sum(t >= b for t in tokens) / len(tokens), 4),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "budget": b,
+                    "metrics": {"ndcg_at_10": base - 0.09 * math.exp(-b / 700)},
+                    "reasoning_tokens_mean": round(sum(capped) / len(capped), 1),
+                    "reasoning_tokens_p95": capped[int(len(capped) * 0.95)],
+                    "pass2_share": round(sum(t >= b for t in tokens) / len(tokens), 4),
+                }
+            )
         (folder / "sweep.json").write_text(json.dumps({"metric": "ndcg_at_10", "budgets": rows}, indent=2))
     return folder
 

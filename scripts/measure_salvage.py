@@ -29,8 +29,13 @@ def key(i: int, tag: str = "pair") -> str:
 
 def judgement(i: int, reasoning_chars: int, path: str = "pass1") -> Judgement:
     return Judgement(
-        score=(i % 997) / 997, reasoning=f"reasoning {i} " + "r" * reasoning_chars, path=path, prompt_tokens=40,
-        output_tokens=12, finish_reason="stop", error="no logprobs" if path == "failed" else None,
+        score=(i % 997) / 997,
+        reasoning=f"reasoning {i} " + "r" * reasoning_chars,
+        path=path,
+        prompt_tokens=40,
+        output_tokens=12,
+        finish_reason="stop",
+        error="no logprobs" if path == "failed" else None,
     )
 
 

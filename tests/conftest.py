@@ -84,8 +84,19 @@ SESSION_ENGINES = {
 }
 # EngineConfig fields that change what an engine computes; the others (KV-cache size, eager mode, quiet, batch
 # size, progress stats) only change how fast or how loudly it does so
-_JUDGEMENT_FIELDS = ("revision", "num_gpus", "device", "dtype", "context_size", "max_num_seqs", "trust_remote_code",
-                     "enable_prefix_caching", "server_urls", "data_parallel", "ngram_speculation")  # fmt: skip
+_JUDGEMENT_FIELDS = (
+    "revision",
+    "num_gpus",
+    "device",
+    "dtype",
+    "context_size",
+    "max_num_seqs",
+    "trust_remote_code",
+    "enable_prefix_caching",
+    "server_urls",
+    "data_parallel",
+    "ngram_speculation",
+)
 
 
 def _session_config(name: str):
@@ -157,8 +168,20 @@ def reuse_engines(request):
         yield handed
 
 
-DEMO_MODEL_ARGS = ("--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
-                   "--max-output-tokens", "64", "--context-size", "1024")  # fmt: skip
+DEMO_MODEL_ARGS = (
+    "--model",
+    str(MICRO_RANK1),
+    "--engine",
+    "transformers",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--max-output-tokens",
+    "64",
+    "--context-size",
+    "1024",
+)
 
 
 @pytest.fixture(scope="session")
@@ -171,8 +194,22 @@ def demo_result(request, tmp_path_factory) -> Path:
     from rank1_eval.cli import main
 
     out = tmp_path_factory.mktemp("demo-result")
-    args = ["run", "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2",
-            "--top-k", "20", *DEMO_MODEL_ARGS, "--no-progress", "-q", "--output-dir", str(out)]  # fmt: skip
+    args = [
+        "run",
+        "--task",
+        str(DEMO),
+        "--run-file",
+        str(DEMO / "bm25s_top20.trec"),
+        "--limit-queries",
+        "2",
+        "--top-k",
+        "20",
+        *DEMO_MODEL_ARGS,
+        "--no-progress",
+        "-q",
+        "--output-dir",
+        str(out),
+    ]
     with session_engines(request) as handed, one_torch_thread():
         assert main(args) == 0
     assert handed == ["hf_engine"]

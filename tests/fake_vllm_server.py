@@ -36,10 +36,16 @@ def answer_ids(model_dir: str) -> tuple[int, int]:
 
 def _choice(text: str, tokens: list[int], tops: list[dict[str, float]], finish: str, stop: str | None) -> dict:
     return {
-        "choices": [{"text": text, "finish_reason": finish, "stop_reason": stop,
-                     "logprobs": {"tokens": [f"token_id:{t}" for t in tokens], "top_logprobs": tops}}],
+        "choices": [
+            {
+                "text": text,
+                "finish_reason": finish,
+                "stop_reason": stop,
+                "logprobs": {"tokens": [f"token_id:{t}" for t in tokens], "top_logprobs": tops},
+            }
+        ],
         "usage": {"prompt_tokens": 7},
-    }  # fmt: skip
+    }
 
 
 def make_handler(mode: str, model: str, true_id: int, false_id: int, max_model_len: int = 1024) -> type:
@@ -82,8 +88,9 @@ def make_handler(mode: str, model: str, true_id: int, false_id: int, max_model_l
                 time.sleep(10**6)  # accepted, never answered
                 return None
             if allowed:  # forced answer
-                return self._json(_choice("x", [allowed[0]], [{f"token_id:{t}": math.nan for t in allowed}],
-                                          "length", None))  # fmt: skip
+                return self._json(
+                    _choice("x", [allowed[0]], [{f"token_id:{t}": math.nan for t in allowed}], "length", None)
+                )
             top = {f"token_id:{true_id}": math.nan, f"token_id:{false_id}": math.nan}
             return self._json(_choice(" It is relevant.\n", [11, true_id], [{}, top], "stop", "</think> true"))
 

@@ -11,11 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 PAIRS = [
-    ("The museum opens on Mondays.", "The museum does not open on Mondays.",
-     "Which museum is open on Mondays?", "Which museum is closed on Mondays?"),
-    ("The drug was approved for children.", "The drug was not approved for children.",
-     "Which drug can children take?", "Which drug is not for children?"),
-]  # fmt: skip
+    (
+        "The museum opens on Mondays.",
+        "The museum does not open on Mondays.",
+        "Which museum is open on Mondays?",
+        "Which museum is closed on Mondays?",
+    ),
+    (
+        "The drug was approved for children.",
+        "The drug was not approved for children.",
+        "Which drug can children take?",
+        "Which drug is not for children?",
+    ),
+]
 
 
 def build(root: Path) -> Path:

@@ -16,8 +16,17 @@ from rank1_eval.cli import EXIT_ERROR, main
 
 MICRO_CE = Path(__file__).resolve().parents[1] / "rank1_eval" / "data" / "micro-crossencoder"
 RANDOM = "mteb/baseline-random-cross-encoder"
-DEMO_ARGS = ["--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--top-k", "20",
-             "--limit-queries", "3", "--no-progress"]  # fmt: skip
+DEMO_ARGS = [
+    "--task",
+    str(DEMO),
+    "--run-file",
+    str(DEMO / "bm25s_top20.trec"),
+    "--top-k",
+    "20",
+    "--limit-queries",
+    "3",
+    "--no-progress",
+]
 
 
 def _run(out: Path, model: str, *extra: str) -> int:
@@ -113,8 +122,9 @@ def test_the_local_cross_encoder_scores_what_sentence_transformers_scores(result
     corpus = {r["_id"]: r for r in _jsonl(DEMO / "corpus.jsonl")}
     from rank1_eval.tasks import mteb_doc_text
 
-    pairs = [(queries[t["qid"]], mteb_doc_text(corpus[t["docid"]].get("title"), corpus[t["docid"]]["text"]))
-             for t in traces]  # fmt: skip
+    pairs = [
+        (queries[t["qid"]], mteb_doc_text(corpus[t["docid"]].get("title"), corpus[t["docid"]]["text"])) for t in traces
+    ]
     direct = CrossEncoder(str(MICRO_CE), device="cpu").predict(pairs)
     assert [t["score"] for t in traces] == pytest.approx([float(s) for s in direct], abs=1e-5)
     assert len({round(t["score"], 6) for t in _jsonl(folder / "traces.jsonl")}) > 30  # scores differ
@@ -125,8 +135,10 @@ def test_other_weights_are_another_model_in_the_store(results, tmp_path, capsys)
     shutil.copytree(MICRO_CE, copy)
     (copy / "README.md").write_text("changed\n")  # a different folder content: a different fingerprint
     store = results / "store.sqlite"
-    assert main(["run", "--model", str(copy), "--output-dir", str(tmp_path / "out"), "--store", str(store),
-                 *DEMO_ARGS]) == 0  # fmt: skip
+    assert (
+        main(["run", "--model", str(copy), "--output-dir", str(tmp_path / "out"), "--store", str(store), *DEMO_ARGS])
+        == 0
+    )
     assert "scored 60, from store 0" in capsys.readouterr().out
 
 
@@ -139,8 +151,10 @@ def test_compare_report_and_table_side_by_side(results, tmp_path, capsys):
     base_dir = only_run(results, "local__micro-crossencoder")
     result = compare(rank1_dir, base_dir)
     assert result["candidates"]["identical"] and result["candidates"]["pairs_a"] == 60
-    assert result["model_a"].endswith("(rank1)") and result["model_b"] == "local/micro-crossencoder (baseline: mteb " \
-        "cross-encoder)"  # fmt: skip
+    assert (
+        result["model_a"].endswith("(rank1)")
+        and result["model_b"] == "local/micro-crossencoder (baseline: mteb cross-encoder)"
+    )
     a = json.loads((rank1_dir / "summary.json").read_text())["metrics"]["ndcg_at_10"]
     b = json.loads((base_dir / "summary.json").read_text())["metrics"]["ndcg_at_10"]
     assert result["mean_a"] - result["mean_b"] == pytest.approx(a - b, abs=1e-4)  # mteb rounds to 5 decimals
@@ -158,12 +172,29 @@ def test_compare_report_and_table_side_by_side(results, tmp_path, capsys):
     # one table row per model, rank1 next to the baselines
     table = table_from_results("dl19", results, [str(MICRO_RANK1), RANDOM, str(MICRO_CE)], allow_partial=True)
     rows = [r for r in table.rows if not r.first_stage]
-    assert [r.model_folder for r in rows] == ["local__micro-rank1", "mteb__baseline-random-cross-encoder",
-                                              "local__micro-crossencoder"]  # fmt: skip
+    assert [r.model_folder for r in rows] == [
+        "local__micro-rank1",
+        "mteb__baseline-random-cross-encoder",
+        "local__micro-crossencoder",
+    ]
     assert rows[0].cells["ndcg_at_10-original"].ours == pytest.approx(100 * a)
     assert rows[2].cells["ndcg_at_10-original"].ours == pytest.approx(100 * b)
-    assert main(["table", "dl19", "--results", str(results), "--model", str(MICRO_RANK1), "--model", RANDOM,
-                 "--allow-partial"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "table",
+                "dl19",
+                "--results",
+                str(results),
+                "--model",
+                str(MICRO_RANK1),
+                "--model",
+                RANDOM,
+                "--allow-partial",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert str(MICRO_RANK1) in printed and RANDOM in printed
 
@@ -193,9 +224,22 @@ def test_launch_job_runs_a_baseline(tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    cmd = ["bash", str(root / "scripts" / "launch_job.sh"), RANDOM, str(DEMO), "default", "--run-file",
-           str(DEMO / "bm25s_top20.trec"), "--top-k", "20", "--limit-queries", "2", "--no-progress",
-           "--output-dir", str(tmp_path)]  # fmt: skip
+    cmd = [
+        "bash",
+        str(root / "scripts" / "launch_job.sh"),
+        RANDOM,
+        str(DEMO),
+        "default",
+        "--run-file",
+        str(DEMO / "bm25s_top20.trec"),
+        "--top-k",
+        "20",
+        "--limit-queries",
+        "2",
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path),
+    ]
     env = dict(os.environ, PYTHON=sys.executable, HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -138,9 +138,7 @@ def test_missing_text_field(tmp_path: Path) -> None:
 
 
 def test_qrels_wrong_column_count(tmp_path: Path) -> None:
-    with pytest.raises(
-        DatasetError, match=r"test\.tsv: line 2: expected 3 columns like the first line, got 2"
-    ):
+    with pytest.raises(DatasetError, match=r"test\.tsv: line 2: expected 3 columns like the first line, got 2"):
         load_beir_folder(make_folder(tmp_path, qrels="q1\td1\t1\nq2\td2\n"))
 
 
@@ -186,9 +184,7 @@ def test_read_qrels_trec_format(tmp_path: Path) -> None:
 def test_read_qrels_errors(tmp_path: Path) -> None:
     path = tmp_path / "q.txt"
     path.write_text("q1 0 d1 1\nq1 0 d1 2\n", encoding="utf-8")
-    with pytest.raises(
-        DatasetError, match=r"line 2: duplicate judgement for query 'q1' doc 'd1' \(first on line 1\)"
-    ):
+    with pytest.raises(DatasetError, match=r"line 2: duplicate judgement for query 'q1' doc 'd1' \(first on line 1\)"):
         read_qrels(path)
     path.write_text("q1 d1\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"line 1: expected 3 columns .* or 4 .* got 2"):

@@ -91,8 +91,12 @@ def test_bench_smoke_figures_agree_with_each_other():
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_scoring.py", "--smoke"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,  # a hang guard
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,  # a hang guard
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     check_smoke([json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")])
 
@@ -101,10 +105,23 @@ def test_bench_answers_workload_times_every_path_and_the_prefill_read():
     """``--answers``: pairs answer in pass 1 and reach the budget (pass 2); stream_prefill judges as stream."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_scoring.py", "--answers", "--queries", "3", "--top-k", "8",
-         "--variants", "stream,stream_prefill"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "benchmarks/bench_scoring.py",
+            "--answers",
+            "--queries",
+            "3",
+            "--top-k",
+            "8",
+            "--variants",
+            "stream,stream_prefill",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     by = {line["variant"]: line for line in lines if "variant" in line}

@@ -47,11 +47,32 @@ def _run(capsys, *args) -> tuple[int, str, str]:
 
 def _base(out, engine="transformers", limit=3, *extra):
     return [
-        "--task", DEMO, "--run-file", RUN, "--model", MICRO_RANK1, "--engine", engine, "--device", "cpu",
-        "--dtype", "float32", "--max-output-tokens", 64, "--context-size", 1024, "--output-dir", out,
-        "--limit-queries", limit, "--top-k", 20, *(["--enforce-eager"] if engine == "vllm" else []), "--no-progress",
+        "--task",
+        DEMO,
+        "--run-file",
+        RUN,
+        "--model",
+        MICRO_RANK1,
+        "--engine",
+        engine,
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-output-tokens",
+        64,
+        "--context-size",
+        1024,
+        "--output-dir",
+        out,
+        "--limit-queries",
+        limit,
+        "--top-k",
+        20,
+        *(["--enforce-eager"] if engine == "vllm" else []),
+        "--no-progress",
         *extra,
-    ]  # fmt: skip  (--enforce-eager is refused with the Transformers engine, which has nothing to make eager)
+    ]  # (--enforce-eager is refused with the Transformers engine, which has nothing to make eager)
 
 
 def _folder(out: Path) -> Path:
@@ -93,8 +114,12 @@ def test_run_on_beir_folder(tmp_path, engine, request, capsys):
     assert "rank1-eval: loading task " in stderr and "rank1-eval: 60 pairs to judge with " in stderr
     folder = _folder(tmp_path)
     assert {p.name for p in folder.iterdir()} >= {
-        "mteb_result.json", "predictions.json", "run.trec", "traces.jsonl", "summary.json"
-    }  # fmt: skip
+        "mteb_result.json",
+        "predictions.json",
+        "run.trec",
+        "traces.jsonl",
+        "summary.json",
+    }
     summary = json.loads((folder / "summary.json").read_text())
     traces = [json.loads(line) for line in (folder / "traces.jsonl").read_text().splitlines()]
     assert len(traces) == summary["pairs_total"] == 60
@@ -114,8 +139,16 @@ def test_run_on_beir_folder(tmp_path, engine, request, capsys):
 
 @pytest.mark.slow
 def test_launch_job_script(tmp_path):
-    cmd = ["bash", str(ROOT / "scripts" / "launch_job.sh"), str(MICRO_RANK1), str(DEMO), "default", "1",
-           *map(str, _base(tmp_path)[2:4]), *map(str, _base(tmp_path)[6:])]  # fmt: skip
+    cmd = [
+        "bash",
+        str(ROOT / "scripts" / "launch_job.sh"),
+        str(MICRO_RANK1),
+        str(DEMO),
+        "default",
+        "1",
+        *map(str, _base(tmp_path)[2:4]),
+        *map(str, _base(tmp_path)[6:]),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(PYTHON=sys.executable), timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "host:" in proc.stdout and "cpu:" in proc.stdout and "memory:" in proc.stdout
@@ -183,7 +216,11 @@ def test_sigkill_mid_run_loses_only_pairs_in_flight(tmp_path, capsys, reuse_engi
     assert summary2["output_tokens_mean"] > 0
     run = summary2["this_run"]
     assert (run["pairs_scored"], run["pairs_from_store"], run["docs_per_s"], run["generated_tokens"]) == (
-        0, 100, None, 0)  # fmt: skip
+        0,
+        100,
+        None,
+        0,
+    )
 
 
 def test_dry_run_loads_no_model(tmp_path, capsys, monkeypatch):
@@ -198,7 +235,9 @@ def test_dry_run_loads_no_model(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "store.sqlite").exists()
     assert info["length_rule"] == "reference"
     assert {r: c["passages_cut"] for r, c in info["passages_cut_by_rule"].items()} == {
-        "reference": 0, "reserve_output": 0}  # fmt: skip
+        "reference": 0,
+        "reserve_output": 0,
+    }
 
 
 def test_dry_run_counts_cut_passages_per_length_rule(tmp_path, capsys):

@@ -50,13 +50,27 @@ def _result_folder(root: Path, name: str, ranks: dict[str, int]) -> Path:
         docs.insert(rank - 1, f"{qid}-rel")
         for i, d in enumerate(docs, start=1):
             run.append(f"{qid} Q0 {d} {i} {4 - i} test")
-            traces.append({"qid": qid, "docid": d, "score": (4 - i) / 4, "first_stage_rank": 4 - i, "path": "pass1",
-                           "output_tokens": 7, "reasoning": "because", "first_stage_score": float(i)})  # fmt: skip
+            traces.append(
+                {
+                    "qid": qid,
+                    "docid": d,
+                    "score": (4 - i) / 4,
+                    "first_stage_rank": 4 - i,
+                    "path": "pass1",
+                    "output_tokens": 7,
+                    "reasoning": "because",
+                    "first_stage_score": float(i),
+                }
+            )
     (folder / "run.trec").write_text("\n".join(run) + "\n")
     (folder / "traces.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces))
     (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{q}-rel\t1\n" for q in ranks))
-    summary = {"task": "T_default", "main_metric": "ndcg_at_10", "metrics": {"ndcg_at_10": 0.5},
-               "provenance": {"task": "T", "subset": "default", "split": "test", "model": name}}  # fmt: skip
+    summary = {
+        "task": "T_default",
+        "main_metric": "ndcg_at_10",
+        "metrics": {"ndcg_at_10": 0.5},
+        "provenance": {"task": "T", "subset": "default", "split": "test", "model": name},
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -186,13 +200,24 @@ def test_table_picks_the_complete_run_and_where_narrows(tmp_path, capsys):
     def run(settings: dict, score: float, age: int) -> None:
         folder = run_folder(tmp_path, "jhu-clsp/rank1-7b", "BrightRetrieval_biology", settings)
         folder.mkdir(parents=True)
-        summary = {"settings": settings, "settings_hash": settings_hash(settings), "metrics": {"ndcg_at_10": score},
-                   "provenance": {"split": "standard", "top_k": 100}}  # fmt: skip
+        summary = {
+            "settings": settings,
+            "settings_hash": settings_hash(settings),
+            "metrics": {"ndcg_at_10": score},
+            "provenance": {"split": "standard", "top_k": 100},
+        }
         (folder / "summary.json").write_text(json.dumps(summary))
         os.utime(folder / "summary.json", (time.time() - 100 + age,) * 2)
 
-    base = {"prompt_set": "code", "top_k": 100, "limit_queries": None, "split": "standard", "max_output_tokens": 8192,
-            "dtype": "float16", "engine": "vllm"}  # fmt: skip
+    base = {
+        "prompt_set": "code",
+        "top_k": 100,
+        "limit_queries": None,
+        "split": "standard",
+        "max_output_tokens": 8192,
+        "dtype": "float16",
+        "engine": "vllm",
+    }
     run(base, 0.5, 1)
     run({**base, "prompt_set": "paper"}, 0.7, 2)
     run({**base, "limit_queries": 2}, 0.9, 3)  # newest, but partial
@@ -246,7 +271,9 @@ def test_a_meaningful_combination_is_a_recorded_warning():
     argv = ["run", "--engine", "transformers", "--max-output-tokens", "128", "--budgets", "8,64"]
     args = build_parser().parse_args(argv)
     warnings = check_flags(args, given_flags(args, defaults), budgets=[8, 64])
-    assert warnings == ["--max-output-tokens 128 is above the largest of --budgets 8,64: the run is made at 128 "
-                        "and the budgets are derived below it"]  # fmt: skip
+    assert warnings == [
+        "--max-output-tokens 128 is above the largest of --budgets 8,64: the run is made at 128 "
+        "and the budgets are derived below it"
+    ]
     plain = build_parser().parse_args(["run", "--engine", "transformers"])
     assert check_flags(plain, given_flags(plain, defaults)) == []

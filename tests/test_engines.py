@@ -77,8 +77,14 @@ def test_truncation_with_real_tokenizer(engine, rule):
 
 
 def test_public_class_on_local_folder(hf_engine, pairs):
-    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers",
-                  context_size=1024, max_output_tokens=64)
+    model = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     model._engine = hf_engine  # reuse the session's loaded weights
     scores = model.predict(pairs[:4])
     judged = model.judge(pairs[:4])

@@ -31,8 +31,10 @@ def pairs(vllm_engine):
     base = demo_pairs(6, 12)
     plain = _judge(vllm_engine, base[:24], 64)
     answer = {"</think> true": "</think> true", "</think> false": "</think> false"}
-    echo = [(q, j.reasoning + answer.get(j.stop_reason or "", "</think> true") + " Then more text. " + d)
-            for (q, d), j in zip(base[:24], plain, strict=True)]  # fmt: skip
+    echo = [
+        (q, j.reasoning + answer.get(j.stop_reason or "", "</think> true") + " Then more text. " + d)
+        for (q, d), j in zip(base[:24], plain, strict=True)
+    ]
     return base + echo
 
 
@@ -114,9 +116,15 @@ def ngram_engine():
     from rank1_eval.engines import EngineConfig, load_engine
 
     config = EngineConfig(
-        str(MICRO_RANK1), device="cpu", dtype="float32", context_size=1024, enforce_eager=True,
-        kv_cache_memory_bytes=256 * 2**20, ngram_speculation=4, load_stats=True,
-    )  # fmt: skip
+        str(MICRO_RANK1),
+        device="cpu",
+        dtype="float32",
+        context_size=1024,
+        enforce_eager=True,
+        kv_cache_memory_bytes=256 * 2**20,
+        ngram_speculation=4,
+        load_stats=True,
+    )
     engine = load_engine("vllm", config)
     yield engine
     engine.close()

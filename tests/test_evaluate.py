@@ -23,9 +23,20 @@ from rank1_eval.tasks import load_task
 pytestmark = pytest.mark.slow
 
 MODEL_ARGS = [
-    "--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
-    "--max-output-tokens", "32", "--context-size", "1024", "--no-progress",
-]  # fmt: skip
+    "--model",
+    str(MICRO_RANK1),
+    "--engine",
+    "transformers",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--max-output-tokens",
+    "32",
+    "--context-size",
+    "1024",
+    "--no-progress",
+]
 # family -> (task, subtask, Hub repo folder under the fixtures' data root, extra flags); 2 candidates per query
 # keep the CPU time small (the Transformers engine on 2 shared cores)
 FAMILIES = {
@@ -60,8 +71,20 @@ def family_runs(hub_fixtures, tmp_path_factory, request):
             assert main(args) == 0, family
             runs[family] = (_folder(out, f"{task}_{subtask or 'default'}"), args)
         dl19 = hub_fixtures["dl19"]
-        args = ["run", "--task", dl19["DL19_DIR"], "--run-file", dl19["DL19_RUN"], "--qrels",
-                f"rejudged={dl19['DL19_REJUDGED']}", "--top-k", "3", "--output-dir", str(out), *MODEL_ARGS]  # fmt: skip
+        args = [
+            "run",
+            "--task",
+            dl19["DL19_DIR"],
+            "--run-file",
+            dl19["DL19_RUN"],
+            "--qrels",
+            f"rejudged={dl19['DL19_REJUDGED']}",
+            "--top-k",
+            "3",
+            "--output-dir",
+            str(out),
+            *MODEL_ARGS,
+        ]
         assert main(args) == 0
         runs["dl19-local-folder"] = (_folder(out, "Dl19Local_default"), args)
     assert set(handed) == {"hf_engine"}  # no run loaded an engine of its own
@@ -212,9 +235,20 @@ def test_v1_tasks_dry_run_and_shards(run_files_env, tmp_path, capsys, single_thr
     assert (info["queries"], info["pairs"], info["queries_evaluated"]) == (3, 9, 3)
     assert info["prompt_template"]["key"] == "BrightRetrieval_aops" and "excluded_ids" not in info  # v1: none
     assert not (tmp_path / "store.sqlite").exists()
-    follow = ["run", "--task", "mFollowIRCrossLingual", "--subtask", "eng-rus", "--dataset-path",
-              str(hub / "jhu-clsp/mFollowIR-cross-lingual-parquet-mteb"), "--top-k", "2", "--output-dir",
-              str(tmp_path), *MODEL_ARGS]  # fmt: skip
+    follow = [
+        "run",
+        "--task",
+        "mFollowIRCrossLingual",
+        "--subtask",
+        "eng-rus",
+        "--dataset-path",
+        str(hub / "jhu-clsp/mFollowIR-cross-lingual-parquet-mteb"),
+        "--top-k",
+        "2",
+        "--output-dir",
+        str(tmp_path),
+        *MODEL_ARGS,
+    ]
     assert main([*follow, "--shard", "0/1"]) == 0
     assert "8 of 8 pairs (scored 8" in capsys.readouterr().out
     store = tmp_path / "store.shard-0-of-1.sqlite"
@@ -243,8 +277,21 @@ def test_report_shows_what_mteb_scored(family_runs):
 
 def test_bm25_first_stage_drops_bright_exclusions(run_files_env, tmp_path, capsys):
     hub = Path(run_files_env["hub"])
-    args = ["run", "--task", "BrightAopsRetrieval", "--dataset-path", str(hub / "mteb/BRIGHT"), "--first-stage",
-            "bm25", "--top-k", "2", "--dry-run", "--output-dir", str(tmp_path), *MODEL_ARGS]  # fmt: skip
+    args = [
+        "run",
+        "--task",
+        "BrightAopsRetrieval",
+        "--dataset-path",
+        str(hub / "mteb/BRIGHT"),
+        "--first-stage",
+        "bm25",
+        "--top-k",
+        "2",
+        "--dry-run",
+        "--output-dir",
+        str(tmp_path),
+        *MODEL_ARGS,
+    ]
     assert main(args) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["excluded_ids"]["queries_with_exclusions"] == 3 and info["excluded_ids"]["pairs_removed"] >= 1
@@ -252,7 +299,14 @@ def test_bm25_first_stage_drops_bright_exclusions(run_files_env, tmp_path, capsy
     assert not list(tmp_path.rglob("first_stage.bm25.trec"))  # a dry run writes nothing (a run: with its results)
     from rank1_eval.evaluate import BM25_FILE, RunOptions, prepare
 
-    prepared = prepare(RunOptions(task="BrightAopsRetrieval", dataset_path=str(hub / "mteb/BRIGHT"), first_stage="bm25",
-                                  top_k=2, output_dir=tmp_path))  # fmt: skip
+    prepared = prepare(
+        RunOptions(
+            task="BrightAopsRetrieval",
+            dataset_path=str(hub / "mteb/BRIGHT"),
+            first_stage="bm25",
+            top_k=2,
+            output_dir=tmp_path,
+        )
+    )
     pairs = [line.split()[:3:2] for line in prepared.first_stage_files[BM25_FILE].splitlines()]
     assert len(pairs) == 6 and all(doc != f"aops_self_{qid}.txt" for qid, doc in pairs)  # its own problem: excluded

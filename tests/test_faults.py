@@ -60,14 +60,20 @@ def _key(i: int) -> str:
 
 def _judgement(i: int, path: str = "pass1") -> Judgement:
     return Judgement(
-        score=(i % 997) / 997, reasoning=f"reasoning {i} " + "r" * (200 + i % 600), path=path, prompt_tokens=40,
-        output_tokens=12, finish_reason="stop", error="no logprobs" if path == "failed" else None,
-    )  # fmt: skip
+        score=(i % 997) / 997,
+        reasoning=f"reasoning {i} " + "r" * (200 + i % 600),
+        path=path,
+        prompt_tokens=40,
+        output_tokens=12,
+        finish_reason="stop",
+        error="no logprobs" if path == "failed" else None,
+    )
 
 
 def _one_line(text: str) -> str:
     lines = [  # what is left once log warnings and the CLI's "loading …" status lines are set aside
-        ln for ln in text.strip().splitlines()
+        ln
+        for ln in text.strip().splitlines()
         if ln.strip() and not ln.startswith("WARNING") and not re.search(r"…( \[[\d:]+\])?$", ln)
     ]
     assert len(lines) == 1, text
@@ -298,17 +304,29 @@ class _Model:
 
 
 def _write(out: Path, tag: int, n: int = 40, **kwargs) -> dict:
-    ctx = {"task": "T", "subset": "default", "split": "test", "qids": [f"q{i % 4}" for i in range(n)],
-           "docids": [f"d{i}" for i in range(n)]}  # fmt: skip
+    ctx = {
+        "task": "T",
+        "subset": "default",
+        "split": "test",
+        "qids": [f"q{i % 4}" for i in range(n)],
+        "docids": [f"d{i}" for i in range(n)],
+    }
     judged = [_judgement(tag * 1000 + i) for i in range(n)]
     preds = {f"q{i % 4}": {} for i in range(n)}
     for i in range(n):
         preds[f"q{i % 4}"][f"d{i}"] = float(tag)
     return write_run_folder(
-        out, task_result=_TaskResult(tag), predictions=preds, traces=[(ctx, judged)], first_stage={}, ranks={},
+        out,
+        task_result=_TaskResult(tag),
+        predictions=preds,
+        traces=[(ctx, judged)],
+        first_stage={},
+        ranks={},
         summary={"tag": tag, "provenance": {"command_line": ["rank1-eval", "run", "--tag", str(tag)]}},
-        model=_Model(), qrels={"q0": {"d0": 1}}, **kwargs,
-    )  # fmt: skip
+        model=_Model(),
+        qrels={"q0": {"d0": 1}},
+        **kwargs,
+    )
 
 
 def _tag_of(folder: Path) -> int:
@@ -362,19 +380,51 @@ def _real_folder(tmp_path: Path) -> Path:
         if q in qids and int(rank) <= 4:
             run.setdefault(q, {})[d] = float(score)
     out = tmp_path / "results" / f"local__{MICRO_RANK1.name}" / "Dl19MiniLocal_default"
-    ctx = {"task": "Dl19MiniLocal", "subset": "default", "split": "test",
-           "qids": [q for q in run for _ in run[q]], "docids": [d for q in run for d in run[q]]}  # fmt: skip
+    ctx = {
+        "task": "Dl19MiniLocal",
+        "subset": "default",
+        "split": "test",
+        "qids": [q for q in run for _ in run[q]],
+        "docids": [d for q in run for d in run[q]],
+    }
     judged = [_judgement(i) for i in range(len(ctx["qids"]))]
     preds = {q: {d: j.score for d, j in zip(run[q], judged[4 * k : 4 * k + 4], strict=True)} for k, q in enumerate(run)}
-    prov = {"task": "Dl19MiniLocal", "subset": "default", "split": "test", "task_source": str(DEMO), "top_k": 4,
-            "command_line": ["rank1-eval", "run", "--demo"], "store": "S"}  # fmt: skip
-    summary = {"task": "Dl19MiniLocal_default", "main_metric": "ndcg_at_10", "metrics": {"ndcg_at_10": 0.5},
-               "provenance": prov, "pairs_total": 8, "pairs_scored": 8, "pairs_from_store": 0, "pass2": 0,
-               "failed": 0, "truncated": 0, "docs_per_s": 1.0, "output_tokens_mean": 1, "output_tokens_p50": 1,
-               "output_tokens_p95": 1}  # fmt: skip
-    write_run_folder(out, task_result=_TaskResult(0), predictions=preds, traces=[(ctx, judged)], first_stage=run,
-                     ranks={q: list(run[q]) for q in run}, summary=summary, model=_Model(),
-                     qrels={q: dict(data.qrels.get(q, {})) for q in qids})  # fmt: skip
+    prov = {
+        "task": "Dl19MiniLocal",
+        "subset": "default",
+        "split": "test",
+        "task_source": str(DEMO),
+        "top_k": 4,
+        "command_line": ["rank1-eval", "run", "--demo"],
+        "store": "S",
+    }
+    summary = {
+        "task": "Dl19MiniLocal_default",
+        "main_metric": "ndcg_at_10",
+        "metrics": {"ndcg_at_10": 0.5},
+        "provenance": prov,
+        "pairs_total": 8,
+        "pairs_scored": 8,
+        "pairs_from_store": 0,
+        "pass2": 0,
+        "failed": 0,
+        "truncated": 0,
+        "docs_per_s": 1.0,
+        "output_tokens_mean": 1,
+        "output_tokens_p50": 1,
+        "output_tokens_p95": 1,
+    }
+    write_run_folder(
+        out,
+        task_result=_TaskResult(0),
+        predictions=preds,
+        traces=[(ctx, judged)],
+        first_stage=run,
+        ranks={q: list(run[q]) for q in run},
+        summary=summary,
+        model=_Model(),
+        qrels={q: dict(data.qrels.get(q, {})) for q in qids},
+    )
     return out
 
 
@@ -398,11 +448,16 @@ def test_readers_refuse_a_damaged_folder_in_one_line(tmp_path, capsys, reader, d
         code = main(["compare", str(folder)])
     else:
         manifest = tmp_path / "t.json"
-        manifest.write_text(json.dumps({
-            "name": "t", "defaults": {"split": "test", "metric": "ndcg_at_10", "scale": 100, "top_k": 4},
-            "columns": [{"key": "demo", "task": str(DEMO)}],
-            "rows": [{"key": "micro", "checkpoint": str(MICRO_RANK1), "paper": {"demo": 50.0}}],
-        }))  # fmt: skip
+        manifest.write_text(
+            json.dumps(
+                {
+                    "name": "t",
+                    "defaults": {"split": "test", "metric": "ndcg_at_10", "scale": 100, "top_k": 4},
+                    "columns": [{"key": "demo", "task": str(DEMO)}],
+                    "rows": [{"key": "micro", "checkpoint": str(MICRO_RANK1), "paper": {"demo": 50.0}}],
+                }
+            )
+        )
         code = main(["table", str(manifest), "--results", str(tmp_path / "results"), "--model", str(MICRO_RANK1)])
     assert code == EXIT_ERROR
     line = _one_line(capsys.readouterr().err)
@@ -535,9 +590,27 @@ def _demo_docs(n: int) -> list[str]:
 
 
 def _run_args(task: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--task", str(task), "--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu",
-            "--dtype", "float32", "--max-output-tokens", "64", "--context-size", "1024", "--output-dir", str(out),
-            "--no-progress", *extra]  # fmt: skip
+    return [
+        "run",
+        "--task",
+        str(task),
+        "--model",
+        str(MICRO_RANK1),
+        "--engine",
+        "transformers",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-output-tokens",
+        "64",
+        "--context-size",
+        "1024",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_query_over_the_budget_stops_before_the_model_loads(tmp_path, capsys):
@@ -562,12 +635,14 @@ def test_missing_local_model_folder_says_so(tmp_path):
 def test_serve_sh_binds_loopback_unless_told_and_says_so():
     env = dict(os.environ, RANK1_SERVE_DRY_RUN="1")
     env.pop("HOST", None)
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "serve.sh"), "m", "8000"], capture_output=True, text=True,
-                          env=env)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "serve.sh"), "m", "8000"], capture_output=True, text=True, env=env
+    )
     assert "--host 127.0.0.1" in proc.stdout and "listening on 127.0.0.1:8000 only" in proc.stderr
     env["HOST"] = "0.0.0.0"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "serve.sh"), "m", "8000"], capture_output=True, text=True,
-                          env=env)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "serve.sh"), "m", "8000"], capture_output=True, text=True, env=env
+    )
     assert "--host 0.0.0.0" in proc.stdout and "WARNING" in proc.stderr and "no API key" in proc.stderr
 
 
@@ -593,8 +668,9 @@ def test_a_server_that_never_answers_warns_and_times_out(micro_tok, caplog):
     from rank1_eval.engines import EngineError
 
     with FakeVLLMServer("stall", str(MICRO_RANK1)) as server:
-        engine = _server_engine(server.url, micro_tok, request_timeout=1.5, max_retries=0, stall_warning_s=0.4,
-                                max_concurrency=2)  # fmt: skip
+        engine = _server_engine(
+            server.url, micro_tok, request_timeout=1.5, max_retries=0, stall_warning_s=0.4, max_concurrency=2
+        )
         started = time.monotonic()
         with caplog.at_level(logging.WARNING), pytest.raises(EngineError, match=r"no answer within 2 s"):
             engine.complete(["a prompt", "another"], max_tokens=64, stop=["</think> true"], top_logprobs=20)
@@ -622,8 +698,20 @@ def test_html_instead_of_json_names_the_url(micro_tok):
 @pytest.mark.slow
 def test_nan_server_fails_loudly_and_the_count_survives_reruns(tmp_path, capsys):
     with FakeVLLMServer("nan", str(MICRO_RANK1)) as server:
-        args = _run_args(DEMO, tmp_path / "out", "--run-file", str(DEMO / "bm25s_top20.trec"), "--server-url",
-                         server.url, "--engine", "openai", "--limit-queries", "2", "--top-k", "4")  # fmt: skip
+        args = _run_args(
+            DEMO,
+            tmp_path / "out",
+            "--run-file",
+            str(DEMO / "bm25s_top20.trec"),
+            "--server-url",
+            server.url,
+            "--engine",
+            "openai",
+            "--limit-queries",
+            "2",
+            "--top-k",
+            "4",
+        )
         assert main(args) == EXIT_FAILED_PAIRS
         err = capsys.readouterr().err
         banner = [ln for ln in err.splitlines() if "FAILED PAIRS" in ln]
@@ -664,8 +752,18 @@ def test_whitespace_ids_are_escaped_in_run_trec_and_announced(tmp_path, caplog):
 @pytest.mark.slow
 def test_full_disk_under_the_store_stops_the_run_in_one_line_and_resumes(tmp_path, capsys):
     # chunked, one pair per chunk: the store fills part-way (the writer is the same under --scheduling stream)
-    args = ["--run-file", str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "4",
-            "--scheduling", "chunked", "--chunk-size", "1"]  # fmt: skip
+    args = [
+        "--run-file",
+        str(DEMO / "bm25s_top20.trec"),
+        "--limit-queries",
+        "2",
+        "--top-k",
+        "4",
+        "--scheduling",
+        "chunked",
+        "--chunk-size",
+        "1",
+    ]
     with _tmpfs(tmp_path / "small", "256k") as small:
         SQLiteStore(small / "store.sqlite").close()  # the store exists; then the disk is filled to ~48 KiB free
         free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
@@ -696,8 +794,9 @@ def test_failure_banner_counts(tmp_path):
 
     assert failure_limit(None, 100) == 0 and math.isinf(failure_limit("all", 100))
     assert failure_limit("5%", 200) == 10 and failure_limit("3", 200) == 3
-    line = failure_banner({"failed": 2, "pairs_total": 8, "failed_examples": [{"qid": "q", "docid": "d",
-                                                                               "error": "nan"}]}, "S", 0)  # fmt: skip
+    line = failure_banner(
+        {"failed": 2, "pairs_total": 8, "failed_examples": [{"qid": "q", "docid": "d", "error": "nan"}]}, "S", 0
+    )
     assert "2 of 8 pairs (25.0%)" in line and "q/d: nan" in line and "\n" not in line
 
 
@@ -718,8 +817,17 @@ def _store_count(path: Path) -> int:
 def test_sigterm_mid_run_keeps_every_judgement_and_the_rerun_resumes(tmp_path):
     """What scancel and preemption send: the writer flushes, one line, exit 143, no result folder; resume hits."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rank1_eval", "run", "--engine", "transformers", "--no-progress",
-           "--output-dir", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "rank1_eval",
+        "run",
+        "--engine",
+        "transformers",
+        "--no-progress",
+        "--output-dir",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = out / "store.sqlite"
@@ -732,8 +840,9 @@ def test_sigterm_mid_run_keeps_every_judgement_and_the_rerun_resumes(tmp_path):
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
     line = stderr.strip().splitlines()[-1]
-    match = re.fullmatch(r"rank1-eval: interrupted by SIGTERM: (\d+) judgements kept in the store, rerun to resume",
-                         line)  # fmt: skip
+    match = re.fullmatch(
+        r"rank1-eval: interrupted by SIGTERM: (\d+) judgements kept in the store, rerun to resume", line
+    )
     assert match, stderr
     kept = int(match.group(1))
     assert 10 <= kept < 200 and _store_count(store) == kept  # everything judged was flushed, nothing else
@@ -760,8 +869,9 @@ def test_odd_rank_columns_and_control_characters_are_flagged_with_counts(tmp_pat
             rank = -i if ranks == "negative" else (4 - i if q == "q1" else i)
             lines.append(f"{q} Q0 {d} {rank} {score} t")
     (tmp_path / "run.trec").write_text("\n".join(lines) + "\n")
-    prepared = prepare(RunOptions(task=str(task), run_file=str(tmp_path / "run.trec"), top_k=3,
-                                  output_dir=tmp_path / "out"))  # fmt: skip
+    prepared = prepare(
+        RunOptions(task=str(task), run_file=str(tmp_path / "run.trec"), top_k=3, output_dir=tmp_path / "out")
+    )
     text = " | ".join(prepared.warnings)
     if ranks == "negative":
         assert "every rank in the rank column is negative (6 lines" in text

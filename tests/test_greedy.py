@@ -94,7 +94,12 @@ def test_transformers_engine_keeps_only_the_checkpoints_eos(hostile_model):
     try:
         cfg = engine.model.generation_config
         assert (cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty) == (
-            False, 1.0, 50, 1.0, 1.0)  # fmt: skip
+            False,
+            1.0,
+            50,
+            1.0,
+            1.0,
+        )
         assert cfg.eos_token_id == [0] and cfg.pad_token_id == 0
     finally:
         engine.close()
@@ -134,6 +139,7 @@ def test_transformers_engine_text_is_the_token_bytes(cleanup_model):
 
 def _token_decodes(tree: ast.AST) -> list[ast.Call]:
     """``x.decode(ids, ...)`` calls: a first argument that is not a string literal (``bytes.decode("utf-8")``)."""
+
     def is_token_decode(node: ast.AST) -> bool:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "decode"):
             return False
@@ -170,11 +176,19 @@ def test_server_ignores_the_checkpoints_generation_config(hostile_model, vllm_en
     pytest.importorskip("vllm")
     cfg = EngineConfig(str(hostile_model), device="cpu", dtype="float32", context_size=1024, enforce_eager=True)
     monkeypatch.setenv("RANK1_API_KEY", "greedy-test")
-    group = servers.launch_servers(cfg, 1, on_cpu=True, api_key="greedy-test",
-                                   cores=sorted(os.sched_getaffinity(0))[:1])  # fmt: skip
+    group = servers.launch_servers(
+        cfg, 1, on_cpu=True, api_key="greedy-test", cores=sorted(os.sched_getaffinity(0))[:1]
+    )
     try:
-        model = rank1(str(hostile_model), device="cpu", fp_options="float32", context_size=1024, engine="openai",
-                      server_urls=list(group.urls), max_output_tokens=64)  # fmt: skip
+        model = rank1(
+            str(hostile_model),
+            device="cpu",
+            fp_options="float32",
+            context_size=1024,
+            engine="openai",
+            server_urls=list(group.urls),
+            max_output_tokens=64,
+        )
         pairs = demo_pairs(3, 8)
         served = model.judge(pairs)
     finally:

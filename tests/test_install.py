@@ -62,8 +62,11 @@ def installed(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     shutil.copytree(ROOT / "rank1_eval", src / "rank1_eval", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VLLM_ENABLE_V1_MULTIPROCESSING")}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
-         cwd=tmp, env=env)  # fmt: skip
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
+        cwd=tmp,
+        env=env,
+    )
     (wheel,) = (tmp / "dist").glob("rank1_eval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [n for n in WHEEL_MUST_HOLD if n not in names]
@@ -72,8 +75,22 @@ def installed(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], cwd=tmp, env=env)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
-          "--no-index", str(wheel)], cwd=tmp, env=env)  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--ignore-installed",
+            "--no-index",
+            str(wheel),
+        ],
+        cwd=tmp,
+        env=env,
+    )
     work = tmp / "work"
     work.mkdir()
     where = _run([str(python), "-c", "import rank1_eval; print(rank1_eval.__file__)"], cwd=work, env=env).stdout

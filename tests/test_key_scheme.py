@@ -59,8 +59,12 @@ def test_new_stores_are_marked_and_old_ones_refused_in_one_line(tmp_path, legacy
 
 
 def test_migrate_refuses_judgements_todays_rule_decodes_differently(tmp_path, legacy, capsys):
-    assert main(["store", "migrate", str(legacy), "--into", str(tmp_path / "new.sqlite"), "--engine", "transformers",
-                 *DEMO]) == 2  # fmt: skip
+    assert (
+        main(
+            ["store", "migrate", str(legacy), "--into", str(tmp_path / "new.sqlite"), "--engine", "transformers", *DEMO]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot be reused, only rerun" in err and "transformers engine" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "new.sqlite").exists()

@@ -29,13 +29,33 @@ from rank1_eval.layout import (
 )
 
 BASE = {
-    "model": "jhu-clsp/rank1-7b", "revision": None, "weights_fingerprint": None, "engine": "vllm", "dtype": "float16",
-    "prompt_set": "code", "prompt_set_sha256": "ab" * 32, "dataset_prompt": None, "temperature": 0.0,
-    "max_output_tokens": 8192, "context_size": 16000, "top_logprobs": 20, "stop": ["</think> true", "</think> false"],
-    "skip_special_tokens": False, "failed_score": 0.5, "task": "NevIR", "subtask": None, "subset": "default",
-    "split": "test", "dataset_revision": "r1", "first_stage": "default", "run_sha256": None, "top_k": 100,
-    "limit_queries": None, "main_metric": None, "extra_qrels": {},
-}  # fmt: skip
+    "model": "jhu-clsp/rank1-7b",
+    "revision": None,
+    "weights_fingerprint": None,
+    "engine": "vllm",
+    "dtype": "float16",
+    "prompt_set": "code",
+    "prompt_set_sha256": "ab" * 32,
+    "dataset_prompt": None,
+    "temperature": 0.0,
+    "max_output_tokens": 8192,
+    "context_size": 16000,
+    "top_logprobs": 20,
+    "stop": ["</think> true", "</think> false"],
+    "skip_special_tokens": False,
+    "failed_score": 0.5,
+    "task": "NevIR",
+    "subtask": None,
+    "subset": "default",
+    "split": "test",
+    "dataset_revision": "r1",
+    "first_stage": "default",
+    "run_sha256": None,
+    "top_k": 100,
+    "limit_queries": None,
+    "main_metric": None,
+    "extra_qrels": {},
+}
 
 # ----------------------------------------------------------------------------------------------------- naming
 
@@ -43,13 +63,26 @@ BASE = {
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("prompt_set", "paper"), ("prompt_set_sha256", "cd" * 32), ("dataset_prompt", False), ("top_k", 20),
-        ("max_output_tokens", 4096), ("context_size", 8000), ("failed_score", "raise"), ("dtype", "bfloat16"),
-        ("engine", "transformers"), ("limit_queries", 2), ("run_sha256", "ef" * 32), ("first_stage", "bm25"),
-        ("revision", "abc123"), ("split", "dev"), ("dataset_revision", "r2"), ("main_metric", "map_at_100"),
-        ("extra_qrels", {"rejudged": "12" * 32}), ("weights_fingerprint", "34" * 32),
+        ("prompt_set", "paper"),
+        ("prompt_set_sha256", "cd" * 32),
+        ("dataset_prompt", False),
+        ("top_k", 20),
+        ("max_output_tokens", 4096),
+        ("context_size", 8000),
+        ("failed_score", "raise"),
+        ("dtype", "bfloat16"),
+        ("engine", "transformers"),
+        ("limit_queries", 2),
+        ("run_sha256", "ef" * 32),
+        ("first_stage", "bm25"),
+        ("revision", "abc123"),
+        ("split", "dev"),
+        ("dataset_revision", "r2"),
+        ("main_metric", "map_at_100"),
+        ("extra_qrels", {"rejudged": "12" * 32}),
+        ("weights_fingerprint", "34" * 32),
     ],
-)  # fmt: skip
+)
 def test_every_outcome_setting_changes_the_folder(key, value):
     other = {**BASE, key: value}
     assert settings_hash(other) != settings_hash(BASE)
@@ -86,9 +119,16 @@ def test_run_tags_tell_runs_apart():
 def _run(task_dir: Path, settings: dict, *, age: float = 0.0, metric: float = 0.5) -> Path:
     folder = task_dir / run_folder_name(settings)
     folder.mkdir(parents=True)
-    summary = {"settings": settings, "settings_hash": settings_hash(settings), "metrics": {"ndcg_at_10": metric},
-               "provenance": {"split": settings["split"], "top_k": settings["top_k"],
-                              "limit_queries": settings["limit_queries"]}}  # fmt: skip
+    summary = {
+        "settings": settings,
+        "settings_hash": settings_hash(settings),
+        "metrics": {"ndcg_at_10": metric},
+        "provenance": {
+            "split": settings["split"],
+            "top_k": settings["top_k"],
+            "limit_queries": settings["limit_queries"],
+        },
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     stamp = time.time() - 1000 + age
     os.utime(folder / "summary.json", (stamp, stamp))
@@ -157,8 +197,10 @@ def test_older_layout_and_malformed_summaries(tmp_path):
 def test_experiment_kwargs_are_the_settings_off_the_defaults():
     assert layout.experiment_kwargs(BASE, {}) == {}
     assert layout.experiment_kwargs({**BASE, "limit_queries": 2, "top_k": 20}, {"max_output_tokens": 64}) == {
-        "max_output_tokens": 64, "limit_queries": 2, "top_k": 20,
-    }  # fmt: skip
+        "max_output_tokens": 64,
+        "limit_queries": 2,
+        "top_k": 20,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- real runs
@@ -188,8 +230,9 @@ def runs(tmp_path_factory, vllm_engine):  # the real-run tests below are end to 
     def run(limit: int | None = None, prompt_set: str = "code") -> dict:
         model = rank1(str(MICRO_RANK1), device="cpu", context_size=1024, max_output_tokens=64, prompt_set=prompt_set)
         model._engine = vllm_engine  # the session's engine: same settings (float32 on CPU, the API's default)
-        opts = RunOptions(task=str(task), run_file=str(run_file), top_k=4, output_dir=out,
-                          limit_queries=limit, progress=False)  # fmt: skip
+        opts = RunOptions(
+            task=str(task), run_file=str(run_file), top_k=4, output_dir=out, limit_queries=limit, progress=False
+        )
         return evaluate(model, prepare(opts), opts)
 
     results = {"smoke": run(limit=2), "full": run(), "again": run(), "paper": run(prompt_set="paper")}

@@ -35,15 +35,20 @@ def _scripted(tokenizer, calls=None):
 
 
 def _model(tokenizer, **kwargs):
-    m = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
-              **kwargs)  # fmt: skip
+    m = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers", **kwargs)
     m._engine = _scripted(tokenizer)
     return m
 
 
 def test_seed_constructor_is_cheap_and_offline():
-    m = rank1(model_name_or_path="jhu-clsp/rank1-7b", num_gpus=1, device="cuda", context_size=16000,
-              max_output_tokens=8192, fp_options="float16")
+    m = rank1(
+        model_name_or_path="jhu-clsp/rank1-7b",
+        num_gpus=1,
+        device="cuda",
+        context_size=16000,
+        max_output_tokens=8192,
+        fp_options="float16",
+    )
     assert m._engine is None
     assert m.mteb_model_meta.name == "jhu-clsp/rank1-7b"
     assert Rank1 is rank1
@@ -180,15 +185,29 @@ def test_default_dtype_follows_the_device(qwen25_tokenizer):
 def test_settings_off_the_defaults_are_mteb_experiment_kwargs():
     assert rank1("jhu-clsp/rank1-7b", device="cpu").experiment_kwargs() == {}
     assert rank1("jhu-clsp/rank1-7b", device="cuda", fp_options="float16").experiment_kwargs() == {}
-    m = rank1("jhu-clsp/rank1-7b", device="cpu", fp_options="bfloat16", engine="transformers", max_output_tokens=64,
-              dataset_prompt=False, prompt_set="paper")  # fmt: skip
-    expected = {"max_output_tokens": 64, "dataset_prompt": False, "prompt_set": "paper", "fp_options": "bfloat16",
-                "engine": "transformers"}  # fmt: skip
+    m = rank1(
+        "jhu-clsp/rank1-7b",
+        device="cpu",
+        fp_options="bfloat16",
+        engine="transformers",
+        max_output_tokens=64,
+        dataset_prompt=False,
+        prompt_set="paper",
+    )
+    expected = {
+        "max_output_tokens": 64,
+        "dataset_prompt": False,
+        "prompt_set": "paper",
+        "fp_options": "bfloat16",
+        "engine": "transformers",
+    }
     assert m.experiment_kwargs() == expected
     # mteb's own cache then files these results apart from default-setting ones, as mteb.get_model(**kwargs) does
     assert dict(m.mteb_model_meta.experiment_kwargs) == expected
-    assert m.mteb_model_meta.experiment_name == "dataset_prompt_False__engine_transformers__fp_options_bfloat16__" \
+    assert (
+        m.mteb_model_meta.experiment_name == "dataset_prompt_False__engine_transformers__fp_options_bfloat16__"
         "max_output_tokens_64__prompt_set_paper"
+    )
 
 
 def test_answer_rule_is_identity_and_reaches_the_engine_context(qwen25_tokenizer):

@@ -53,12 +53,25 @@ def _local_task(n_queries=3, per_query=8):
 
     class TinyDL19Rerank(AbsTaskRetrieval):
         metadata = TaskMetadata(
-            name="TinyDL19Rerank", description="Three DL19 queries with their bm25s top-8 (test fixture).",
-            reference=None, dataset={"path": "local", "revision": "local"}, type="Reranking", category="t2t",
-            modalities=["text"], eval_splits=["test"], eval_langs=["eng-Latn"], main_score="ndcg_at_10",
-            date=None, domains=None, task_subtypes=None, license=None, annotations_creators=None, dialect=None,
-            sample_creation=None, bibtex_citation="",
-        )  # fmt: skip
+            name="TinyDL19Rerank",
+            description="Three DL19 queries with their bm25s top-8 (test fixture).",
+            reference=None,
+            dataset={"path": "local", "revision": "local"},
+            type="Reranking",
+            category="t2t",
+            modalities=["text"],
+            eval_splits=["test"],
+            eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10",
+            date=None,
+            domains=None,
+            task_subtypes=None,
+            license=None,
+            annotations_creators=None,
+            dialect=None,
+            sample_creation=None,
+            bibtex_citation="",
+        )
 
         def load_data(self, num_proc=None, **kwargs):
             self.dataset = {"default": {"test": split}}
@@ -69,15 +82,26 @@ def _local_task(n_queries=3, per_query=8):
 
 @pytest.fixture
 def micro_model(hf_engine):
-    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers",
-                  context_size=1024, max_output_tokens=64)  # fmt: skip
+    model = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     model._engine = hf_engine
     return model
 
 
 def test_registry_has_every_checkpoint():
-    for name in ["jhu-clsp/rank1-0.5b", "jhu-clsp/rank1-32b", "jhu-clsp/rank1-mistral-2501-24b-awq",
-                 "jhu-clsp/rank1-llama3-8b-awq", "jhu-clsp/rank1-14b-awq"]:  # fmt: skip
+    for name in [
+        "jhu-clsp/rank1-0.5b",
+        "jhu-clsp/rank1-32b",
+        "jhu-clsp/rank1-mistral-2501-24b-awq",
+        "jhu-clsp/rank1-llama3-8b-awq",
+        "jhu-clsp/rank1-14b-awq",
+    ]:
         meta = mteb.get_model_meta(name)
         assert meta.model_type == ["cross-encoder"]
         assert meta.loader is not None

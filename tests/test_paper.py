@@ -79,7 +79,7 @@ COLUMNS = {  # (task, subtask, split, metric, scale) per column, in the paper's 
             "theoremqa_questions",
             "theoremqa_theorems",
         )
-    ],  # fmt: skip
+    ],
     "nevir": [("NevIR", None, "test", "paired_accuracy", 100)],
     "mfollowir-crosslingual": [
         ("mFollowIRCrossLingual", s, "test", m, scale)
@@ -109,7 +109,7 @@ COLUMNS = {  # (task, subtask, split, metric, scale) per column, in the paper's 
             "Touche2020",
             "TRECCOVID",
         )
-    ],  # fmt: skip
+    ],
     "awq": [
         (None, None, "test", None, 1),
         ("SciFact", None, "test", "ndcg_at_10", 100),
@@ -119,12 +119,19 @@ COLUMNS = {  # (task, subtask, split, metric, scale) per column, in the paper's 
     ],
 }
 CHECKPOINTS = {
-    "first-stage": None, "bm25s": None, "rank1-7b": "jhu-clsp/rank1-7b", "rank1-14b": "jhu-clsp/rank1-14b",
-    "rank1-32b": "jhu-clsp/rank1-32b", "rank1-7b-awq": "jhu-clsp/rank1-7b-awq",
-    "rank1-llama3-8b": "jhu-clsp/rank1-llama3-8b", "rank1-llama3-8b-awq": "jhu-clsp/rank1-llama3-8b-awq",
-    "rank1-14b-awq": "jhu-clsp/rank1-14b-awq", "rank1-mistral-24b": "jhu-clsp/rank1-mistral-2501-24b",
-    "rank1-mistral-24b-awq": "jhu-clsp/rank1-mistral-2501-24b-awq", "rank1-32b-awq": "jhu-clsp/rank1-32b-awq",
-}  # fmt: skip
+    "first-stage": None,
+    "bm25s": None,
+    "rank1-7b": "jhu-clsp/rank1-7b",
+    "rank1-14b": "jhu-clsp/rank1-14b",
+    "rank1-32b": "jhu-clsp/rank1-32b",
+    "rank1-7b-awq": "jhu-clsp/rank1-7b-awq",
+    "rank1-llama3-8b": "jhu-clsp/rank1-llama3-8b",
+    "rank1-llama3-8b-awq": "jhu-clsp/rank1-llama3-8b-awq",
+    "rank1-14b-awq": "jhu-clsp/rank1-14b-awq",
+    "rank1-mistral-24b": "jhu-clsp/rank1-mistral-2501-24b",
+    "rank1-mistral-24b-awq": "jhu-clsp/rank1-mistral-2501-24b-awq",
+    "rank1-32b-awq": "jhu-clsp/rank1-32b-awq",
+}
 
 
 @pytest.mark.parametrize("name", list(PAPER))
@@ -175,13 +182,18 @@ def test_bad_manifest_is_reported(tmp_path):
 
 def test_runs_per_table():
     assert [r.columns for r in cell_runs(load_table("mfollowir"))] == [
-        ["fas-ndcg_at_20", "fas-p-MRR"], ["zho-ndcg_at_20", "zho-p-MRR"], ["rus-ndcg_at_20", "rus-p-MRR"]
-    ]  # fmt: skip
+        ["fas-ndcg_at_20", "fas-p-MRR"],
+        ["zho-ndcg_at_20", "zho-p-MRR"],
+        ["rus-ndcg_at_20", "rus-p-MRR"],
+    ]
     assert len(cell_runs(load_table("bright"))) == 12
     assert len(cell_runs(load_table("beir"))) == 9
     assert [r.columns for r in cell_runs(load_table("awq"))] == [
-        ["SciFact"], ["NevIR"], ["BRIGHT-biology"], ["mFollowIRCrossLingual-eng-zho"]
-    ]  # fmt: skip
+        ["SciFact"],
+        ["NevIR"],
+        ["BRIGHT-biology"],
+        ["mFollowIRCrossLingual-eng-zho"],
+    ]
     with pytest.raises(TableError, match="DL19_DIR.*DL19_REJUDGED.*DL19_RUN.*--set"):
         cell_runs(load_table("dl19"))
     (run,) = cell_runs(load_table("dl19"), {"DL19_DIR": "/d/dl19", "DL19_RUN": "/d/r.trec", "DL19_REJUDGED": "/d/q"})
@@ -210,8 +222,19 @@ def test_paper_markdown(capsys):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _folder(root: Path, model: str, label: str, *, split="test", subset="default", metrics=None, extra=None,
-            scores=None, limit=None, task_source="mteb") -> Path:  # fmt: skip
+def _folder(
+    root: Path,
+    model: str,
+    label: str,
+    *,
+    split="test",
+    subset="default",
+    metrics=None,
+    extra=None,
+    scores=None,
+    limit=None,
+    task_source="mteb",
+) -> Path:
     """A result folder as the driver writes it, reduced to what the table reads."""
     folder = root / model / label
     folder.mkdir(parents=True)
@@ -219,10 +242,15 @@ def _folder(root: Path, model: str, label: str, *, split="test", subset="default
         "task": label,
         "main_metric": "ndcg_at_10",
         "metrics": metrics or {},
-        "provenance": {"split": split, "subset": subset, "top_k": 100, "limit_queries": limit,
-                       "task_source": task_source},
+        "provenance": {
+            "split": split,
+            "subset": subset,
+            "top_k": 100,
+            "limit_queries": limit,
+            "task_source": task_source,
+        },
         **(extra or {}),
-    }  # fmt: skip
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     if scores is not None:
         entry = {"hf_subset": subset, "languages": ["eng-Latn"], **scores}
@@ -278,15 +306,25 @@ def test_complete_row_average_is_recomputed(tmp_path):
 def test_missing_and_nested_metrics(tmp_path):
     m = "jhu-clsp__rank1-32b"
     # nDCG@20 of the original-instruction queries is nested in mteb's result; p-MRR is a top-level metric
-    _folder(tmp_path, m, "mFollowIR_fas", subset="fas", metrics={"p-MRR": 0.05, "ndcg_at_20": 0.9},
-            scores={"p-MRR": 0.05, "og": {"ndcg_at_20": 0.6}, "changed": {"ndcg_at_20": 0.5}})  # fmt: skip
+    _folder(
+        tmp_path,
+        m,
+        "mFollowIR_fas",
+        subset="fas",
+        metrics={"p-MRR": 0.05, "ndcg_at_20": 0.9},
+        scores={"p-MRR": 0.05, "og": {"ndcg_at_20": 0.6}, "changed": {"ndcg_at_20": 0.5}},
+    )
     zho = _folder(tmp_path, m, "mFollowIR_zho", subset="zho", metrics={"p-MRR": None})
     (zho / "mteb_result.json").write_text('{"scores": {"test": [{"hf_subset": "zho", "p-MRR": NaN}]}}')
     (row,) = [r for r in table_from_results("mfollowir", tmp_path, "jhu-clsp/rank1-32b").rows]
     assert _cells(row) == {
-        "fas-ndcg_at_20": 0.6, "fas-p-MRR": 5.0, "zho-ndcg_at_20": None, "zho-p-MRR": None,
-        "rus-ndcg_at_20": None, "rus-p-MRR": None,
-    }  # fmt: skip
+        "fas-ndcg_at_20": 0.6,
+        "fas-p-MRR": 5.0,
+        "zho-ndcg_at_20": None,
+        "zho-p-MRR": None,
+        "rus-ndcg_at_20": None,
+        "rus-p-MRR": None,
+    }
     assert row.cells["fas-ndcg_at_20"].delta == pytest.approx(0.6 - 0.619)
     assert row.cells["zho-p-MRR"].note == "p-MRR not in mFollowIR_zho"
     assert row.averages["avg-p-MRR"].n_ours == 1
@@ -299,8 +337,14 @@ def test_missing_and_nested_metrics(tmp_path):
 
 def test_dl19_local_folder_with_and_without_paths(tmp_path):
     extra = {"extra_qrels": {"main": {"Judged@10": 0.835}, "rejudged": {"nDCG@10": 0.786, "Judged@10": 1.0}}}
-    _folder(tmp_path, "jhu-clsp__rank1-7b", "Dl19Local_default", metrics={"ndcg_at_10": 0.661}, extra=extra,
-            task_source="/data/dl19")  # fmt: skip
+    _folder(
+        tmp_path,
+        "jhu-clsp__rank1-7b",
+        "Dl19Local_default",
+        metrics={"ndcg_at_10": 0.661},
+        extra=extra,
+        task_source="/data/dl19",
+    )
     for subs in ({}, {"DL19_DIR": "/elsewhere/dl19"}):
         (row,) = table_from_results("dl19", tmp_path, "jhu-clsp/rank1-7b", placeholders=subs).rows
         assert _cells(row) == {"judged_at_10": 83.5, "ndcg_at_10-original": 66.1, "ndcg_at_10-rejudged": 78.6}
@@ -365,10 +409,18 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     for name in ("minia", "minib"):
         shutil.copytree(DEMO, tmp_path / name)
     manifest = {
-        "name": "mini", "number": 0, "title": "two local tasks", "source": "test",
+        "name": "mini",
+        "number": 0,
+        "title": "two local tasks",
+        "source": "test",
         "placeholders": {"ROOT": "folder holding minia/ and minib/"},
-        "defaults": {"split": "test", "top_k": 20, "scale": 100, "decimals": 1,
-                     "run_file": str(DEMO / "bm25s_top20.trec")},
+        "defaults": {
+            "split": "test",
+            "top_k": 20,
+            "scale": 100,
+            "decimals": 1,
+            "run_file": str(DEMO / "bm25s_top20.trec"),
+        },
         "columns": [
             {"key": "a", "label": "A", "task": "${ROOT}/minia", "metric": "ndcg_at_10"},
             {"key": "a-judged", "label": "A J@10", "task": "${ROOT}/minia", "metric": "extra_qrels.main.Judged@10"},
@@ -377,22 +429,37 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
         "averages": [{"key": "avg", "label": "Avg", "of": ["a", "b"]}],
         "rows": [
             {"key": "bm25", "label": "BM25", "checkpoint": None, "first_stage": True, "paper": {"a": 70.0}},
-            {"key": "micro", "label": "micro", "checkpoint": f"local/{MICRO_RANK1.name}",
-             "paper": {"a": 50.0, "b": 40.0}, "paper_averages": {"avg": 45.0}},
+            {
+                "key": "micro",
+                "label": "micro",
+                "checkpoint": f"local/{MICRO_RANK1.name}",
+                "paper": {"a": 50.0, "b": 40.0},
+                "paper_averages": {"avg": 45.0},
+            },
         ],
-    }  # fmt: skip
+    }
     path = tmp_path / "mini.json"
     path.write_text(json.dumps(manifest))
     loads = []
     original = Judge._load_engine
     monkeypatch.setattr(Judge, "_load_engine", lambda self: loads.append(1) or original(self))
-    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers",
-                  context_size=1024, max_output_tokens=64)  # fmt: skip
+    model = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     try:
         rep = paper.reproduce(
-            path, model, output_dir=tmp_path / "out", limit_queries=2, placeholders={"ROOT": str(tmp_path)},
+            path,
+            model,
+            output_dir=tmp_path / "out",
+            limit_queries=2,
+            placeholders={"ROOT": str(tmp_path)},
             progress=False,
-        )  # fmt: skip
+        )
     finally:
         model.close()
     assert rep.failures == {} and len(rep.summaries) == 2 and len(loads) == 1
@@ -410,8 +477,9 @@ def test_reproduce_runs_every_cell_with_one_model(tmp_path, monkeypatch):
     assert sorted(p.suffix for p in rep.files.values()) == [".csv", ".json", ".md", ".png", ".png", ".tex"]
     assert "partial run (--limit-queries 2)" in rep.files["md"].read_text()
     # the same table again from the folders alone: partial runs only when asked for
-    again = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)},
-                               allow_partial=True)  # fmt: skip
+    again = table_from_results(
+        path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)}, allow_partial=True
+    )
     assert [_cells(r) for r in again.rows] == [_cells(r) for r in rep.result.rows]
     refused = table_from_results(path, tmp_path / "out", str(MICRO_RANK1), placeholders={"ROOT": str(tmp_path)})
     cell = refused.rows[1].cells["a"]
@@ -455,11 +523,30 @@ def test_per_domain_bright_folders_fill_bright_cells(tmp_path):
 
 def _reproduce_args(tmp_path: Path, run_files_env: dict) -> list[str]:
     return [
-        "--model", str(MICRO_RANK1), "--engine", "transformers", "--device", "cpu", "--dtype", "float32",
-        "--max-output-tokens", "16", "--context-size", "1024", "--top-k", "2", "--limit-queries", "1",
-        "--data-root", run_files_env["hub"], "--output-dir", str(tmp_path), "--no-progress", "-q",
+        "--model",
+        str(MICRO_RANK1),
+        "--engine",
+        "transformers",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-output-tokens",
+        "16",
+        "--context-size",
+        "1024",
+        "--top-k",
+        "2",
+        "--limit-queries",
+        "1",
+        "--data-root",
+        run_files_env["hub"],
+        "--output-dir",
+        str(tmp_path),
+        "--no-progress",
+        "-q",
         *[x for name, path in run_files_env["dl19"].items() for x in ("--set", f"{name}={path}")],
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.slow
@@ -498,9 +585,18 @@ def test_every_cell_of_the_other_tables_loads_its_task_and_first_stage(run_files
         runs = cell_runs(table, dl19)
         assert {c for r in runs for c in r.columns} == {c.key for c in table.columns if c.reproducible}, name
         for run in runs:
-            opts = RunOptions(task=run.task, subtask=run.subtask, run_file=_resolve_run_file(run), top_k=2,
-                              split=run.split, data_root=run_files_env["hub"], qrels=run.qrels, limit_queries=1,
-                              output_dir=Path("unused"), progress=False)  # fmt: skip
+            opts = RunOptions(
+                task=run.task,
+                subtask=run.subtask,
+                run_file=_resolve_run_file(run),
+                top_k=2,
+                split=run.split,
+                data_root=run_files_env["hub"],
+                qrels=run.qrels,
+                limit_queries=1,
+                output_dir=Path("unused"),
+                progress=False,
+            )
             prepared = prepare(opts, "local__micro")
             assert prepared.n_pairs >= 1, (name, run.task, run.subtask)
             loaded[name] = loaded.get(name, 0) + 1

@@ -120,12 +120,31 @@ def test_prompt_key_gives_a_local_copy_a_known_template_and_summary_names_it(tmp
     from rank1_eval.cli import main
     from rank1_eval.model import rank1
 
-    base = ["run", "--task", str(DEMO), "--run-file", str(DEMO / "bm25s_top20.trec"), "--model", str(MICRO_RANK1),
-            "--limit-queries", "1", "--top-k", "2", "--dry-run", "--output-dir", str(tmp_path)]  # fmt: skip
+    base = [
+        "run",
+        "--task",
+        str(DEMO),
+        "--run-file",
+        str(DEMO / "bm25s_top20.trec"),
+        "--model",
+        str(MICRO_RANK1),
+        "--limit-queries",
+        "1",
+        "--top-k",
+        "2",
+        "--dry-run",
+        "--output-dir",
+        str(tmp_path),
+    ]
     assert main(base) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert plain["prompt_template"] == {"key": None, "source": "none (raw query)", "prompt_set": "code",
-                                        "template": None, "sha256": None}  # fmt: skip
+    assert plain["prompt_template"] == {
+        "key": None,
+        "source": "none (raw query)",
+        "prompt_set": "code",
+        "template": None,
+        "sha256": None,
+    }
     assert main([*base, "--prompt-key", "SciFact"]) == 0
     keyed = json.loads(capsys.readouterr().out)
     template = P.load_prompt_set("code")["SciFact"]

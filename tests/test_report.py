@@ -152,16 +152,35 @@ def test_against_its_first_stage_matches_the_run_s_own_test(run_folder):
 def _escape_folder(root: Path) -> Path:
     folder = root / "run"
     folder.mkdir()
-    summary = {"task": "T<marquee>_default", "main_metric": "ndcg_at_10", "metrics": {"ndcg_at_10": 0.5},
-               "provenance": {"model": "m&m", "command_line": ["rank1-eval", "run", "--task", "<x>"]}}  # fmt: skip
+    summary = {
+        "task": "T<marquee>_default",
+        "main_metric": "ndcg_at_10",
+        "metrics": {"ndcg_at_10": 0.5},
+        "provenance": {"model": "m&m", "command_line": ["rank1-eval", "run", "--task", "<x>"]},
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     traces = [
-        {"qid": 'q"1', "docid": "d<1>", "score": 0.9, "first_stage_rank": 2, "path": "pass1", "output_tokens": 5,
-         "reasoning": '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> & more',
-         "stop_reason": "</think> true"},
-        {"qid": 'q"1', "docid": "d2", "score": 0.1, "first_stage_rank": 1, "path": "failed", "output_tokens": 64,
-         "reasoning": "", "error": "budget <hit>"},
-    ]  # fmt: skip
+        {
+            "qid": 'q"1',
+            "docid": "d<1>",
+            "score": 0.9,
+            "first_stage_rank": 2,
+            "path": "pass1",
+            "output_tokens": 5,
+            "reasoning": '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> & more',
+            "stop_reason": "</think> true",
+        },
+        {
+            "qid": 'q"1',
+            "docid": "d2",
+            "score": 0.1,
+            "first_stage_rank": 1,
+            "path": "failed",
+            "output_tokens": 64,
+            "reasoning": "",
+            "error": "budget <hit>",
+        },
+    ]
     (folder / "traces.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces))
     (folder / "qrels.tsv").write_text('query-id\tcorpus-id\tscore\nq"1\td<1>\t2\n')
     return folder
@@ -311,7 +330,8 @@ def test_model_output_stays_text_in_the_browser(browser, tmp_path):
     browser.execute_script("document.querySelectorAll('#detail details summary').forEach(s => s.click())")
     text = wait_for(browser, "document.querySelector('#detail pre.reasoning')?.textContent")
     assert text.startswith("<img src=x") and "budget <hit>" in browser.execute_script(
-        "return document.querySelector('#detail').innerText")  # fmt: skip
+        "return document.querySelector('#detail').innerText"
+    )
     assert browser.execute_script(
         "return [window.pwned, document.querySelectorAll('#detail img, #detail script').length]"
     ) == [None, 0]
@@ -434,8 +454,27 @@ def test_rank1_against_a_baseline_side_by_side_in_chromium(browser, run_folder, 
 
     micro_ce = ROOT / "rank1_eval" / "data" / "micro-crossencoder"
     out = tmp_path / "baseline"
-    assert main(["run", "--model", str(micro_ce), "--output-dir", str(out), "--task", str(DEMO), "--run-file",
-                 str(DEMO / "bm25s_top20.trec"), "--limit-queries", "2", "--top-k", "20", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                str(micro_ce),
+                "--output-dir",
+                str(out),
+                "--task",
+                str(DEMO),
+                "--run-file",
+                str(DEMO / "bm25s_top20.trec"),
+                "--limit-queries",
+                "2",
+                "--top-k",
+                "20",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     base = only_run(out, "local__micro-crossencoder")
     page = write_comparison(run_folder, base, tmp_path / "rank1-vs-baseline.html")
     _open(browser, page)
@@ -472,11 +511,22 @@ def test_an_mteb_task_s_texts_reach_the_report(hf_engine, tmp_path):
     from rank1_eval.evaluate import RunOptions, evaluate, prepare
     from rank1_eval.model import rank1
 
-    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine="transformers", context_size=1024,
-                  max_output_tokens=64)  # fmt: skip
+    model = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     model._engine = hf_engine
-    opts = RunOptions(task="NevIR", dataset_path=str(build(tmp_path)), output_dir=tmp_path / "out", progress=False,
-                      command_line=["rank1-eval", "run", "--task", "NevIR"])  # fmt: skip
+    opts = RunOptions(
+        task="NevIR",
+        dataset_path=str(build(tmp_path)),
+        output_dir=tmp_path / "out",
+        progress=False,
+        command_line=["rank1-eval", "run", "--task", "NevIR"],
+    )
     folder = Path(evaluate(model, prepare(opts, model.mteb_model_meta.name), opts)["output_dir"])
     texts = read_texts(folder)
     assert texts.meta["source"] == "mteb" and len(texts.queries) == 4 and len(texts.docs) == 4

@@ -56,8 +56,14 @@ def test_length_vs_correctness_by_hand():
     out = D.length_vs_correctness(pairs, n_bins=2)
     assert [(b["lo"], b["hi"], b["n"], b["accuracy"]) for b in out["bins"]] == [(10, 30, 2, 0.5), (30, 40, 2, 0.5)]
     g = out["groups"]
-    assert g["all"] == {"n": 4, "accuracy": 0.5, "tokens_correct": 20.0, "tokens_wrong": 30.0, "n_correct": 2,
-                        "n_wrong": 2}  # fmt: skip
+    assert g["all"] == {
+        "n": 4,
+        "accuracy": 0.5,
+        "tokens_correct": 20.0,
+        "tokens_wrong": 30.0,
+        "n_correct": 2,
+        "n_wrong": 2,
+    }
     assert (g["relevant"]["tokens_correct"], g["relevant"]["tokens_wrong"]) == (10.0, 40.0)
     assert g["not relevant"]["accuracy"] == 0.0 and g["unjudged"]["accuracy"] == 1.0
     assert D.quantile_edges([5, 5, 5], 4) == [5, 5]  # one value: one bin, still drawable
@@ -67,8 +73,15 @@ def test_length_vs_correctness_by_hand():
 def test_path_rates_by_label():
     pairs = [_pair(0.5, 1, path="failed"), _pair(0.7, 1, path="pass2", truncated=True), _pair(0.1, None, tokens=30)]
     rates = D.path_rates(pairs)
-    assert rates["relevant"] == {"n": 2, "pass1": 0, "pass2": 1, "failed": 1, "truncated": 1, "tokens": 10.0,
-                                 "score": 0.6}  # fmt: skip
+    assert rates["relevant"] == {
+        "n": 2,
+        "pass1": 0,
+        "pass2": 1,
+        "failed": 1,
+        "truncated": 1,
+        "tokens": 10.0,
+        "score": 0.6,
+    }
     assert rates["unjudged"]["pass1"] == 1 and rates["not relevant"]["n"] == 0
     assert rates["all"]["n"] == 3 and rates["all"]["tokens"] == pytest.approx(50 / 3)
 
@@ -77,8 +90,18 @@ def _folder(root: Path, name: str, rows: list[tuple[str, str, float, int | None]
     """A result folder with traces (qid, docid, score, first-stage rank), qrels and a summary."""
     folder = root / name
     folder.mkdir(parents=True)
-    traces = [{"qid": q, "docid": d, "score": s, "first_stage_rank": r, "path": "pass1", "output_tokens": 5,
-               "reasoning": f"about {d}"} for q, d, s, r in rows]  # fmt: skip
+    traces = [
+        {
+            "qid": q,
+            "docid": d,
+            "score": s,
+            "first_stage_rank": r,
+            "path": "pass1",
+            "output_tokens": 5,
+            "reasoning": f"about {d}",
+        }
+        for q, d, s, r in rows
+    ]
     (folder / "traces.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces))
     (folder / "qrels.tsv").write_text(
         "query-id\tcorpus-id\tscore\n"
@@ -93,8 +116,14 @@ def _folder(root: Path, name: str, rows: list[tuple[str, str, float, int | None]
 def test_per_query_metric_and_delta_by_hand(tmp_path):
     # q1: the relevant doc was 2nd in the first stage and is 1st after reranking: nDCG@10 1 vs 1/log2(3)
     # q2: it was 1st and falls to 3rd: nDCG@10 1/log2(4) = 0.5 vs 1
-    rows = [("q1", "a", 0.9, 2), ("q1", "b", 0.5, 1), ("q1", "c", 0.1, 3),
-            ("q2", "x", 0.2, 1), ("q2", "y", 0.9, 2), ("q2", "z", 0.8, 3)]  # fmt: skip
+    rows = [
+        ("q1", "a", 0.9, 2),
+        ("q1", "b", 0.5, 1),
+        ("q1", "c", 0.1, 3),
+        ("q2", "x", 0.2, 1),
+        ("q2", "y", 0.9, 2),
+        ("q2", "z", 0.8, 3),
+    ]
     folder = _folder(tmp_path, "m", rows, {"q1": {"a": 1, "c": 0}, "q2": {"x": 2}})
     view = D.load_run(folder)
     assert view.measure == "ndcg_cut_10"
@@ -131,8 +160,10 @@ def test_malformed_folders_are_named(tmp_path):
 
 def test_sweep_contract_and_tolerance(tmp_path):
     assert D.read_sweep(tmp_path) is None
-    rows = [{"budget": 512, "metrics": {"ndcg_at_10": 0.4}, "reasoning_tokens_mean": 300.0, "pass2_share": 0.2},
-            {"budget": 256, "metrics": {"ndcg_at_10": 0.3}, "reasoning_tokens_mean": 200.0}]  # fmt: skip
+    rows = [
+        {"budget": 512, "metrics": {"ndcg_at_10": 0.4}, "reasoning_tokens_mean": 300.0, "pass2_share": 0.2},
+        {"budget": 256, "metrics": {"ndcg_at_10": 0.3}, "reasoning_tokens_mean": 200.0},
+    ]
     (tmp_path / D.SWEEP_FILE).write_text(json.dumps({"metric": "ndcg_at_10", "budgets": rows}))
     sweep = D.read_sweep(tmp_path)
     assert sweep["metric"] == "ndcg_at_10"
@@ -178,8 +209,9 @@ def test_svg_ticks_bars_and_escaping():
     assert svg.nice_ticks(0, 1, 5) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert svg.nice_ticks(-0.37, 0.52, 4) == [-0.25, 0, 0.25, 0.5]
     assert svg.nice_ticks(3, 3) == [3]
-    chart = svg.delta_bars([svg.Bar('q<1>"', 0.25, "#q=q%3C1%3E%22"), svg.Bar("q2", -0.5, "#q=q2")], title="Δ <x>",
-                           ylabel="Δ")  # fmt: skip
+    chart = svg.delta_bars(
+        [svg.Bar('q<1>"', 0.25, "#q=q%3C1%3E%22"), svg.Bar("q2", -0.5, "#q=q2")], title="Δ <x>", ylabel="Δ"
+    )
     assert chart.count("<a href=") == 2 and "q&lt;1&gt;&quot;" in chart and "Δ &lt;x&gt;" in chart
     assert chart.index("#1a7f37") < chart.index("#c0392b")  # a gain in green, then a loss in red
     assert "no queries" in svg.delta_bars([], title="t", ylabel="y")

@@ -70,9 +70,7 @@ def test_read_mteb_predictions_several_subsets_needs_choice(tmp_path: Path) -> N
 
 
 def test_read_trec_run(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path, "run.trec", "q1 Q0 d1 1 2.5 bm25\nq1 Q0 d2 2 1 bm25\n\nq2\tQ0\td9\t1\t-0.25\tbm25\n"
-    )
+    path = _write(tmp_path, "run.trec", "q1 Q0 d1 1 2.5 bm25\nq1 Q0 d2 2 1 bm25\n\nq2\tQ0\td9\t1\t-0.25\tbm25\n")
     assert read_run(path) == {"q1": {"d1": 2.5, "d2": 1.0}, "q2": {"d9": -0.25}}
 
 
@@ -154,9 +152,7 @@ def test_reject_trec_nan_score(tmp_path: Path) -> None:
 
 def test_reject_trec_duplicate_pair(tmp_path: Path) -> None:
     path = _write(tmp_path, "run.trec", "q1 Q0 d1 1 2.5 t\nq2 Q0 d1 1 2.0 t\nq1 Q0 d1 2 1.0 t\n")
-    with pytest.raises(
-        RunFileError, match=r"line 3: duplicate \(qid, docid\) \('q1', 'd1'\), first seen on line 1"
-    ):
+    with pytest.raises(RunFileError, match=r"line 3: duplicate \(qid, docid\) \('q1', 'd1'\), first seen on line 1"):
         read_run(path)
 
 
@@ -288,15 +284,36 @@ def test_run_file_for(task: str, subtask: str | None, expected: str) -> None:
 
 def test_manifest_covers_seed_tasks() -> None:
     beir = [
-        "ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020",
-        "TRECCOVID", "FEVER", "HotpotQA", "NQ", "QuoraRetrieval",
-    ]  # fmt: skip
+        "ArguAna",
+        "ClimateFEVER",
+        "DBPedia",
+        "FiQA2018",
+        "NFCorpus",
+        "SCIDOCS",
+        "SciFact",
+        "Touche2020",
+        "TRECCOVID",
+        "FEVER",
+        "HotpotQA",
+        "NQ",
+        "QuoraRetrieval",
+    ]
     for task in beir:
         assert run_file_for(task) == f"{task}_default_predictions.json"
     domains = [
-        "biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow",
-        "sustainable_living", "pony", "leetcode", "aops", "theoremqa_theorems", "theoremqa_questions",
-    ]  # fmt: skip
+        "biology",
+        "earth_science",
+        "economics",
+        "psychology",
+        "robotics",
+        "stackoverflow",
+        "sustainable_living",
+        "pony",
+        "leetcode",
+        "aops",
+        "theoremqa_theorems",
+        "theoremqa_questions",
+    ]
     for domain in domains:
         assert run_file_for("BrightRetrieval", domain) == f"{domain}_bm25_long_False/score.json"
     for sub in ("fas", "rus", "zho"):
@@ -330,9 +347,7 @@ def test_fetch_from_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RANK1_RUN_FILES", str(tmp_path / "repo"))
     assert read_run(fetch_run_file("SciFact", "default")) == {"q1": {"d1": 1.0}}
     assert read_run(fetch_run_file("BrightRetrieval", "biology")) == {"q1": {"d1": 2.0}}
-    with pytest.raises(
-        RunFileError, match=r"'NFCorpus_default_predictions.json' not found under .*--run-file"
-    ):
+    with pytest.raises(RunFileError, match=r"'NFCorpus_default_predictions.json' not found under .*--run-file"):
         fetch_run_file("NFCorpus")
 
 
@@ -378,9 +393,7 @@ def test_fetch_connection_error_is_run_file_error(monkeypatch: pytest.MonkeyPatc
 # ------------------------------------------------------------------------------------------------ BM25
 
 
-def _lucene_bm25(
-    tf: int, df: int, n_docs: int, dl: int, avgdl: float, k1: float = 1.5, b: float = 0.75
-) -> float:
+def _lucene_bm25(tf: int, df: int, n_docs: int, dl: int, avgdl: float, k1: float = 1.5, b: float = 0.75) -> float:
     # Lucene >= 8 form (what bm25s "lucene" computes): no constant (k1 + 1) factor in the numerator.
     idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
     return idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))

@@ -26,8 +26,7 @@ def _complete(prompt: str) -> Completion:
     i = int(re.findall(r"\d", prompt)[-1])  # the pair's number: the last digit of the prompt
     if i % 2 == 0:
         p = 0.1 + 0.08 * i
-        return Completion(f"Reason {i}.\n", (5, 6, T), "stop", "</think> true",
-                          {T: math.log(p), F: math.log(1 - p)})  # fmt: skip
+        return Completion(f"Reason {i}.\n", (5, 6, T), "stop", "</think> true", {T: math.log(p), F: math.log(1 - p)})
     return Completion(f"Partial {i}. and then", (5,) * (10 + i), "length", None, {})
 
 
@@ -78,9 +77,7 @@ def test_requests_carry_their_own_budget(qwen25_tokenizer):
 
 
 def test_token_ids_kept_on_request(qwen25_tokenizer):
-    judged = Scheduler(_engine(qwen25_tokenizer), Rule(qwen25_tokenizer, CONFIG), keep_token_ids=True).run(
-        _prepared(2)
-    )
+    judged = Scheduler(_engine(qwen25_tokenizer), Rule(qwen25_tokenizer, CONFIG), keep_token_ids=True).run(_prepared(2))
     assert judged[0].token_ids == (5, 6, T) and judged[1].token_ids == (5,) * 11
     assert Judgement.from_dict(judged[1].to_dict()) == judged[1]
     assert "token_ids" not in Scorer(_engine(qwen25_tokenizer), CONFIG).score(_prepared(1))[0].to_dict()
@@ -141,21 +138,26 @@ def test_a_pair_without_a_judgement_is_an_error_not_a_shorter_list():
 def test_model_streams_each_judgement_to_the_store(qwen25_tokenizer):
     """judge_prompts: store hits are not re-asked, each new judgement is stored, stats split result/this run."""
     store = MemoryStore()
-    model = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
-                  store=store)  # fmt: skip
+    model = rank1(
+        "fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers", store=store
+    )
     model._engine = _engine(qwen25_tokenizer, window=3, per_collect=1, shuffle_seed=4)
     first = model.judge([("q", f"doc {i}") for i in range(4)])
-    assert len(store.get_many([model.judgement_key(p) for p in model.prepare(["q"] * 4, [
-        f"doc {i}" for i in range(4)])])) == 4  # fmt: skip
-    again = rank1("fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers",
-                  store=store)  # fmt: skip
+    assert (
+        len(store.get_many([model.judgement_key(p) for p in model.prepare(["q"] * 4, [f"doc {i}" for i in range(4)])]))
+        == 4
+    )
+    again = rank1(
+        "fake/model", revision=FAKE_COMMIT, device="cpu", fp_options="float32", engine="transformers", store=store
+    )
     again._engine = _engine(qwen25_tokenizer)
     assert again.judge([("q", f"doc {i}") for i in range(6)])[:4] == first
     summary = again.stats.summary()
     assert (summary["pairs_from_store"], summary["pairs_scored"]) == (4, 2)
     assert summary["pass1"] + summary["pass2"] + summary["failed"] == 6  # the result: stored ones included
     assert summary["output_tokens_total"] == sum(j.output_tokens for j in first) + sum(
-        j.output_tokens for j in again.judge([("q", f"doc {i}") for i in (4, 5)]))  # fmt: skip
+        j.output_tokens for j in again.judge([("q", f"doc {i}") for i in (4, 5)])
+    )
     assert summary["this_run"]["pairs_scored"] == 2 and summary["this_run"]["scheduling"] == "stream"
 
 
@@ -163,8 +165,14 @@ def test_model_streams_each_judgement_to_the_store(qwen25_tokenizer):
 
 
 def _real_model(engine_fixture, scheduling, **kwargs):
-    model = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", engine=engine_fixture.kind,
-                  scheduling=scheduling, **kwargs)  # fmt: skip
+    model = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        engine=engine_fixture.kind,
+        scheduling=scheduling,
+        **kwargs,
+    )
     model._engine = engine_fixture
     return model
 

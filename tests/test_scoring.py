@@ -152,8 +152,13 @@ def test_budget_cut_pair_scores_in_pass1_under_reference_and_pass2_under_rank1(q
     """Hand-computed: a generation cut by its budget whose last position's top-20 holds " true" at ln 0.3 and
     " false" at ln 0.1 (the rest of the mass elsewhere) scores 0.3 / (0.3 + 0.1) = 0.75 in pass 1 under the
     reference's rule; under rank1's rule it goes to pass 2, whose forced answer gives 0.2 / (0.2 + 0.8) = 0.2."""
-    cut = _comp(text="It is about X. And then the budget ran o", token_ids=(1, 2, 3, 4), finish_reason="length",
-                stop_reason=None, last_logprobs={7: -0.5, T: math.log(0.3), F: math.log(0.1)})  # fmt: skip
+    cut = _comp(
+        text="It is about X. And then the budget ran o",
+        token_ids=(1, 2, 3, 4),
+        finish_reason="length",
+        stop_reason=None,
+        last_logprobs={7: -0.5, T: math.log(0.3), F: math.log(0.1)},
+    )
 
     def judge(rule):
         engine = ScriptedEngine(qwen25_tokenizer, lambda p: cut, lambda p: {T: math.log(0.2), F: math.log(0.8)})
@@ -171,8 +176,10 @@ def test_budget_cut_pair_scores_in_pass1_under_reference_and_pass2_under_rank1(q
 
 
 def test_answer_rule_settings():
-    plain, ref = ScoringConfig(context_size=1000, max_output_tokens=8192), ScoringConfig(
-        context_size=1000, max_output_tokens=8192, answer_rule="reference")  # fmt: skip
+    plain, ref = (
+        ScoringConfig(context_size=1000, max_output_tokens=8192),
+        ScoringConfig(context_size=1000, max_output_tokens=8192, answer_rule="reference"),
+    )
     assert "answer_rule" not in plain.sampling()  # the keys of every plain judgement stay what they were
     assert ref.sampling()["answer_rule"] == "reference"
     assert ref.provenance()["answer_rule"] == "reference" and plain.provenance()["answer_rule"] == "rank1"
@@ -183,8 +190,9 @@ def test_answer_rule_settings():
     assert (plain.engine_context_size(), ref.engine_context_size()) == (1000, 1001)
     small = ScoringConfig(context_size=1000, max_output_tokens=50, answer_rule="reference")
     assert small.generation_budget(900) == 50  # the output budget still wins when it is smaller
-    reserve = ScoringConfig(context_size=1000, max_output_tokens=50, answer_rule="reference",
-                            length_rule="reserve_output")  # fmt: skip
+    reserve = ScoringConfig(
+        context_size=1000, max_output_tokens=50, answer_rule="reference", length_rule="reserve_output"
+    )
     assert reserve.engine_context_size() == 1000 and reserve.generation_budget(900) == 50
     with pytest.raises(ValueError, match="answer_rule"):
         ScoringConfig(answer_rule="paper")

@@ -147,8 +147,9 @@ class FakeServer:
         if failure == 429:
             return httpx.Response(429, headers={"retry-after": "0.01"}, json={"error": {"message": "slow down"}})
         if request.url.path.endswith("/models"):
-            return httpx.Response(200, json={"data": [{"id": self.model, "root": self.model,
-                                                       "max_model_len": self.max_model_len}]})  # fmt: skip
+            return httpx.Response(
+                200, json={"data": [{"id": self.model, "root": self.model, "max_model_len": self.max_model_len}]}
+            )
         if request.url.path.endswith("/version"):
             return httpx.Response(200, json={"version": "0.32.0"})
         if request.url.path.endswith("/metrics"):
@@ -169,10 +170,16 @@ class FakeServer:
 
 def _choice(text, tokens, tops, finish, stop_reason, prompt_tokens):
     return {
-        "choices": [{"text": text, "finish_reason": finish, "stop_reason": stop_reason, "logprobs": {
-            "tokens": [f"token_id:{t}" for t in tokens], "top_logprobs": tops}}],
+        "choices": [
+            {
+                "text": text,
+                "finish_reason": finish,
+                "stop_reason": stop_reason,
+                "logprobs": {"tokens": [f"token_id:{t}" for t in tokens], "top_logprobs": tops},
+            }
+        ],
         "usage": {"prompt_tokens": prompt_tokens},
-    }  # fmt: skip
+    }
 
 
 def _engine(tokenizer, fake, urls=("http://a:1/v1", "http://b:1/v1"), **config):
@@ -394,8 +401,11 @@ class _MetricsServer(FakeServer):
             with self.lock:
                 n = self.in_flight
             running, waiting = min(n, self.capacity), max(0, n - self.capacity)
-            return httpx.Response(200, text=f"vllm:num_requests_running{{engine=\"0\"}} {running}.0\n"
-                                             f"vllm:num_requests_waiting{{engine=\"0\"}} {waiting}.0\n")  # fmt: skip
+            return httpx.Response(
+                200,
+                text=f'vllm:num_requests_running{{engine="0"}} {running}.0\n'
+                f'vllm:num_requests_waiting{{engine="0"}} {waiting}.0\n',
+            )
         scored = request.url.path.endswith("/completions") and b'"Hello"' not in request.content
         if not scored:
             return super().__call__(request)
@@ -492,8 +502,9 @@ class _SilentServer:
         self.httpd.server_close()
 
 
-def test_a_silent_server_is_reported_at_once_and_its_first_timeout_names_the_setting(qwen25_tokenizer, monkeypatch,
-                                                                                      caplog):  # fmt: skip
+def test_a_silent_server_is_reported_at_once_and_its_first_timeout_names_the_setting(
+    qwen25_tokenizer, monkeypatch, caplog
+):
     from rank1_eval.engines import openai_engine
 
     monkeypatch.setattr(openai_engine, "FIRST_ANSWER_NOTICE_S", 0.5)  # 10 s in use, scaled down for the test
@@ -509,8 +520,11 @@ def test_a_silent_server_is_reported_at_once_and_its_first_timeout_names_the_set
     finally:
         silent.close()
     notice = next(r.getMessage() for r in caplog.records if "no answer yet" in r.getMessage())
-    assert re.search(rf"no request has finished for \d+ s: no answer yet from {re.escape(silent.url)} "
-                     r"\(3 sent, 0 retried, 3 in flight\)", notice), notice  # fmt: skip
+    assert re.search(
+        rf"no request has finished for \d+ s: no answer yet from {re.escape(silent.url)} "
+        r"\(3 sent, 0 retried, 3 in flight\)",
+        notice,
+    ), notice
     assert "--request-timeout" in notice
     timeout = next(r.getMessage() for r in caplog.records if "got no answer within 3 s" in r.getMessage())
     assert timeout.startswith(f"server {silent.url}:") and "raise --request-timeout" in timeout
@@ -547,8 +561,11 @@ def test_api_key_variables(qwen25_tokenizer, monkeypatch, caplog):
     assert [r.levelname for r in caplog.records if "no API key" in r.getMessage()] == ["INFO"]
     monkeypatch.setenv("SOME_SET_VAR", SECRET)
     seen.clear()
-    engine = _engine(qwen25_tokenizer, lambda r: (seen.append(r.headers.get("authorization")), fake(r))[1],
-                     api_key_env="SOME_SET_VAR")  # fmt: skip
+    engine = _engine(
+        qwen25_tokenizer,
+        lambda r: (seen.append(r.headers.get("authorization")), fake(r))[1],
+        api_key_env="SOME_SET_VAR",
+    )
     assert len(_score(engine, n=2)) == 2 and set(seen) == {f"Bearer {SECRET}"}
 
 
@@ -559,10 +576,36 @@ def test_cli_unset_api_key_env_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
 
     monkeypatch.delenv("SOME_UNSET_VAR", raising=False)
     url = f"http://127.0.0.1:{servers.free_port()}/v1"
-    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--server-url",
-                 url, "--api-key-env", "SOME_UNSET_VAR", "--device", "cpu", "--dtype", "float32",
-                 "--max-output-tokens", "64", "--context-size", "1024", "--output-dir", str(tmp_path),
-                 "--limit-queries", "1", "--top-k", "5", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--task",
+            str(DEMO),
+            "--run-file",
+            str(RUN),
+            "--model",
+            str(MICRO_RANK1),
+            "--server-url",
+            url,
+            "--api-key-env",
+            "SOME_UNSET_VAR",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            "64",
+            "--context-size",
+            "1024",
+            "--output-dir",
+            str(tmp_path),
+            "--limit-queries",
+            "1",
+            "--top-k",
+            "5",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     (line,) = [x for x in err.splitlines() if "error" in x]
@@ -628,9 +671,18 @@ def test_cpu_blocks_and_server_command():
     cfg = EngineConfig("org/model", dtype="float16", num_gpus=4, context_size=16000, revision="abc")
     args = servers.server_args(cfg, 8001, on_cpu=False)
     joined = " ".join(args)
-    for part in ("-m vllm.entrypoints.openai.api_server", "--model org/model", "--port 8001", "--dtype float16",
-                 "--max-model-len 16000", "--logprobs-mode processed_logprobs", "--tensor-parallel-size 4",
-                 "--generation-config vllm", "--revision abc", "--host 127.0.0.1"):  # fmt: skip
+    for part in (
+        "-m vllm.entrypoints.openai.api_server",
+        "--model org/model",
+        "--port 8001",
+        "--dtype float16",
+        "--max-model-len 16000",
+        "--logprobs-mode processed_logprobs",
+        "--tensor-parallel-size 4",
+        "--generation-config vllm",
+        "--revision abc",
+        "--host 127.0.0.1",
+    ):
         assert part in joined
     assert "--enforce-eager" in servers.server_args(cfg, 1, on_cpu=True)
 
@@ -669,8 +721,16 @@ def _serve_sh(core: int, log_dir: Path) -> servers.ServerProcess:
     import subprocess
 
     port = servers.free_port()
-    env = dict(os.environ, HOST="127.0.0.1", RANK1_CONTEXT_SIZE="1024", VLLM_API_KEY=SECRET, VLLM_CPU_KVCACHE_SPACE="1",
-               VLLM_CPU_OMP_THREADS_BIND=str(core), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # fmt: skip
+    env = dict(
+        os.environ,
+        HOST="127.0.0.1",
+        RANK1_CONTEXT_SIZE="1024",
+        VLLM_API_KEY=SECRET,
+        VLLM_CPU_KVCACHE_SPACE="1",
+        VLLM_CPU_OMP_THREADS_BIND=str(core),
+        OMP_NUM_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+    )
     log_path = log_dir / "serve-sh.log"
     with log_path.open("wb") as log_file:
         cmd = ["bash", str(ROOT / "scripts" / "serve.sh"), str(MICRO_RANK1), str(port), "1"]
@@ -686,8 +746,15 @@ def test_serve_sh_flags():
     cmd = ["bash", str(ROOT / "scripts" / "serve.sh"), "jhu-clsp/rank1-7b", "8001", "2", "--max-num-seqs", "64"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     assert out.startswith("py -m vllm.entrypoints.openai.api_server --model jhu-clsp/rank1-7b")
-    for part in ("--port 8001", "--tensor-parallel-size 2", "--max-model-len 16000", "--max-num-seqs 64",
-                 "--logprobs-mode processed_logprobs", "--generation-config vllm", "--dtype"):  # fmt: skip
+    for part in (
+        "--port 8001",
+        "--tensor-parallel-size 2",
+        "--max-model-len 16000",
+        "--max-num-seqs 64",
+        "--logprobs-mode processed_logprobs",
+        "--generation-config vllm",
+        "--dtype",
+    ):
         assert part in out
     usage = subprocess.run(["bash", str(ROOT / "scripts" / "serve.sh")], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
@@ -700,8 +767,16 @@ def api_key(monkeypatch):
 
 def _server_model(urls, **kwargs):
     kwargs = {"max_output_tokens": 64, **kwargs}
-    return rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=1024, engine="openai",
-                 server_urls=urls, engine_kwargs={"backoff_base": 0.1}, **kwargs)  # fmt: skip
+    return rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        context_size=1024,
+        engine="openai",
+        server_urls=urls,
+        engine_kwargs={"backoff_base": 0.1},
+        **kwargs,
+    )
 
 
 def _reference(vllm_engine, pairs, max_output_tokens=64):
@@ -735,10 +810,36 @@ def test_cli_run_counts_pairs_per_server(vllm_servers, api_key, tmp_path, capsys
     from rank1_eval.cli import main
 
     urls = list(vllm_servers.urls)
-    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1),
-                 "--server-url", urls[0], "--server-url", urls[1], "--device", "cpu", "--dtype", "float32",
-                 "--max-output-tokens", "64", "--context-size", "1024", "--output-dir", str(tmp_path),
-                 "--limit-queries", "3", "--top-k", "20", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--task",
+            str(DEMO),
+            "--run-file",
+            str(RUN),
+            "--model",
+            str(MICRO_RANK1),
+            "--server-url",
+            urls[0],
+            "--server-url",
+            urls[1],
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            "64",
+            "--context-size",
+            "1024",
+            "--output-dir",
+            str(tmp_path),
+            "--limit-queries",
+            "3",
+            "--top-k",
+            "20",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "pairs 60: scored 60" in out.out
@@ -761,10 +862,34 @@ def test_wrong_model_is_refused_before_any_pair(vllm_servers, api_key, tmp_path,
 
     other = tmp_path / "another-rank1"
     shutil.copytree(MICRO_RANK1, other)
-    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(other), "--server-url",
-                 vllm_servers.urls[0], "--device", "cpu", "--dtype", "float32", "--max-output-tokens", "64",
-                 "--context-size", "1024", "--output-dir", str(tmp_path / "out"), "--limit-queries", "2",
-                 "--top-k", "20", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--task",
+            str(DEMO),
+            "--run-file",
+            str(RUN),
+            "--model",
+            str(other),
+            "--server-url",
+            vllm_servers.urls[0],
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            "64",
+            "--context-size",
+            "1024",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--limit-queries",
+            "2",
+            "--top-k",
+            "20",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"server {vllm_servers.urls[0]} serves" in err and "another-rank1" in err
@@ -779,9 +904,34 @@ def test_cli_unreachable_url_fails_within_seconds(tmp_path, capsys):
 
     url = f"http://127.0.0.1:{servers.free_port()}/v1"
     started = time.monotonic()
-    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--server-url",
-                 url, "--device", "cpu", "--dtype", "float32", "--max-output-tokens", "64", "--context-size", "1024",
-                 "--output-dir", str(tmp_path), "--limit-queries", "1", "--top-k", "5", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--task",
+            str(DEMO),
+            "--run-file",
+            str(RUN),
+            "--model",
+            str(MICRO_RANK1),
+            "--server-url",
+            url,
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            "64",
+            "--context-size",
+            "1024",
+            "--output-dir",
+            str(tmp_path),
+            "--limit-queries",
+            "1",
+            "--top-k",
+            "5",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"server {url} is unreachable" in err and "Traceback" not in err
     assert time.monotonic() - started < 30  # task loading included; the URL check itself takes ~1 s
@@ -813,10 +963,12 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_servers, vllm_engin
     from rank1_eval.evaluate import RunOptions, evaluate, prepare
 
     _need_vllm()
-    opts = RunOptions(task=str(DEMO), run_file=str(RUN), top_k=20, limit_queries=3, output_dir=tmp_path / "single",
-                      progress=False)  # fmt: skip
-    single = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=1024, max_output_tokens=64,
-                   engine="vllm")  # fmt: skip
+    opts = RunOptions(
+        task=str(DEMO), run_file=str(RUN), top_k=20, limit_queries=3, output_dir=tmp_path / "single", progress=False
+    )
+    single = rank1(
+        str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=1024, max_output_tokens=64, engine="vllm"
+    )
     single._engine = vllm_engine
     evaluate(single, prepare(opts, single.mteb_model_meta.name), opts)
     lent, launches = _LentGroup(vllm_servers), []
@@ -828,10 +980,37 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_servers, vllm_engin
     monkeypatch.setattr(servers, "launch_servers", launch)
     before = {p.pid for p in _vllm_servers_running()}
     started = time.monotonic()
-    code = main(["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--engine",
-                 "vllm", "--data-parallel", "2", "--device", "cpu", "--dtype", "float32", "--max-output-tokens", "64",
-                 "--context-size", "1024", "--output-dir", str(tmp_path / "dp"), "--limit-queries", "3",
-                 "--top-k", "20", "--no-progress", "--enforce-eager"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--task",
+            str(DEMO),
+            "--run-file",
+            str(RUN),
+            "--model",
+            str(MICRO_RANK1),
+            "--engine",
+            "vllm",
+            "--data-parallel",
+            "2",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            "64",
+            "--context-size",
+            "1024",
+            "--output-dir",
+            str(tmp_path / "dp"),
+            "--limit-queries",
+            "3",
+            "--top-k",
+            "20",
+            "--no-progress",
+            "--enforce-eager",
+        ]
+    )
     wall = time.monotonic() - started
     assert code == 0, capsys.readouterr().err
     assert launches == [(str(MICRO_RANK1), "float32", 1024, 2, True, True)]  # 2 CPU replicas, a per-run key
@@ -983,8 +1162,9 @@ def test_servers_read_answers_by_prefill_and_size_windows_from_metrics(vllm_serv
         for budget in (64, 17):
             out = {}
             for mode in ("stream", "prefill"):
-                rule = Rule(engine.tokenizer, ScoringConfig(max_output_tokens=budget, context_size=1024,
-                                                            answer_logprobs=mode))  # fmt: skip
+                rule = Rule(
+                    engine.tokenizer, ScoringConfig(max_output_tokens=budget, context_size=1024, answer_logprobs=mode)
+                )
                 prepared = rule.prepare([q for q, _ in pairs], [d for _, d in pairs])
                 out[mode] = Scheduler(engine, rule, keep_token_ids=True).run(prepared)
             assert [j.token_ids for j in out["stream"]] == [j.token_ids for j in out["prefill"]]

@@ -93,8 +93,18 @@ def test_every_setting_has_a_flag_a_keyword_and_roles():
     params = inspect.signature(rank1.__init__).parameters
     explicit = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD and n != "self"}
     assert explicit <= set(S.names()) | set(S.NOT_SETTINGS), explicit - set(S.names()) - set(S.NOT_SETTINGS)
-    assert list(params)[1:11] == ["model_name_or_path", "num_gpus", "device", "context_size", "max_output_tokens",
-                                  "fp_options", "engine", "dataset_prompt", "prompt_set", "prompt_file"]  # the seed's
+    assert list(params)[1:11] == [
+        "model_name_or_path",
+        "num_gpus",
+        "device",
+        "context_size",
+        "max_output_tokens",
+        "fp_options",
+        "engine",
+        "dataset_prompt",
+        "prompt_set",
+        "prompt_file",
+    ]  # the seed's
     with pytest.raises(TypeError, match="unknown argument"):
         rank1("jhu-clsp/rank1-7b", temprature=0.5)
 
@@ -114,8 +124,13 @@ def test_every_rule_field_is_a_setting_and_every_engine_field_is_filled():
 
 
 def _model(**kw):
-    base = dict(model_name_or_path=str(MICRO_RANK1), device="cpu", engine="transformers", context_size=1024,
-                max_output_tokens=64)  # fmt: skip
+    base = dict(
+        model_name_or_path=str(MICRO_RANK1),
+        device="cpu",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     return rank1(**{**base, **kw})
 
 
@@ -165,8 +180,10 @@ def test_each_role_is_what_the_setting_does(name, micro_tokenizer):
 
 RULE_PINS = {  # RULE_VERSION -> digests of rank1_eval/scoring.py's code (docstrings and formatting ignored)
     2: {"c4e93b3291291c7607feebe9ce8ec2119321239c17173c2dbf356bc297b16c20"},
-    3: {"c03e5ba8a9d7d2d1206c9121d72f22fb34c7620b52f55468c5807dc221ca1add",  # + answer_rule, greedy engines
-        "2d7fe275bb41f5e7b0f36e2d425c4709a51ea6fc56582594f363148ed93c65ce"},  # + answer_logprobs (off by default)
+    3: {
+        "c03e5ba8a9d7d2d1206c9121d72f22fb34c7620b52f55468c5807dc221ca1add",  # + answer_rule, greedy engines
+        "2d7fe275bb41f5e7b0f36e2d425c4709a51ea6fc56582594f363148ed93c65ce",
+    },  # + answer_logprobs (off by default)
 }
 
 
@@ -198,8 +215,15 @@ def _golden_run(hf_engine) -> list[dict]:
         m = _model(max_output_tokens=budget, fp_options="float32", dataset_prompt=False)
         m.use_engine(hf_engine)
         for j in m.judge(demo_pairs(2, 3)):
-            out.append({"budget": budget, "path": j.path, "score": j.score, "reasoning": j.reasoning,
-                        "forced_reasoning": j.forced_reasoning})  # fmt: skip
+            out.append(
+                {
+                    "budget": budget,
+                    "path": j.path,
+                    "score": j.score,
+                    "reasoning": j.reasoning,
+                    "forced_reasoning": j.forced_reasoning,
+                }
+            )
     return out
 
 
@@ -212,7 +236,8 @@ def test_golden_judgements_of_the_micro_rank1(hf_engine):
     message = "the golden judgements changed: bump RULE_VERSION and update the pin (RANK1_WRITE_GOLDEN=1 rewrites)"
     assert want["rule_version"] == scoring.RULE_VERSION, message
     assert [(g["path"], g["reasoning"], g["forced_reasoning"]) for g in got] == [
-        (w["path"], w["reasoning"], w["forced_reasoning"]) for w in want["judgements"]], message  # fmt: skip
+        (w["path"], w["reasoning"], w["forced_reasoning"]) for w in want["judgements"]
+    ], message
     assert all(abs(g["score"] - w["score"]) <= 1e-6 for g, w in zip(got, want["judgements"], strict=True)), message
     assert {g["path"] for g in got} == {"pass1", "pass2"}
 
@@ -232,8 +257,13 @@ def test_reruns_that_change_no_request_are_store_hits(micro_tokenizer):
     assert _keys(_model(failed_score=0.0)) == _keys(_model(failed_score="raise")) == base
     assert _keys(_model(length_rule="reserve_output")) == base
     assert _keys(_model(scheduling="chunked", batch_size=2, keep_token_ids=True)) == base
-    for changed in (dict(fp_options="bfloat16"), dict(force_rethink=1), dict(max_output_tokens=32),
-                    dict(num_gpus=2), dict(device="cuda")):  # fmt: skip
+    for changed in (
+        dict(fp_options="bfloat16"),
+        dict(force_rethink=1),
+        dict(max_output_tokens=32),
+        dict(num_gpus=2),
+        dict(device="cuda"),
+    ):
         assert not set(_keys(_model(**changed))) & set(base), changed
 
 
@@ -278,8 +308,15 @@ def test_a_stored_failure_takes_the_runs_failed_score(micro_tokenizer):
     store = MemoryStore()
     m = _model(failed_score=0.5, store=store)
     prepared = _prepared(m)[:1]
-    failed = Judgement(score=0.5, reasoning="r", path="failed", prompt_tokens=5, output_tokens=1,
-                       finish_reason="length", error="no answer")  # fmt: skip
+    failed = Judgement(
+        score=0.5,
+        reasoning="r",
+        path="failed",
+        prompt_tokens=5,
+        output_tokens=1,
+        finish_reason="length",
+        error="no answer",
+    )
     store.put_many([(m.core.key(prepared[0]), failed)])
     assert [j.score for j in _model(failed_score=0.0, store=store).judge_prompts(prepared)] == [0.0]
     assert [j.score for j in m.judge_prompts(prepared)] == [0.5]

@@ -83,8 +83,14 @@ def _scripted_model(tokenizer, scripted: bool = True) -> rank1:
         p = (len(prompt) % 17 + 1) / 19  # any deterministic function of the whole prompt
         return Completion(" ok.", (1, T), "stop", "</think> true", {T: math.log(p), F: math.log(1 - p)})
 
-    model = rank1(str(QWEN25_TOKENIZER), device="cpu", fp_options="float32", engine="transformers",
-                  context_size=1024, max_output_tokens=64)  # fmt: skip
+    model = rank1(
+        str(QWEN25_TOKENIZER),
+        device="cpu",
+        fp_options="float32",
+        engine="transformers",
+        context_size=1024,
+        max_output_tokens=64,
+    )
     if scripted:
         model._engine = ScriptedEngine(tokenizer, complete)
     return model
@@ -99,8 +105,14 @@ def test_shards_build_the_mteb_prompts_and_merge_to_a_full_run(qwen25_tokenizer,
     folder, run = beir_folder
 
     def opts(out: str, store: str | None = None) -> RunOptions:
-        return RunOptions(task=str(folder), run_file=str(run), top_k=4, output_dir=tmp_path / out,
-                          store=tmp_path / store if store else None, progress=False)  # fmt: skip
+        return RunOptions(
+            task=str(folder),
+            run_file=str(run),
+            top_k=4,
+            output_dir=tmp_path / out,
+            store=tmp_path / store if store else None,
+            progress=False,
+        )
 
     name = f"local/{QWEN25_TOKENIZER.name}"
     full = _scripted_model(qwen25_tokenizer)
@@ -153,10 +165,33 @@ def test_merge_cli_and_conflicts(tmp_path, capsys):
 
 
 def _base(out: Path, *extra: str) -> list[str]:
-    return ["run", "--task", str(DEMO), "--run-file", str(RUN), "--model", str(MICRO_RANK1), "--engine",
-            "transformers", "--device", "cpu", "--dtype", "float32", "--max-output-tokens", "64", "--context-size",
-            "1024", "--output-dir", str(out), "--limit-queries", "3", "--top-k", "20", "--no-progress",
-            *extra]  # fmt: skip
+    return [
+        "run",
+        "--task",
+        str(DEMO),
+        "--run-file",
+        str(RUN),
+        "--model",
+        str(MICRO_RANK1),
+        "--engine",
+        "transformers",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-output-tokens",
+        "64",
+        "--context-size",
+        "1024",
+        "--output-dir",
+        str(out),
+        "--limit-queries",
+        "3",
+        "--top-k",
+        "20",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _outputs(out: Path):

@@ -497,8 +497,11 @@ def test_store_commands_refuse_the_same_files_alike(tmp_path, kind):
         conn.close()
     before = path.read_bytes()
     messages = set()
-    for action in (lambda: check_store(path), lambda: salvage_store(path, tmp_path / "new.db"),
-                   lambda: drop_failed(path)):  # fmt: skip
+    for action in (
+        lambda: check_store(path),
+        lambda: salvage_store(path, tmp_path / "new.db"),
+        lambda: drop_failed(path),
+    ):
         with pytest.raises(StoreError) as info:
             action()
         messages.add(str(info.value))

@@ -45,8 +45,15 @@ class Recording:
 def _model(engine, **kw) -> rank1:
     """A rank1 on the session's engine (no reload): the fixture's micro rank1, float32, context 1024."""
     kind = "transformers" if engine.kind == "transformers" else "vllm"
-    m = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine=kind,
-              dataset_prompt=False, **kw)  # fmt: skip
+    m = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        context_size=CONTEXT,
+        engine=kind,
+        dataset_prompt=False,
+        **kw,
+    )
     m._engine = engine
     return m
 
@@ -67,10 +74,16 @@ def _pairs(tokenizer) -> list[tuple[str, str]]:
 
 
 def _same(derived: Judgement, real: Judgement) -> None:
-    assert (derived.path, derived.reasoning, derived.forced_reasoning) == (real.path, real.reasoning,
-                                                                            real.forced_reasoning)  # fmt: skip
+    assert (derived.path, derived.reasoning, derived.forced_reasoning) == (
+        real.path,
+        real.reasoning,
+        real.forced_reasoning,
+    )
     assert (derived.output_tokens, derived.finish_reason, derived.stop_reason) == (
-        real.output_tokens, real.finish_reason, real.stop_reason)  # fmt: skip
+        real.output_tokens,
+        real.finish_reason,
+        real.stop_reason,
+    )
     assert abs(derived.score - real.score) <= 1e-6
 
 
@@ -152,8 +165,16 @@ def test_kept_pairs_need_no_engine(hf_engine):
     pairs = demo_pairs(1, 2)
     store = MemoryStore()
     _model(hf_engine, max_output_tokens=TOP, keep_token_ids=True, store=store).judge(pairs)
-    source = rank1(str(MICRO_RANK1), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
-                   dataset_prompt=False, max_output_tokens=TOP, store=store)  # fmt: skip
+    source = rank1(
+        str(MICRO_RANK1),
+        device="cpu",
+        fp_options="float32",
+        context_size=CONTEXT,
+        engine="transformers",
+        dataset_prompt=False,
+        max_output_tokens=TOP,
+        store=store,
+    )
     variant = source.with_scoring(max_output_tokens=20)  # above both pairs' 17 tokens: every pair kept
     deriver = Deriver(source, store)
     with variant.session(store=store, missing=deriver):
@@ -191,9 +212,12 @@ def test_force_rethink_prompt_sequence(engine, micro_tokenizer):
     expected = [
         (prompt.prompt, 64, (THINK_END,)),
         (prompt.prompt + r0 + WAIT, 64 - j.rounds[0]["output_tokens"], (THINK_END,)),
-        (prompt.prompt + r0 + WAIT + r1 + WAIT, 64 - j.rounds[0]["output_tokens"] - j.rounds[1]["output_tokens"],
-         STOP_STRINGS),
-    ]  # fmt: skip
+        (
+            prompt.prompt + r0 + WAIT + r1 + WAIT,
+            64 - j.rounds[0]["output_tokens"] - j.rounds[1]["output_tokens"],
+            STOP_STRINGS,
+        ),
+    ]
     assert [(r.prompt, r.max_tokens, r.stop) for r in recording.requests] == expected
     assert [r["stop_reason"] for r in j.rounds] == [THINK_END, THINK_END, plain.stop_reason]
     assert j.path == "pass1" and j.reasoning == r0 + WAIT + r1 + WAIT + r2
@@ -227,8 +251,10 @@ def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
     model = tmp_path / "micro-rank1"
     shutil.copytree(MICRO_RANK1, model)
     cfg = json.loads((model / "tokenizer_config.json").read_text())
-    cfg.update(clean_up_tokenization_spaces=True,  # 5.x applies it to BPE only with the second key (4.x always)
-               clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output=True)  # fmt: skip
+    cfg.update(
+        clean_up_tokenization_spaces=True,  # 5.x applies it to BPE only with the second key (4.x always)
+        clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output=True,
+    )
     (model / "tokenizer_config.json").write_text(json.dumps(cfg))
     engine = load_engine("transformers", EngineConfig(str(model), device="cpu", dtype="float32", context_size=CONTEXT))
     tok = engine.tokenizer
@@ -237,13 +263,29 @@ def test_sweep_forced_prompt_with_a_cleanup_tokenizer_is_a_real_runs(tmp_path):
     ids_head = tok(head, add_special_tokens=False).input_ids
     ids = ids_head + tok(" It looks relevant .", add_special_tokens=False).input_ids  # the stored run at B
     store = MemoryStore()
-    source = rank1(str(model), device="cpu", fp_options="float32", context_size=CONTEXT, engine="transformers",
-                   dataset_prompt=False, max_output_tokens=len(ids), keep_token_ids=True, store=store)  # fmt: skip
+    source = rank1(
+        str(model),
+        device="cpu",
+        fp_options="float32",
+        context_size=CONTEXT,
+        engine="transformers",
+        dataset_prompt=False,
+        max_output_tokens=len(ids),
+        keep_token_ids=True,
+        store=store,
+    )
     source._engine = engine
     pair = demo_pairs(1, 1)
     p = source.prepare([pair[0][0]], [pair[0][1]])[0]
-    stored = Judgement(score=0.5, reasoning=head + " It looks relevant .", path="pass2", prompt_tokens=p.prompt_tokens,
-                       output_tokens=len(ids), finish_reason="length", token_ids=tuple(ids))  # fmt: skip
+    stored = Judgement(
+        score=0.5,
+        reasoning=head + " It looks relevant .",
+        path="pass2",
+        prompt_tokens=p.prompt_tokens,
+        output_tokens=len(ids),
+        finish_reason="length",
+        token_ids=tuple(ids),
+    )
     store.put_many([(source.judgement_key(p), stored)])
     variant = source.with_scoring(max_output_tokens=len(ids_head))
     deriver = Deriver(source, store)

@@ -10,8 +10,17 @@ import pytest
 
 from rank1_eval.tasks import BEIR_TASKS, TaskError, load_task
 
-PAPER_BEIR = ("ArguAna", "ClimateFEVER", "DBPedia", "FiQA2018", "NFCorpus", "SCIDOCS", "SciFact", "Touche2020",
-              "TRECCOVID")  # fmt: skip
+PAPER_BEIR = (
+    "ArguAna",
+    "ClimateFEVER",
+    "DBPedia",
+    "FiQA2018",
+    "NFCorpus",
+    "SCIDOCS",
+    "SciFact",
+    "Touche2020",
+    "TRECCOVID",
+)
 FAMILIES = [
     ("BrightRetrieval", "biology"),  # v1 loader, 12 domains, converted by mteb's convert_v1_dataset_format_to_v2
     ("BrightRetrieval", "theoremqa_questions"),

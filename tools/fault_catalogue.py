@@ -129,9 +129,14 @@ class Ctx:
     def run(self, argv: list[str], *, timeout: float = 600, env: dict[str, str] | None = None) -> Proc:
         started = time.monotonic()
         with subprocess.Popen(
-            argv, cwd=self.code, env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
-        ) as proc:  # fmt: skip
+            argv,
+            cwd=self.code,
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as proc:
             try:
                 out, err = proc.communicate(timeout=timeout)
                 timed_out = False
@@ -152,13 +157,38 @@ class Ctx:
     def python(self, code: str, *, timeout: float = 300) -> Proc:
         return self.run([sys.executable, "-c", code], timeout=timeout)
 
-    def run_args(self, out: Path, *extra: object, queries: int = 2, top_k: int = 4, task: Path | None = None,
-                 run_file: Path | None = None, engine: str = "transformers") -> list[object]:  # fmt: skip
+    def run_args(
+        self,
+        out: Path,
+        *extra: object,
+        queries: int = 2,
+        top_k: int = 4,
+        task: Path | None = None,
+        run_file: Path | None = None,
+        engine: str = "transformers",
+    ) -> list[object]:
         args: list[object] = [
-            "run", "--task", task or self.demo, "--model", self.micro, "--device", "cpu", "--dtype", "float32",
-            "--max-output-tokens", 64, "--context-size", 1024, "--output-dir", out, "--limit-queries", queries,
-            "--top-k", top_k, "--no-progress",
-        ]  # fmt: skip
+            "run",
+            "--task",
+            task or self.demo,
+            "--model",
+            self.micro,
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--max-output-tokens",
+            64,
+            "--context-size",
+            1024,
+            "--output-dir",
+            out,
+            "--limit-queries",
+            queries,
+            "--top-k",
+            top_k,
+            "--no-progress",
+        ]
         if engine:
             args += ["--engine", engine]
         if run_file is not False:
@@ -294,8 +324,11 @@ def immutable(path: Path) -> Iterator[None]:
 def fake_server(ctx: Ctx, mode: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, str(FAKE_SERVER), "--mode", mode, "--model", str(ctx.micro)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ctx.env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=ctx.env,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("READY"):
@@ -412,8 +445,12 @@ def _run_file_and_bm25(ctx: Ctx, row: Row) -> None:
 @case("query_over_budget", "inputs", "a query longer than the whole prompt budget")
 def _query_over_budget(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(3))
-    task = ctx.mini_task("long-query", {"q1": "why " * 400, "q2": "short query"}, docs,
-                         {"q1": {next(iter(docs)): 1}, "q2": {next(iter(docs)): 1}})  # fmt: skip
+    task = ctx.mini_task(
+        "long-query",
+        {"q1": "why " * 400, "q2": "short query"},
+        docs,
+        {"q1": {next(iter(docs)): 1}, "q2": {next(iter(docs)): 1}},
+    )
     run = task / "run.json"
     run.write_text(json.dumps({q: {d: float(i) for i, d in enumerate(docs)} for q in ("q1", "q2")}))
     out = ctx.tmp("long-query-out")
@@ -680,10 +717,12 @@ def _corrupt_merge(ctx: Ctx, row: Row) -> None:
 
 def _table_manifest(ctx: Ctx, where: Path) -> Path:
     manifest = {
-        "name": "faults", "title": "fault matrix", "defaults": {"split": "test", "metric": "ndcg_at_10", "scale": 100,
-        "decimals": 1, "top_k": 4}, "columns": [{"key": "demo", "label": "demo", "task": str(ctx.demo)}],
+        "name": "faults",
+        "title": "fault matrix",
+        "defaults": {"split": "test", "metric": "ndcg_at_10", "scale": 100, "decimals": 1, "top_k": 4},
+        "columns": [{"key": "demo", "label": "demo", "task": str(ctx.demo)}],
         "rows": [{"key": "micro", "label": "micro", "checkpoint": str(ctx.micro), "paper": {"demo": 50.0}}],
-    }  # fmt: skip
+    }
     path = where / "faults-table.json"
     path.write_text(json.dumps(manifest))
     return path
@@ -893,8 +932,14 @@ def _kill9(ctx: Ctx, row: Row) -> None:
     rng = random.Random(9)
     counts: list[int] = []
     for _ in range(3):
-        proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ctx.cmd(*args),
+            cwd=ctx.code,
+            env=ctx.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 240
         target = (count_rows(store) or 0) + rng.randint(1, 3)
         while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < target:
@@ -922,9 +967,15 @@ def _sigint(ctx: Ctx, row: Row) -> None:
     args = ctx.run_args(out / "results", "--store", store, *per_pair(ctx), queries=3)
     started = time.monotonic()
     # a shell's background job ignores SIGINT and its children inherit that: give the run the default back
-    proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        ctx.cmd(*args),
+        cwd=ctx.code,
+        env=ctx.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < 2:
         time.sleep(0.2)
@@ -938,30 +989,57 @@ def _sigint(ctx: Ctx, row: Row) -> None:
     row.kept = f"{count_rows(store)} judgements in the store"
 
 
-
-
 # --------------------------------------------------------------------------------------------------- issue 20
 # Commands that disagree with each other, settings overridden or ignored without a word, and the README's first
 # hour. A small complete task (2 queries x 4 passages of the demo) so that task folders hold complete runs.
 
 
-def small_task(ctx: Ctx, name: str = "small", *, queries: dict[str, str] | None = None,
-               docs: dict[str, str] | None = None, trec: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+def small_task(
+    ctx: Ctx,
+    name: str = "small",
+    *,
+    queries: dict[str, str] | None = None,
+    docs: dict[str, str] | None = None,
+    trec: str | None = None,
+) -> tuple[Path, Path]:
     """A BEIR folder of 2 demo-like queries x 4 demo passages and its TREC run (or ``trec``): 8 pairs."""
     docs = docs or dict(ctx.demo_docs(4))
     queries = queries or {"q1": "what is a cat", "q2": "how do plants grow"}
     ids = list(docs)
     task = ctx.mini_task(name, queries, docs, {q: {ids[i]: 1} for i, q in enumerate(queries)})
     run = task / "run.trec"
-    run.write_text(trec or "".join(f"{q} Q0 {d} {r} {10 - r} bm25\n" for q in queries
-                                   for r, d in enumerate(ids, start=1)))  # fmt: skip
+    run.write_text(
+        trec or "".join(f"{q} Q0 {d} {r} {10 - r} bm25\n" for q in queries for r, d in enumerate(ids, start=1))
+    )
     return task, run
 
 
 def small_args(ctx: Ctx, out: Path, task: Path, run: Path, *extra: object) -> list[object]:
-    return ["run", "--task", task, "--run-file", run, "--model", ctx.micro, "--engine", "transformers",
-            "--device", "cpu", "--dtype", "float32", "--max-output-tokens", 64, "--context-size", 1024,
-            "--top-k", 4, "--output-dir", out, "--no-progress", *extra]  # fmt: skip
+    return [
+        "run",
+        "--task",
+        task,
+        "--run-file",
+        run,
+        "--model",
+        ctx.micro,
+        "--engine",
+        "transformers",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-output-tokens",
+        64,
+        "--context-size",
+        1024,
+        "--top-k",
+        4,
+        "--output-dir",
+        out,
+        "--no-progress",
+        *extra,
+    ]
 
 
 def small_run(ctx: Ctx, name: str, *extra: object) -> tuple[Path, Path, Proc]:
@@ -987,18 +1065,42 @@ def _override_case(name: str, flags: list[object], mention: str, fault: str) -> 
     case(name, "overrides", fault)(fn)
 
 
-_override_case("max_tokens_below_budgets", ["--max-output-tokens", 32, "--budgets", "8,64"],
-               r"max.output.tokens.*budgets|budgets.*max.output.tokens", "run --max-output-tokens 32 --budgets 8,64")
-_override_case("ngram_with_transformers", ["--ngram-speculation", 4], r"ngram.speculation.*transformers",
-               "run --engine transformers --ngram-speculation 4")
-_override_case("server_flag_without_servers", ["--max-concurrency", 2], r"max.concurrency.*server",
-               "run --engine transformers --max-concurrency 2 (a server-only flag)")
-_override_case("vllm_flag_with_transformers", ["--gpu-memory-utilization", 0.5], r"gpu.memory.*transformers",
-               "run --engine transformers --gpu-memory-utilization 0.5 (a vLLM-only flag)")
-_override_case("chunk_size_while_streaming", ["--chunk-size", 8], r"chunk.size.*scheduling",
-               "run --chunk-size 8 without --scheduling chunked")
-_override_case("prompt_key_with_skip_prompt", ["--skip-prompt", "--prompt-key", "SciFact"],
-               r"prompt.key.*skip.prompt", "run --skip-prompt --prompt-key SciFact")  # fmt: skip
+_override_case(
+    "max_tokens_below_budgets",
+    ["--max-output-tokens", 32, "--budgets", "8,64"],
+    r"max.output.tokens.*budgets|budgets.*max.output.tokens",
+    "run --max-output-tokens 32 --budgets 8,64",
+)
+_override_case(
+    "ngram_with_transformers",
+    ["--ngram-speculation", 4],
+    r"ngram.speculation.*transformers",
+    "run --engine transformers --ngram-speculation 4",
+)
+_override_case(
+    "server_flag_without_servers",
+    ["--max-concurrency", 2],
+    r"max.concurrency.*server",
+    "run --engine transformers --max-concurrency 2 (a server-only flag)",
+)
+_override_case(
+    "vllm_flag_with_transformers",
+    ["--gpu-memory-utilization", 0.5],
+    r"gpu.memory.*transformers",
+    "run --engine transformers --gpu-memory-utilization 0.5 (a vLLM-only flag)",
+)
+_override_case(
+    "chunk_size_while_streaming",
+    ["--chunk-size", 8],
+    r"chunk.size.*scheduling",
+    "run --chunk-size 8 without --scheduling chunked",
+)
+_override_case(
+    "prompt_key_with_skip_prompt",
+    ["--skip-prompt", "--prompt-key", "SciFact"],
+    r"prompt.key.*skip.prompt",
+    "run --skip-prompt --prompt-key SciFact",
+)
 
 
 @case("export_mixed_allow_partial", "readers", "`export --mteb DIR --allow-partial` on a folder mixing two runs")
@@ -1097,8 +1199,15 @@ def _check_files(ctx: Ctx, row: Row) -> None:
     row.note = f"files after: {', '.join(after)}"
 
 
-def _odd_run(ctx: Ctx, row: Row, name: str, trec: str | None = None, queries: dict[str, str] | None = None,
-             docs: dict[str, str] | None = None, flag: str = "") -> None:  # fmt: skip
+def _odd_run(
+    ctx: Ctx,
+    row: Row,
+    name: str,
+    trec: str | None = None,
+    queries: dict[str, str] | None = None,
+    docs: dict[str, str] | None = None,
+    flag: str = "",
+) -> None:
     task, run = small_task(ctx, name, queries=queries, docs=docs, trec=trec)
     out = ctx.tmp(f"{name}-out") / "results"
     p = ctx.cli(*small_args(ctx, out, task, run))
@@ -1123,8 +1232,7 @@ def _ranks_negative(ctx: Ctx, row: Row) -> None:
 @case("ranks_contradict_scores", "inputs", "a TREC run whose rank column contradicts its scores")
 def _ranks_contradict(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(4))
-    _odd_run(ctx, row, "odd-b", trec=_trec(list(docs), lambda i: 5 - i), docs=docs,
-             flag=r"rank column.*contradict")  # fmt: skip
+    _odd_run(ctx, row, "odd-b", trec=_trec(list(docs), lambda i: 5 - i), docs=docs, flag=r"rank column.*contradict")
 
 
 @case("nul_in_texts", "inputs", "a query and a passage containing NUL characters")
@@ -1132,8 +1240,14 @@ def _nul_texts(ctx: Ctx, row: Row) -> None:
     docs = dict(ctx.demo_docs(4))
     first = next(iter(docs))
     docs[first] = docs[first][:40] + "\x00\x00" + docs[first][40:]
-    _odd_run(ctx, row, "odd-c", queries={"q1": "what is\x00 a cat", "q2": "how do plants grow"}, docs=docs,
-             flag=r"NUL|control char")  # fmt: skip
+    _odd_run(
+        ctx,
+        row,
+        "odd-c",
+        queries={"q1": "what is\x00 a cat", "q2": "how do plants grow"},
+        docs=docs,
+        flag=r"NUL|control char",
+    )
 
 
 @case("sigterm", "kills", "SIGTERM (scancel, preemption) while judging")
@@ -1142,8 +1256,9 @@ def _sigterm(ctx: Ctx, row: Row) -> None:
     store = out / "store.sqlite"
     args = ctx.run_args(out / "results", "--store", store, *per_pair(ctx), queries=3)
     started = time.monotonic()
-    proc = subprocess.Popen(ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ctx.cmd(*args), cwd=ctx.code, env=ctx.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and (count_rows(store) or 0) < 2:
         time.sleep(0.2)
@@ -1166,12 +1281,18 @@ def _sigterm(ctx: Ctx, row: Row) -> None:
 @case("sweep_rates", "sweep", "`run --budgets …`: derived pairs counted as decoded (pairs_scored, docs/s)")
 def _sweep_rates(ctx: Ctx, row: Row) -> None:
     out, task_dir, p = small_run(ctx, "sweep-rates", "--max-output-tokens", 24, "--budgets", "8,24")
-    derived = [json.loads((f / "summary.json").read_text()) for f in result_folders(out)
-               if "derived_from" in json.loads((f / "summary.json").read_text())]  # fmt: skip
+    derived = [
+        json.loads((f / "summary.json").read_text())
+        for f in result_folders(out)
+        if "derived_from" in json.loads((f / "summary.json").read_text())
+    ]
     honest = bool(derived) and all(s["pairs_scored"] == 0 and not s["this_run"].get("docs_per_s") for s in derived)
     judge(row, p, mention=r"$^", correct=honest)
-    row.note = "; ".join(f"budget {s['derived_from'].get('max_output_tokens')}->: pairs_scored {s['pairs_scored']}, "
-                         f"docs/s {s['this_run'].get('docs_per_s')}" for s in derived)[:200]  # fmt: skip
+    row.note = "; ".join(
+        f"budget {s['derived_from'].get('max_output_tokens')}->: pairs_scored {s['pairs_scored']}, "
+        f"docs/s {s['this_run'].get('docs_per_s')}"
+        for s in derived
+    )[:200]
 
 
 def _readme_sweep(ctx: Ctx, name: str) -> tuple[Path, Path, Proc]:
@@ -1189,8 +1310,10 @@ def _readme_sweep(ctx: Ctx, name: str) -> tuple[Path, Path, Proc]:
 @case("readme_sweep_labels", "first hour", "README: run, run --keep-token-ids, sweep --budgets 4,8,16,32")
 def _readme_sweep_labels(ctx: Ctx, row: Row) -> None:
     out, task_dir, p = _readme_sweep(ctx, "readme-sweep")
-    sweep = next((json.loads((f / "sweep.json").read_text()) for f in result_folders(out)
-                  if (f / "sweep.json").is_file()), {"budgets": []})  # fmt: skip
+    sweep = next(
+        (json.loads((f / "sweep.json").read_text()) for f in result_folders(out) if (f / "sweep.json").is_file()),
+        {"budgets": []},
+    )
     rows = [r for r in sweep["budgets"] if "sweep_run" in r]
     honest = bool(rows) and all((r["source"] == "derived") == (r["sweep_run"] == 0) for r in rows)
     derived = bool(rows) and all(r["sweep_run"] == 0 for r in rows)
@@ -1198,8 +1321,11 @@ def _readme_sweep_labels(ctx: Ctx, row: Row) -> None:
     row.note = "; ".join(f"{r['budget']}: {r['source']} (run {r['sweep_run']})" for r in rows)
 
 
-@case("readme_task_folder_readers", "first hour",
-      "README: load_traces, report, compare on the task folder after the sweep")
+@case(
+    "readme_task_folder_readers",
+    "first hour",
+    "README: load_traces, report, compare on the task folder after the sweep",
+)
 def _readme_readers(ctx: Ctx, row: Row) -> None:
     out, task_dir, sweep = _readme_sweep(ctx, "readme-readers")
     probes = [
@@ -1224,8 +1350,19 @@ def _metric_labels(ctx: Ctx, row: Row) -> None:
 def _offline_model(ctx: Ctx, row: Row) -> None:
     task, run = small_task(ctx, "offline")
     out = ctx.tmp("offline-out")
-    p = ctx.cli("run", "--task", task, "--run-file", run, "--engine", "transformers", "--output-dir", out,
-                "--no-progress", env={"HF_HUB_CACHE": str(out / "empty-hub-cache")})  # fmt: skip
+    p = ctx.cli(
+        "run",
+        "--task",
+        task,
+        "--run-file",
+        run,
+        "--engine",
+        "transformers",
+        "--output-dir",
+        out,
+        "--no-progress",
+        env={"HF_HUB_CACHE": str(out / "empty-hub-cache")},
+    )
     judge(row, p, mention=r"--model")
     if row.category == "clear" and p.wall_s > 20:
         row.category = "late"
@@ -1234,9 +1371,11 @@ def _offline_model(ctx: Ctx, row: Row) -> None:
 
 @case("python_api_stdout", "first hour", "the README's Python block: library logs on stdout")
 def _api_stdout(ctx: Ctx, row: Row) -> None:
-    code = ("from rank1_eval import MICRO_RANK1, rank1\n"
-            "model = rank1(model_name_or_path=MICRO_RANK1, device='cpu', context_size=1024, max_output_tokens=64)\n"
-            "print(model.predict([('what is a cat', 'Cats are small felines.')]))\n")  # fmt: skip
+    code = (
+        "from rank1_eval import MICRO_RANK1, rank1\n"
+        "model = rank1(model_name_or_path=MICRO_RANK1, device='cpu', context_size=1024, max_output_tokens=64)\n"
+        "print(model.predict([('what is a cat', 'Cats are small felines.')]))\n"
+    )
     p = ctx.python(code, timeout=900)
     noise = [ln for ln in p.out.splitlines() if re.search(r"\bINFO\b|\bWARNING\b|config", ln)]
     judge(row, p, mention=r"$^", correct=not noise)
@@ -1247,8 +1386,25 @@ def _api_stdout(ctx: Ctx, row: Row) -> None:
 def _bm25_debug(ctx: Ctx, row: Row) -> None:
     task, _ = small_task(ctx, "bm25")
     out = ctx.tmp("bm25-out")
-    p = ctx.cli("run", "--task", task, "--first-stage", "bm25", "--model", ctx.micro, "--engine", "transformers",
-                "--top-k", 4, "--max-output-tokens", 64, "--context-size", 1024, "--output-dir", out)  # fmt: skip
+    p = ctx.cli(
+        "run",
+        "--task",
+        task,
+        "--first-stage",
+        "bm25",
+        "--model",
+        ctx.micro,
+        "--engine",
+        "transformers",
+        "--top-k",
+        4,
+        "--max-output-tokens",
+        64,
+        "--context-size",
+        1024,
+        "--output-dir",
+        out,
+    )
     debug = [ln for ln in p.err.splitlines() if "DEBUG" in ln]
     judge(row, p, mention=r"$^", correct=not debug)
     row.note = (debug or [""])[0][:120]

@@ -59,15 +59,20 @@ def markdown(rows: list[Row], title: str) -> str:
         f"{k} {v}" for k, v in c.items() if v or k in ("tried", "clear", "flagged", "traceback", "silent")
     )
     out = [
-        f"### {title}", "", head, "",
+        f"### {title}",
+        "",
+        head,
+        "",
         "| # | fault | outcome | exit | message the user sees | judgements kept / notes |",
         "|--:|:--|:--|--:|:--|:--|",
-    ]  # fmt: skip
+    ]
     for i, r in enumerate(rows, start=1):
         msg = r.message.replace("|", "\\|")[:220]
         notes = "; ".join(x for x in (r.kept, r.note) if x).replace("|", "\\|")
-        out.append(f"| {i} | {r.fault.replace('|', '/')} | {r.category} | {r.rc if r.rc is not None else '—'} | "
-                   f"{msg} | {notes} |")  # fmt: skip
+        out.append(
+            f"| {i} | {r.fault.replace('|', '/')} | {r.category} | {r.rc if r.rc is not None else '—'} | "
+            f"{msg} | {notes} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -77,8 +82,11 @@ def side_by_side(before: dict, after: dict) -> str:
     out = ["| | " + " | ".join(cols) + " |", "|:--|" + "--:|" * len(cols)]
     for label, run in (("before", before), ("after", after)):
         out.append(f"| {label} | " + " | ".join(str(run["counts"].get(c, 0)) for c in cols) + " |")
-    out += ["", "| # | fault | before (exit) | after (exit) | what the user sees now | kept / notes (after) |",
-            "|--:|:--|:--|:--|:--|:--|"]  # fmt: skip
+    out += [
+        "",
+        "| # | fault | before (exit) | after (exit) | what the user sees now | kept / notes (after) |",
+        "|--:|:--|:--|:--|:--|:--|",
+    ]
     old = {r["name"]: r for r in before["rows"]}
     for i, r in enumerate(after["rows"], start=1):
         b = old.get(r["name"], {})
@@ -98,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", type=Path, default=None)
     p.add_argument("--title", default=None)
     p.add_argument("--list", action="store_true")
-    p.add_argument("--render", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"),
-                   help="print one side-by-side table of two earlier runs (their --json files) and exit")  # fmt: skip
+    p.add_argument(
+        "--render",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE.json", "AFTER.json"),
+        help="print one side-by-side table of two earlier runs (their --json files) and exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.render:
@@ -141,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text(md)
     if args.json:
-        args.json.write_text(json.dumps({"code": str(code), "counts": counts(rows), "rows": [asdict(r) for r in rows]},
-                                        indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps({"code": str(code), "counts": counts(rows), "rows": [asdict(r) for r in rows]}, indent=2)
+        )
     return 0
 
 

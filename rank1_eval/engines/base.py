@@ -268,13 +268,21 @@ class OccupancyMeter:
                 # per scheduler step rather than per second: the same batching figure, insensitive to how long
                 # each step took (a shared CPU's load changes step times, a GPU's decode steps are near-constant)
                 "step_occupancy": round(self._sum_running / self.steps / self.capacity, 4) if self.steps else 0.0,
-                **({"spec_decode": {**spec, "acceptance_rate": round(spec["accepted_tokens"] / drafted, 4)}}
-                   if drafted else {}),
+                **(
+                    {"spec_decode": {**spec, "acceptance_rate": round(spec["accepted_tokens"] / drafted, 4)}}
+                    if drafted
+                    else {}
+                ),
                 # while work remained queued on the caller's side (the tail excluded): is the engine kept full?
-                **({"backlog_seconds": round(self._backlog_s, 3),
-                    "backlog_mean_running": round(self._area_backlog_running / self._backlog_s, 3),
-                    "backlog_occupancy": round(self._area_backlog_running / self._backlog_s / self.capacity, 4)}
-                   if self._backlog_s > 0 else {}),
+                **(
+                    {
+                        "backlog_seconds": round(self._backlog_s, 3),
+                        "backlog_mean_running": round(self._area_backlog_running / self._backlog_s, 3),
+                        "backlog_occupancy": round(self._area_backlog_running / self._backlog_s / self.capacity, 4),
+                    }
+                    if self._backlog_s > 0
+                    else {}
+                ),
                 **({"source": self.source} if self.source else {}),
                 **({"capacity_source": self.capacity_source} if self.capacity_source else {}),
-            }  # fmt: skip
+            }

@@ -300,9 +300,12 @@ class ServerState:
             "forced": self.forced,
             "failed_requests": self.failed_requests,
             "dropped": self.dropped,
-            "window": {"metrics": self.metrics, "peak": self.peak_limit,
-                       **({"server_max_running": self.saturated_at} if self.saturated_at else {})},
-        }  # fmt: skip
+            "window": {
+                "metrics": self.metrics,
+                "peak": self.peak_limit,
+                **({"server_max_running": self.saturated_at} if self.saturated_at else {}),
+            },
+        }
 
 
 class OpenAIEngine(BatchCalls):
@@ -684,8 +687,9 @@ class OpenAIEngine(BatchCalls):
             log.warning(
                 "server %s: a request got %s; it is retried. If the server is only slow (a full batch, long "
                 "reasoning), raise --request-timeout (request_timeout=); if it hangs, check its log",
-                server.url, error,
-            )  # fmt: skip
+                server.url,
+                error,
+            )
 
     def stall_period(self) -> float | None:
         """Seconds without any answer before the stall warning: ``stall_warning_s`` if set (0: never), else
@@ -716,8 +720,11 @@ class OpenAIEngine(BatchCalls):
             others = ", ".join(s.url for s in self._live()) or "none left"
             log.warning(
                 "server %s dropped after %d failed attempts (last error: %s); its work goes to: %s",
-                server.url, server.rounds_failed, error, others,
-            )  # fmt: skip
+                server.url,
+                server.rounds_failed,
+                error,
+                others,
+            )
             return
         delay = min(BACKOFF_MAX_S, self._backoff_base * 2 ** (server.rounds_failed - 1))
         server.retry_at = now + max(delay, retry_after or 0.0)
@@ -834,8 +841,12 @@ class _Stream:
                 reason = f"{type(exc).__name__}: {exc}"
             if sample is None:
                 if server.metrics is None:  # never had them: a fixed window at the ceiling
-                    log.info("server %s has no usable /metrics (%s): %d requests in flight at most (--max-concurrency)",
-                             server.url, reason, engine.ceiling)  # fmt: skip
+                    log.info(
+                        "server %s has no usable /metrics (%s): %d requests in flight at most (--max-concurrency)",
+                        server.url,
+                        reason,
+                        engine.ceiling,
+                    )
                     server.metrics = False
                     await self._set_limit(server, engine.ceiling)
                     return
@@ -846,10 +857,18 @@ class _Stream:
             if server.waiting > 0:
                 server.saturated_at = max(server.saturated_at, server.running)
             queued = self.queue.qsize() > 0
-            await self._set_limit(server, next_window(
-                server.limit, running=server.running, waiting=server.waiting, ours=self.in_flight.get(server.url, 0),
-                queued=queued, floor=floor, ceiling=engine.ceiling,
-            ))  # fmt: skip
+            await self._set_limit(
+                server,
+                next_window(
+                    server.limit,
+                    running=server.running,
+                    waiting=server.waiting,
+                    ours=self.in_flight.get(server.url, 0),
+                    queued=queued,
+                    floor=floor,
+                    ceiling=engine.ceiling,
+                ),
+            )
             self._record(queued)
             await asyncio.sleep(METRICS_POLL_S)
 
@@ -879,16 +898,22 @@ class _Stream:
                     notice = max(notice * 2, now - started + FIRST_ANSWER_NOTICE_S)  # then 30 s, 60 s, 120 s...
                     log.warning(
                         "stalled? no request has finished for %.0f s: no answer yet from %s; each request gives "
-                        "up after its own timeout (%s)", now - started, engine.silence(), engine._timeout_rule(),
-                    )  # fmt: skip
+                        "up after its own timeout (%s)",
+                        now - started,
+                        engine.silence(),
+                        engine._timeout_rule(),
+                    )
                 continue
             period = engine.stall_period()
             if period and busy and now - last >= period and now - max(warned_at, last) >= period:
                 warned_at = now
                 log.warning(
                     "stalled? no request has finished for %.0f s on %s; each request gives up after its own "
-                    "timeout (%s)", now - last, engine.silence(), engine._timeout_rule(),
-                )  # fmt: skip
+                    "timeout (%s)",
+                    now - last,
+                    engine.silence(),
+                    engine._timeout_rule(),
+                )
 
     def fail(self, exc: BaseException) -> None:
         """Report a fatal error once (collect raises it); the workers stop taking requests."""

@@ -118,8 +118,10 @@ class VLLMEngine(BatchCalls):
             kwargs["max_num_seqs"] = config.max_num_seqs
         if config.ngram_speculation:
             kwargs["speculative_config"] = {
-                "method": "ngram", "num_speculative_tokens": config.ngram_speculation, **NGRAM_LOOKUP,
-            }  # fmt: skip
+                "method": "ngram",
+                "num_speculative_tokens": config.ngram_speculation,
+                **NGRAM_LOOKUP,
+            }
         kwargs.update(llm_kwargs)
         self._device = device
         self._version = vllm.__version__
@@ -254,8 +256,11 @@ class VLLMEngine(BatchCalls):
             "scheduling_policy": self._engine.vllm_config.scheduler_config.policy,
         }
         if self.config.ngram_speculation:
-            info["speculative"] = {"method": "ngram", "num_speculative_tokens": self.config.ngram_speculation,
-                                   **NGRAM_LOOKUP}  # fmt: skip
+            info["speculative"] = {
+                "method": "ngram",
+                "num_speculative_tokens": self.config.ngram_speculation,
+                **NGRAM_LOOKUP,
+            }
         return info
 
     def close(self) -> None:

@@ -15,8 +15,19 @@ from typing import Any
 from rank1_eval.paper.render import _unit
 from rank1_eval.paper.results import RowResult, TableResult
 
-_COLOURS = ("#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#319795", "#b7791f", "#4a5568", "#d53f8c",
-            "#38a169", "#3182ce")  # fmt: skip
+_COLOURS = (
+    "#2b6cb0",
+    "#dd6b20",
+    "#2f855a",
+    "#805ad5",
+    "#c53030",
+    "#319795",
+    "#b7791f",
+    "#4a5568",
+    "#d53f8c",
+    "#38a169",
+    "#3182ce",
+)
 
 
 def axis_groups(result: TableResult) -> dict[float, list[str]]:
@@ -61,9 +72,12 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
     n_cells = sum(len(v) for v in groups.values()) or 1
     width = min(20.0, max(7.0, 1.5 + n_cells * (0.28 * per_model * len(rows) + 0.35)))
     fig, axes = plt.subplots(
-        1, max(1, len(groups)), figsize=(width, 4.6), squeeze=False,
+        1,
+        max(1, len(groups)),
+        figsize=(width, 4.6),
+        squeeze=False,
         gridspec_kw={"width_ratios": [max(1, len(v)) for v in groups.values()] or [1]},
-    )  # fmt: skip
+    )
     slot = 0.84 / (per_model * max(1, len(rows)))
     for ax, (scale, keys) in zip(axes[0], groups.items(), strict=False):
         labels = []
@@ -73,8 +87,16 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
                 colour = _COLOURS[i % len(_COLOURS)]
                 left = x - 0.42 + i * per_model * slot
                 if paper is not None:
-                    ax.bar(left + slot / 2, paper, slot, color=colour, alpha=0.35, hatch="//", edgecolor=colour,
-                           linewidth=0)  # fmt: skip
+                    ax.bar(
+                        left + slot / 2,
+                        paper,
+                        slot,
+                        color=colour,
+                        alpha=0.35,
+                        hatch="//",
+                        edgecolor=colour,
+                        linewidth=0,
+                    )
                 if ours_too:
                     if ours is not None:
                         ax.bar(left + 1.5 * slot, ours, slot, color=colour)
@@ -84,8 +106,9 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
                         )
             labels.append(label)
         ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels(labels, rotation=30 if len(keys) > 4 else 0, ha="right" if len(keys) > 4 else "center",
-                           fontsize=8)  # fmt: skip
+        ax.set_xticklabels(
+            labels, rotation=30 if len(keys) > 4 else 0, ha="right" if len(keys) > 4 else "center", fontsize=8
+        )
         ax.set_ylabel(_unit(scale), fontsize=9)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.grid(axis="y", color="#e4e7eb", linewidth=0.6)
@@ -96,8 +119,14 @@ def plot_png(result: TableResult, path: str | os.PathLike[str]) -> Path:
     handles.append(Patch(facecolor="white", edgecolor="#52606d", hatch="//", label="paper (light, hatched)"))
     if ours_too:
         handles.append(Patch(color="#52606d", label="ours (solid)"))
-    fig.legend(handles=handles, loc="upper center", ncol=min(6, len(handles)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.93))  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=min(6, len(handles)),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.93),
+    )
     what = "paper" if result.mode == "paper" else "ours vs paper"
     fig.suptitle(f"Table {table.number} ({table.name}): {what}", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.86))

@@ -149,9 +149,17 @@ def render_text(result: TableResult) -> str:
 
 
 _LATEX_SPECIAL = {
-    "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-}  # fmt: skip
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -192,9 +200,26 @@ def render_latex(result: TableResult) -> str:
 
 
 CSV_FIELDS = (
-    "table", "row", "label", "checkpoint", "kind", "column", "column_label", "task", "subtask", "split", "metric",
-    "scale", "paper", "paper_mean_of_cells", "ours", "ours_cells", "delta", "folder", "note",
-)  # fmt: skip
+    "table",
+    "row",
+    "label",
+    "checkpoint",
+    "kind",
+    "column",
+    "column_label",
+    "task",
+    "subtask",
+    "split",
+    "metric",
+    "scale",
+    "paper",
+    "paper_mean_of_cells",
+    "ours",
+    "ours_cells",
+    "delta",
+    "folder",
+    "note",
+)
 
 
 def render_csv(result: TableResult) -> str:
@@ -210,18 +235,38 @@ def render_csv(result: TableResult) -> str:
         base = {"table": result.table.name, "row": r.key, "label": r.label, "checkpoint": r.checkpoint or ""}
         for c in r.cells.values():
             col = c.column
-            w.writerow({
-                **base, "kind": "cell", "column": col.key, "column_label": col.label, "task": col.task or "",
-                "subtask": col.subtask or "", "split": col.split or "", "metric": col.metric or "",
-                "scale": f"{col.scale:g}", "paper": num(c.paper), "ours": num(c.ours), "delta": num(c.delta),
-                "folder": c.folder or "", "note": c.note or "",
-            })  # fmt: skip
+            w.writerow(
+                {
+                    **base,
+                    "kind": "cell",
+                    "column": col.key,
+                    "column_label": col.label,
+                    "task": col.task or "",
+                    "subtask": col.subtask or "",
+                    "split": col.split or "",
+                    "metric": col.metric or "",
+                    "scale": f"{col.scale:g}",
+                    "paper": num(c.paper),
+                    "ours": num(c.ours),
+                    "delta": num(c.delta),
+                    "folder": c.folder or "",
+                    "note": c.note or "",
+                }
+            )
         for a in r.averages.values():
-            w.writerow({
-                **base, "kind": "average", "column": a.average.key, "column_label": a.average.label,
-                "paper": num(a.paper), "paper_mean_of_cells": num(a.paper_mean), "ours": num(a.ours),
-                "ours_cells": f"{a.n_ours}/{a.n_total}", "delta": num(a.delta),
-            })  # fmt: skip
+            w.writerow(
+                {
+                    **base,
+                    "kind": "average",
+                    "column": a.average.key,
+                    "column_label": a.average.label,
+                    "paper": num(a.paper),
+                    "paper_mean_of_cells": num(a.paper_mean),
+                    "ours": num(a.ours),
+                    "ours_cells": f"{a.n_ours}/{a.n_total}",
+                    "delta": num(a.delta),
+                }
+            )
     return buf.getvalue()
 
 

@@ -51,6 +51,12 @@ def write_comparison(
 
 
 __all__ = [
-    "FIRST_STAGE", "ReportError", "load_run", "render_comparison", "render_report", "unblob", "write_comparison",
+    "FIRST_STAGE",
+    "ReportError",
+    "load_run",
+    "render_comparison",
+    "render_report",
+    "unblob",
+    "write_comparison",
     "write_report",
-]  # fmt: skip
+]

@@ -412,10 +412,13 @@ def read_sweep(folder: Path) -> dict[str, Any] | None:
         name = metric or next(iter(metrics), None) or "main_score"
         value = metrics.get(name, r.get(name, r.get("main_score")))
         tokens = next(
-            (r[k] for k in ("reasoning_tokens_mean", "mean_reasoning_tokens", "output_tokens_mean", "tokens_mean")
-             if r.get(k) is not None),
+            (
+                r[k]
+                for k in ("reasoning_tokens_mean", "mean_reasoning_tokens", "output_tokens_mean", "tokens_mean")
+                if r.get(k) is not None
+            ),
             None,
-        )  # fmt: skip
+        )
         rows.append({**r, "value": value, "tokens": tokens})
         metric = name
     rows.sort(key=lambda r: float(r["budget"]))

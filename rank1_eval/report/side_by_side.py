@@ -84,16 +84,30 @@ def load_side(source: str | os.PathLike[str], a: D.RunView, *, allow_partial: bo
 
 
 _SETTINGS = (
-    ("model", ("model",)), ("model kind", ("model_kind",)), ("mteb name", ("mteb_name",)),
-    ("weights fingerprint", ("weights_fingerprint",)), ("revision", ("revision",)), ("engine", ("engine",)),
+    ("model", ("model",)),
+    ("model kind", ("model_kind",)),
+    ("mteb name", ("mteb_name",)),
+    ("weights fingerprint", ("weights_fingerprint",)),
+    ("revision", ("revision",)),
+    ("engine", ("engine",)),
     ("dtype", ("dtype",)),
-    ("prompt set", ("prompt_set",)), ("prompt set sha256", ("prompt_set_sha256",)),
-    ("dataset prompt", ("dataset_prompt",)), ("max output tokens", ("sampling", "max_output_tokens")),
-    ("context size", ("sampling", "context_size")), ("failed score", ("sampling", "failed_score")),
-    ("task", ("task",)), ("subset", ("subset",)), ("split", ("split",)), ("top-k", ("top_k",)),
-    ("limit queries", ("limit_queries",)), ("run file", ("run_file",)), ("run sha256", ("run_sha256",)),
-    ("rank1_eval", ("versions", "rank1_eval")), ("mteb", ("versions", "mteb")), ("vllm", ("versions", "vllm")),
-)  # fmt: skip
+    ("prompt set", ("prompt_set",)),
+    ("prompt set sha256", ("prompt_set_sha256",)),
+    ("dataset prompt", ("dataset_prompt",)),
+    ("max output tokens", ("sampling", "max_output_tokens")),
+    ("context size", ("sampling", "context_size")),
+    ("failed score", ("sampling", "failed_score")),
+    ("task", ("task",)),
+    ("subset", ("subset",)),
+    ("split", ("split",)),
+    ("top-k", ("top_k",)),
+    ("limit queries", ("limit_queries",)),
+    ("run file", ("run_file",)),
+    ("run sha256", ("run_sha256",)),
+    ("rank1_eval", ("versions", "rank1_eval")),
+    ("mteb", ("versions", "mteb")),
+    ("vllm", ("versions", "vllm")),
+)
 
 
 def _get(prov: Mapping[str, Any], path: Sequence[str]) -> Any:
@@ -129,15 +143,25 @@ def pair_rows(a: D.RunView, b: D.RunView, qid: str, max_doc_chars: int) -> list[
         ra, rb = (ta or {}).get("rank"), (tb or {}).get("rank")
         text, full = cap(a.texts.docs.get(d), max_doc_chars)
         row: dict[str, Any] = {
-            "d": d, "l": (ta or tb or {}).get("label"), "x": text, "xn": full,
-            "dr": abs(ra - rb) if ra is not None and rb is not None else None, "ra": ra, "rb": rb,
-            "sa": None if ta is None else float(ta["score"]), "sb": None if tb is None else float(tb["score"]),
-            "pa": (ta or {}).get("path"), "pb": (tb or {}).get("path"),
-            "ta": (ta or {}).get("output_tokens"), "tb": (tb or {}).get("output_tokens"),
-            "tra": bool((ta or {}).get("truncated")), "trb": bool((tb or {}).get("truncated")),
-            "rea": (ta or {}).get("reasoning"), "fra": (ta or {}).get("forced_reasoning"),
+            "d": d,
+            "l": (ta or tb or {}).get("label"),
+            "x": text,
+            "xn": full,
+            "dr": abs(ra - rb) if ra is not None and rb is not None else None,
+            "ra": ra,
+            "rb": rb,
+            "sa": None if ta is None else float(ta["score"]),
+            "sb": None if tb is None else float(tb["score"]),
+            "pa": (ta or {}).get("path"),
+            "pb": (tb or {}).get("path"),
+            "ta": (ta or {}).get("output_tokens"),
+            "tb": (tb or {}).get("output_tokens"),
+            "tra": bool((ta or {}).get("truncated")),
+            "trb": bool((tb or {}).get("truncated")),
+            "rea": (ta or {}).get("reasoning"),
+            "fra": (ta or {}).get("forced_reasoning"),
             "ea": (ta or {}).get("error"),
-        }  # fmt: skip
+        }
         if with_reasoning:
             row.update(
                 reb=(tb or {}).get("reasoning"), frb=(tb or {}).get("forced_reasoning"), eb=(tb or {}).get("error")
@@ -208,9 +232,11 @@ def render_comparison(
     ]
     rnd, tt = test["randomization"], test["t_test"]
     rows = [
-        (f"mean {escape(metric_name)} ({test['n_queries']} queries)",
-         f"{num(test['mean_a'])}</td><td>{num(test['mean_b'])}</td><td>{signed(test['mean_delta'])}"),
-    ]  # fmt: skip
+        (
+            f"mean {escape(metric_name)} ({test['n_queries']} queries)",
+            f"{num(test['mean_a'])}</td><td>{num(test['mean_b'])}</td><td>{signed(test['mean_delta'])}",
+        ),
+    ]
     ma, mb = a.summary.get("metrics") or {}, b.summary.get("metrics") or {}
     for name in [
         n for n in dict.fromkeys([a.summary.get("main_metric"), "ndcg_at_10", "map_at_100", "recall_at_100"]) if n
@@ -230,8 +256,11 @@ def render_comparison(
         + (" (exact)" if rnd.get("exact") else f" ({rnd.get('n_permutations')} sign flips, seed {rnd.get('seed')})")
         + "</p></div><div>"
     )
-    h.append("<table><tr><th>setting</th><th>A</th><th>B</th></tr>"
-             + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in settings_rows(a, b)) + "</table>")  # fmt: skip
+    h.append(
+        "<table><tr><th>setting</th><th>A</th><th>B</th></tr>"
+        + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in settings_rows(a, b))
+        + "</table>"
+    )
     h.append("</div></div>")
 
     stats = {q: _query_stats(a, b, q) for q in a.by_query}
@@ -239,8 +268,10 @@ def render_comparison(
     h += _apart(a, b)
     h += _scores(a, b)
     h += _index(a, stats, metric_name)
-    h.append('<section id="detail"><p class="meta">Open a query to see both runs\' ranks, scores and reasoning chains '
-             "for each passage, furthest apart first.</p></section>")  # fmt: skip
+    h.append(
+        '<section id="detail"><p class="meta">Open a query to see both runs\' ranks, scores and reasoning chains '
+        "for each passage, furthest apart first.</p></section>"
+    )
 
     def payload(qid: str) -> dict[str, Any]:
         s = stats[qid]
@@ -276,7 +307,7 @@ def _gains(stats: Mapping[str, Mapping[str, Any]], a: D.RunView, b: D.RunView, m
             ylabel=f"Δ {metric_name}",
             width=640,
             height=300,
-        )  # fmt: skip
+        )
     )
     out.append(
         svg.scatter(
@@ -292,7 +323,7 @@ def _gains(stats: Mapping[str, Mapping[str, Any]], a: D.RunView, b: D.RunView, m
             title=f"{metric_name} per query: A (y) against B (x)",
             xlabel=f"B {metric_name}",
             ylabel=f"A {metric_name}",
-        )  # fmt: skip
+        )
     )
     out.append("</div>")
     return out
@@ -344,10 +375,19 @@ def _scores(a: D.RunView, b: D.RunView) -> list[str]:
                 grid[min(9, int(sa * 10))][min(9, int(sb * 10))] += 1
                 agree += (sa >= 0.5) == (sb >= 0.5)
                 n += 1
-        out.append(svg.heatmap(grid, title="P(true) of each passage: A (y) against B (x)", xlabel="B P(true)",
-                               ylabel="A P(true)", edges=edges))  # fmt: skip
-        out.append(f'<p class="note">{agree:,} of {n:,} common pairs ({100 * agree / max(1, n):.1f}%) get the same '
-                   "call (P(true) ≥ 0.5) from both runs.</p>")  # fmt: skip
+        out.append(
+            svg.heatmap(
+                grid,
+                title="P(true) of each passage: A (y) against B (x)",
+                xlabel="B P(true)",
+                ylabel="A P(true)",
+                edges=edges,
+            )
+        )
+        out.append(
+            f'<p class="note">{agree:,} of {n:,} common pairs ({100 * agree / max(1, n):.1f}%) get the same '
+            "call (P(true) ≥ 0.5) from both runs.</p>"
+        )
     out.append("</div>")
     from rank1_eval.report.single import analysis_sections
 

@@ -99,9 +99,11 @@ def analysis_sections(view: D.RunView, who: str = "") -> list[str]:
     """Score distributions by label, calibration, reasoning length vs correctness, paths by label."""
     if not view.reasoning:  # a baseline's folder: scores on the model's own scale, no reasoning, no P(true)
         kind = view.summary.get("model_kind") or "a ranking without reasoning"
-        return [f'<h2 id="scores">Scores{escape(who)}</h2>',
-                f'<p class="note">{escape(str(kind))}: scores on the model\'s own scale and no reasoning; the P(true), '
-                "calibration and reasoning-length charts are drawn for rank1 runs.</p>"]  # fmt: skip
+        return [
+            f'<h2 id="scores">Scores{escape(who)}</h2>',
+            f'<p class="note">{escape(str(kind))}: scores on the model\'s own scale and no reasoning; the P(true), '
+            "calibration and reasoning-length charts are drawn for rank1 runs.</p>",
+        ]
     pairs = list(view.pairs)
     out = [f'<h2 id="scores">Scores, calibration and reasoning{escape(who)}</h2>']
     dist = D.score_distributions(pairs)
@@ -118,7 +120,7 @@ def analysis_sections(view: D.RunView, who: str = "") -> list[str]:
             ylabel="share of the group",
             colours=svg.GROUP_COLOURS,
             counts=totals,
-        )  # fmt: skip
+        )
     )
     out.append(svg.reliability(cal["bins"], title="Calibration: share relevant per P(true) bin"))
     lvc = D.length_vs_correctness(pairs)
@@ -132,7 +134,7 @@ def analysis_sections(view: D.RunView, who: str = "") -> list[str]:
             ylabel="correct calls",
             y_max=1.0,
             notes=[f"{b['n']:,}" for b in lvc["bins"]],
-        )  # fmt: skip
+        )
     )
     rates = D.path_rates(pairs)
     out.append(_path_svg(rates))
@@ -177,9 +179,12 @@ def _path_svg(rates: Mapping[str, Mapping[str, Any]]) -> str:
     groups = [g for g in D.GROUPS if rates[g]["n"]]
     series = {k: [rates[g][k] / rates[g]["n"] for g in groups] for k in ("pass2", "failed", "truncated")}
     return svg.grouped_bars(
-        [f"{g} ({rates[g]['n']:,})" for g in groups], series, title="Pass 2, failed and truncated pairs by label",
-        ylabel="share of the group's pairs", colours={"pass2": "#b7791f", "failed": "#c0392b", "truncated": "#805ad5"},
-    )  # fmt: skip
+        [f"{g} ({rates[g]['n']:,})" for g in groups],
+        series,
+        title="Pass 2, failed and truncated pairs by label",
+        ylabel="share of the group's pairs",
+        colours={"pass2": "#b7791f", "failed": "#c0392b", "truncated": "#805ad5"},
+    )
 
 
 # the budget table's columns (sweep.json keys) with the headers the rest of the page uses
@@ -203,8 +208,11 @@ def sweep_section(folder: Path) -> list[str]:
     out: list[str] = []
     if sweep and sweep["rows"]:
         metric = str(sweep["metric"])
-        points = [(float(r["tokens"]), float(r["value"]), f"budget {r['budget']}") for r in sweep["rows"]
-                  if r["tokens"] is not None and r["value"] is not None]  # fmt: skip
+        points = [
+            (float(r["tokens"]), float(r["value"]), f"budget {r['budget']}")
+            for r in sweep["rows"]
+            if r["tokens"] is not None and r["value"] is not None
+        ]
         out += ['<h2 id="budget">Reasoning budget</h2>', '<div class="figs">']
         out.append(
             svg.lines(
@@ -212,7 +220,7 @@ def sweep_section(folder: Path) -> list[str]:
                 title=f"{metric} against mean reasoning tokens",
                 xlabel="mean reasoning tokens per pair",
                 ylabel=metric,
-            )  # fmt: skip
+            )
         )
         rows = sweep["rows"]
         columns = [(k, label) for k, label in SWEEP_COLUMNS if any(r.get(k) is not None for r in rows)]
@@ -223,8 +231,10 @@ def sweep_section(folder: Path) -> list[str]:
             + "</tr>"
             for r in rows
         )
-        out.append(f'</div><div class="scroll"><table><tr><th>budget</th><th>{escape(metric)}</th>{head_cells}</tr>'
-                   f"{body}</table></div>")  # fmt: skip
+        out.append(
+            f'</div><div class="scroll"><table><tr><th>budget</th><th>{escape(metric)}</th>{head_cells}</tr>'
+            f"{body}</table></div>"
+        )
     elif (folder / "sweep.png").is_file():
         import base64
 
@@ -275,7 +285,7 @@ def query_payload(view: D.RunView, qid: str, max_doc_chars: int) -> dict[str, An
                 "e": t.get("error"),
                 "x": text,
                 "xn": full,
-            }  # fmt: skip
+            }
         )
     candidates = {t["docid"] for t in pairs}
     missed = []
@@ -339,8 +349,10 @@ def render_report(
     h += analysis_sections(view)
     h += sweep_section(view.folder)
     h += _index_section(view, stats, metric_name)
-    h.append('<section id="detail"><p class="meta">Open a query (a row above, or a bar of the chart) to read its '
-             "pairs: passages, scores, labels, paths and every reasoning chain.</p></section>")  # fmt: skip
+    h.append(
+        '<section id="detail"><p class="meta">Open a query (a row above, or a bar of the chart) to read its '
+        "pairs: passages, scores, labels, paths and every reasoning chain.</p></section>"
+    )
     blobs = ((q, blob(query_payload(view, q, max_doc_chars))) for q in view.by_query)
     return "\n".join(h + tail(blobs)) + "\n"
 
@@ -370,7 +382,7 @@ def _gains_section(view: D.RunView, stats: Mapping[str, Mapping[str, Any]], metr
             ],
             title=f"Δ {metric_name} (reranked − first stage) per query, largest gain first",
             ylabel=f"Δ {metric_name}",
-        )  # fmt: skip
+        )
     )
     out.append(
         f'<p class="note">{gains} queries gained, {losses} lost, {len(bars) - gains - losses} tied. Click a bar to '
@@ -406,8 +418,14 @@ def _index_section(view: D.RunView, stats: Mapping[str, Mapping[str, Any]], metr
             (f"{s['tokens']:.0f}", round(s["tokens"], 1)),
             (num(s["accuracy"], 2), s["accuracy"]),
         ]
-        data = {"delta": s["delta"], "metric": s["metric"], "pass2": s["pass2"], "failed": s["failed"],
-                "trunc": s["truncated"], "rel": s["relevant"]}  # fmt: skip
+        data = {
+            "delta": s["delta"],
+            "metric": s["metric"],
+            "pass2": s["pass2"],
+            "failed": s["failed"],
+            "trunc": s["truncated"],
+            "rel": s["relevant"],
+        }
         out.append(index_row(qid, cells, data, hidden=i >= PAGE_SIZE))
     out.append("</tbody></table>")
     return out

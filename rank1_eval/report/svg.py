@@ -205,8 +205,10 @@ def grouped_histogram(
                 f'height="{f.py(0) - y:.1f}" fill="{colour}"><title>{escape(n)} {edges[i]:g}–{edges[i + 1]:g}: '
                 f"{v:.3f}</title></rect>"
             )
-    items = [(f"{n} ({counts[n]:,})" if counts and n in counts else n, colours.get(n, SERIES[j % len(SERIES)]))
-             for j, n in enumerate(names)]  # fmt: skip
+    items = [
+        (f"{n} ({counts[n]:,})" if counts and n in counts else n, colours.get(n, SERIES[j % len(SERIES)]))
+        for j, n in enumerate(names)
+    ]
     body += legend(f, items, y=f.top + 8)
     return _svg(width, height, body, title)
 
@@ -238,10 +240,10 @@ def grouped_bars(
                 f'<rect x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0 - 1:.1f}" height="{max(0.0, f.py(0) - y):.1f}" '
                 f'fill="{colour}"><title>{escape(categories[i])}, {escape(name)}: {v:.3f}</title></rect>'
             )
-            body.append(f'<text class="tick" x="{(x0 + x1) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">'
-                        f"{100 * v:.1f}%</text>")  # fmt: skip
-    body += legend(f, [(name, colours.get(name, SERIES[j % len(SERIES)])) for j, name in enumerate(names)],
-                   y=f.top + 8)  # fmt: skip
+            body.append(
+                f'<text class="tick" x="{(x0 + x1) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">{100 * v:.1f}%</text>'
+            )
+    body += legend(f, [(name, colours.get(name, SERIES[j % len(SERIES)])) for j, name in enumerate(names)], y=f.top + 8)
     return _svg(width, height, body, title)
 
 
@@ -302,8 +304,10 @@ def value_bars(
             f"<title>{escape(tip)}</title></rect>"
         )
         if notes:
-            body.append(f'<text class="tick" x="{(x0 + x1) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">'
-                        f"{escape(notes[i])}</text>")  # fmt: skip
+            body.append(
+                f'<text class="tick" x="{(x0 + x1) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">'
+                f"{escape(notes[i])}</text>"
+            )
     return _svg(width, height, body, title)
 
 
@@ -333,8 +337,10 @@ def lines(
         d = " ".join(f"{'M' if i == 0 else 'L'}{f.px(x):.1f},{f.py(y):.1f}" for i, (x, y, _) in enumerate(s))
         body.append(f'<path class="line" d="{d}" stroke="{colour}"/>')
         for x, y, lab in s:
-            body.append(f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="3.5" fill="{colour}">'
-                        f"<title>{escape(lab)}: {y:.4f} at {x:,.1f}</title></circle>")  # fmt: skip
+            body.append(
+                f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="3.5" fill="{colour}">'
+                f"<title>{escape(lab)}: {y:.4f} at {x:,.1f}</title></circle>"
+            )
             lx, ly, anchor = _free_spot(placed, f.px(x), f.py(y), lab, width)
             body.append(f'<text class="tick" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">{escape(lab)}</text>')
     if len(items) > 1:
@@ -348,8 +354,16 @@ def _free_spot(
     """Where a point's label goes: above right, below right, above left, below left, further out — the first
     spot that overlaps no label placed before (budgets of near-equal length otherwise print over each other)."""
     w, h = 6.2 * len(text), 11.0
-    spots = [(5, -6, "start"), (5, 14, "start"), (-5, -6, "end"), (-5, 14, "end"), (5, -18, "start"),
-             (5, 26, "start"), (-5, -18, "end"), (-5, 26, "end")]  # fmt: skip
+    spots = [
+        (5, -6, "start"),
+        (5, 14, "start"),
+        (-5, -6, "end"),
+        (-5, 14, "end"),
+        (5, -18, "start"),
+        (5, 26, "start"),
+        (-5, -18, "end"),
+        (-5, 26, "end"),
+    ]
     for dx, dy, anchor in spots:
         x0 = px + dx if anchor == "start" else px + dx - w
         box = (x0, py + dy - h, x0 + w, py + dy)
@@ -379,8 +393,10 @@ def scatter(
     body.append(f'<line class="diag" x1="{f.px(lo):.1f}" y1="{f.py(lo):.1f}" x2="{f.px(hi):.1f}" y2="{f.py(hi):.1f}"/>')
     for x, y, tip, href in points:
         colour = GAIN if y > x + 1e-9 else LOSS if y < x - 1e-9 else TIE
-        dot = (f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="3.5" fill="{colour}" fill-opacity="0.7">'
-               f"<title>{escape(tip)}</title></circle>")  # fmt: skip
+        dot = (
+            f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="3.5" fill="{colour}" fill-opacity="0.7">'
+            f"<title>{escape(tip)}</title></circle>"
+        )
         body.append(f'<a href="{escape(href)}">{dot}</a>' if href else dot)
     return _svg(width, height, body, title)
 
