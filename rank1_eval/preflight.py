@@ -99,7 +99,7 @@ def check_store_file(path: Path) -> None:
     if not check.ok:
         raise StoreCorruptError(f"judgement store {path} is corrupted ({check.problems[0]}): {salvage_hint(path)}")
     free = shutil.disk_usage(path.parent).free
-    if free < 1 << 20:  # a run needs room for the WAL and -shm files beside the store, before its first commit
+    if free < 40 * 1024:  # room for the -shm file (32 KiB) and the WAL's first pages, before the first commit
         raise StoreFullError(
             f"no space left for judgement store {path} ({free // 1024} KiB free beside it, the WAL needs room): "
             "free disk space or move the store (--store), then rerun: every judgement committed so far is kept"

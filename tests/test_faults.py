@@ -590,16 +590,15 @@ def _demo_docs(n: int) -> list[str]:
 
 
 def _run_args(task: Path, out: Path, *extra: str) -> list[str]:
+    # a server loaded the model its own way: no engine or device of ours with --server-url
+    local = [] if "--server-url" in extra else ["--engine", "transformers", "--device", "cpu"]
     return [
         "run",
         "--task",
         str(task),
         "--model",
         str(MICRO_RANK1),
-        "--engine",
-        "transformers",
-        "--device",
-        "cpu",
+        *local,
         "--dtype",
         "float32",
         "--max-output-tokens",

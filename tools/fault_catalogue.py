@@ -191,6 +191,8 @@ class Ctx:
         ]
         if engine:
             args += ["--engine", engine]
+        if engine == "openai" or "--server-url" in map(str, extra):  # a server loaded the model its own way
+            del args[args.index("--device") : args.index("--device") + 2]
         if run_file is not False:
             args += ["--run-file", run_file or self.demo / "bm25s_top20.trec"]
         return [*args, *extra]
@@ -252,7 +254,8 @@ class Ctx:
 
 def per_pair(ctx: Ctx) -> list[object]:
     """Flags for one commit per pair: chunks of one under chunked scheduling (where the checkout has it)."""
-    if "--scheduling" in (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8"):
+    sources = (ctx.code / "rank1_eval").rglob("*.py")
+    if any("--scheduling" in f.read_text(encoding="utf-8") for f in sources):
         return ["--scheduling", "chunked", "--chunk-size", 1]
     return ["--chunk-size", 1]
 
@@ -630,12 +633,11 @@ def _ro_result(ctx: Ctx, row: Row) -> None:
 @case("store_disk_full", "disk", "the disk under the store fills up during the run (tmpfs)", needs_root=True)
 def _store_full(ctx: Ctx, row: Row) -> None:
     out = ctx.tmp("store-full")
-    with tmpfs(out / "small", "96k") as small:
+    with tmpfs(out / "small", "256k") as small:
+        # ~48 KiB left: past the pre-flight, full before the 8 pairs are stored (a store, WAL and -shm need more)
+        (small / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(small).free - 48 * 1024))
         # one commit per pair: the chunked path where the checkout streams (its commits are batched by time)
-        per_pair = ["--chunk-size", 1]
-        if "--scheduling" in (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8"):
-            per_pair = ["--scheduling", "chunked", *per_pair]
-        p = ctx.cli(*ctx.run_args(out / "results", "--store", small / "store.sqlite", *per_pair))
+        p = ctx.cli(*ctx.run_args(out / "results", "--store", small / "store.sqlite", *per_pair(ctx)))
         shutil.copytree(small, out / "copy")  # store + WAL as the process left them
     judge(row, p, mention=r"disk|space|full")
     kept = count_rows(out / "copy" / "store.sqlite")
