@@ -250,9 +250,18 @@ class Ctx:
         return out
 
 
+def cli_source(ctx: Ctx) -> str:
+    """The checkout's CLI source: ``rank1_eval/cli.py``, or every module of the ``rank1_eval/cli/`` package since
+    issue 21 (so a flag check works on old and new checkouts alike)."""
+    package = ctx.code / "rank1_eval" / "cli"
+    if package.is_dir():
+        return "\n".join(f.read_text(encoding="utf-8") for f in sorted(package.glob("*.py")))
+    return (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8")
+
+
 def per_pair(ctx: Ctx) -> list[object]:
     """Flags for one commit per pair: chunks of one under chunked scheduling (where the checkout has it)."""
-    if "--scheduling" in (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8"):
+    if "--scheduling" in cli_source(ctx):
         return ["--scheduling", "chunked", "--chunk-size", 1]
     return ["--chunk-size", 1]
 
@@ -633,7 +642,7 @@ def _store_full(ctx: Ctx, row: Row) -> None:
     with tmpfs(out / "small", "96k") as small:
         # one commit per pair: the chunked path where the checkout streams (its commits are batched by time)
         per_pair = ["--chunk-size", 1]
-        if "--scheduling" in (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8"):
+        if "--scheduling" in cli_source(ctx):
             per_pair = ["--scheduling", "chunked", *per_pair]
         p = ctx.cli(*ctx.run_args(out / "results", "--store", small / "store.sqlite", *per_pair))
         shutil.copytree(small, out / "copy")  # store + WAL as the process left them
@@ -736,7 +745,7 @@ def _reader(ctx: Ctx, row: Row, reader: str, folder: Path) -> None:
         p = ctx.cli("compare", folder)
     else:
         # the baseline is a --limit-queries run: since issue 11 tables use such runs only when told to
-        partial = ["--allow-partial"] if "--allow-partial" in (ctx.code / "rank1_eval" / "cli.py").read_text() else []
+        partial = ["--allow-partial"] if "--allow-partial" in cli_source(ctx) else []
         p = ctx.cli("table", _table_manifest(ctx, results.parent), "--results", results, "--model", ctx.micro, *partial)
     judge(row, p, mention=r"truncat|mixed|rebuild|incomplete|invalid|not valid|does not match|damaged")
 
