@@ -36,6 +36,11 @@ WHEEL_MUST_HOLD = [
     "rank1_eval/data/prompts/code.json",
     "rank1_eval/data/tables/bright.json",
     "rank1_eval/layout.py",
+    "rank1_eval/cli/__init__.py",
+    "rank1_eval/cli/__main__.py",
+    "rank1_eval/cli/run.py",
+    "rank1_eval/store/__init__.py",
+    "rank1_eval/store/repair.py",
     "rank1_eval/paper/results.py",
     "rank1_eval/engines/vllm_engine.py",
 ]

@@ -252,6 +252,15 @@ class Ctx:
         return out
 
 
+def cli_source(ctx: Ctx) -> str:
+    """The checkout's CLI source: ``rank1_eval/cli.py``, or every module of the ``rank1_eval/cli/`` package since
+    issue 21 (so a flag check works on old and new checkouts alike)."""
+    package = ctx.code / "rank1_eval" / "cli"
+    if package.is_dir():
+        return "\n".join(f.read_text(encoding="utf-8") for f in sorted(package.glob("*.py")))
+    return (ctx.code / "rank1_eval" / "cli.py").read_text(encoding="utf-8")
+
+
 def per_pair(ctx: Ctx) -> list[object]:
     """Flags for one commit per pair: chunks of one under chunked scheduling (where the checkout has it)."""
     sources = (ctx.code / "rank1_eval").rglob("*.py")
@@ -738,7 +747,7 @@ def _reader(ctx: Ctx, row: Row, reader: str, folder: Path) -> None:
         p = ctx.cli("compare", folder)
     else:
         # the baseline is a --limit-queries run: since issue 11 tables use such runs only when told to
-        partial = ["--allow-partial"] if "--allow-partial" in (ctx.code / "rank1_eval" / "cli.py").read_text() else []
+        partial = ["--allow-partial"] if "--allow-partial" in cli_source(ctx) else []
         p = ctx.cli("table", _table_manifest(ctx, results.parent), "--results", results, "--model", ctx.micro, *partial)
     judge(row, p, mention=r"truncat|mixed|rebuild|incomplete|invalid|not valid|does not match|damaged")
 
