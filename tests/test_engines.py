@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 
@@ -136,6 +137,8 @@ def test_closing_a_second_vllm_engine_leaves_the_first_working(vllm_engine, pair
 
     scorer = Scorer(vllm_engine, TINY)
     before = scorer.score(scorer.prepare([q for q, _ in pairs[:2]], [d for _, d in pairs[:2]]))
+    with contextlib.suppress(ImportError):  # numba's llvmlite: its wrappers broke vLLM's module scan at every load
+        import llvmlite.binding.ffi  # noqa: F401
     second = load_engine("vllm", vllm_engine.config)
     second.close()
     del second

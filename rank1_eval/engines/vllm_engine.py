@@ -67,6 +67,24 @@ class _LoadRecorder:
         pass
 
 
+def _safe_vars(value: Any) -> dict[str, Any]:
+    namespace = getattr(value, "__dict__", None)
+    return namespace if isinstance(namespace, dict) else {}
+
+
+def _tolerate_foreign_module_objects() -> None:
+    """vLLM 0.32 scans every module's attributes at each engine load (``triton_utils.dispatcher``) and calls
+    ``vars(x).get`` on anything with a ``__dict__``; llvmlite's function wrappers answer with a non-dict, so once numba
+    is imported (vLLM's own n-gram speculation imports it) every later engine load in the process crashed. The scan
+    gets a ``vars`` that reads such objects as empty (shadowing the builtin in that module only)."""
+    try:
+        from vllm.triton_utils import dispatcher
+    except ImportError:  # a vLLM without the scan
+        return
+    if "vars" not in dispatcher.__dict__:
+        dispatcher.vars = _safe_vars  # type: ignore[attr-defined]
+
+
 _LIVE: weakref.WeakSet[VLLMEngine] = weakref.WeakSet()  # loaded engines of this process (see ``close``)
 
 
@@ -125,6 +143,7 @@ class VLLMEngine(BatchCalls):
         kwargs.update(llm_kwargs)
         self._device = device
         self._version = vllm.__version__
+        _tolerate_foreign_module_objects()
         self.llm = vllm.LLM(**kwargs)
         _LIVE.add(self)
         self._engine = self.llm.llm_engine
