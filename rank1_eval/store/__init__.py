@@ -1,28 +1,10 @@
-"""The judgement store: judgements by content hash, for resume and dedup.
+"""The judgement store: judgements by the exact engine request they answer, for resume, dedup and sharing.
 
-The seam is :class:`Store` — ``get_many(keys)`` / ``put_many(items)`` / ``close()``. :class:`SQLiteStore` is
-the real implementation (stdlib :mod:`sqlite3`), :class:`MemoryStore` a dict-backed one for unit tests and for
-runs that want no persistence. This package is the only place in the project that knows SQL.
-
-Keys come from :func:`judgement_key`: the sha256 of a canonical JSON of *everything that determines a
-judgement*. The store is content-addressed and insert-only: the first value written under a key wins
-(``INSERT OR IGNORE``) and is never updated.
-
-Durability and concurrency (SQLite):
-
-* WAL journal mode, ``synchronous=NORMAL``: each ``put_many`` is one transaction. A process killed at any
-  moment (SIGKILL, OOM killer, pre-emption) leaves the database consistent, with every committed transaction
-  present. (A power loss / OS crash may lose the last few committed transactions, never consistency.)
-* Several processes may read and write one store at the same time; writers queue on the database lock with a
-  ``busy_timeout`` (60 s by default) and every write takes the lock up front (``BEGIN IMMEDIATE``), so callers
-  do not see ``database is locked`` under ordinary contention. WAL needs a local file system (not NFS).
-* One :class:`SQLiteStore` may be shared between threads (the connection is opened with
-  ``check_same_thread=False`` and every use is serialised by a lock), e.g. with :class:`AsyncWriter`'s
-  background thread. It must not be shared across ``fork``: each process opens its own store.
-
-The package: :mod:`.sqlite` (the errors, keys, the seam, :class:`MemoryStore`, :class:`SQLiteStore` and its
-``meta``), :mod:`.writer` (:class:`AsyncWriter`), :mod:`.merge` (merge and key-scheme migration) and
-:mod:`.repair` (``store check|salvage|drop-failed`` and the read-only opener).
+The seam is :class:`Store` (``get_many(keys)`` / ``put_many(items)`` / ``close()``); this package is the only place
+in the project that knows SQL. Its rooms: :mod:`.sqlite` (the errors, keys, the seam, :class:`MemoryStore`,
+:class:`SQLiteStore` and its ``meta``, durability and concurrency), :mod:`.writer` (:class:`AsyncWriter`, the
+background commits), :mod:`.merge` (merge and key-scheme migration) and :mod:`.repair` (``store
+check|salvage|drop-failed`` and the read-only opener).
 """
 
 from rank1_eval.store.merge import MergeReport, MigrateReport, SourceMergeCounts, merge_stores, migrate_store

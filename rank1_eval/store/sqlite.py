@@ -4,9 +4,10 @@ The seam is :class:`Store` — ``get_many(keys)`` / ``put_many(items)`` / ``clos
 the real implementation (stdlib :mod:`sqlite3`), :class:`MemoryStore` a dict-backed one for unit tests and for
 runs that want no persistence. This module is the only place in the project that knows SQL.
 
-Keys come from :func:`judgement_key`: the sha256 of a canonical JSON of *everything that determines a
-judgement*. The store is content-addressed and insert-only: the first value written under a key wins
-(``INSERT OR IGNORE``) and is never updated.
+Keys come from :func:`judgement_key`: the sha256 of a canonical JSON of the judgement's identity (the exact pass-1
+request, ``RULE_VERSION``, the model's identity and the numerics; see :mod:`rank1_eval.judge`). The store is
+content-addressed and insert-only: the first value written under a key wins (``INSERT OR IGNORE``); the one update
+is a stored judgement gaining the token ids it was stored without (``run --keep-token-ids``).
 
 Durability and concurrency (SQLite):
 
