@@ -32,7 +32,7 @@ def readme_steps(text: str) -> list[tuple[str, str]]:
         if lang == "python":
             steps.append(("py", body))
         elif lang == "bash":
-            for line in body.splitlines():
+            for line in re.sub(r"\\\n\s*", " ", body).splitlines():  # a continued line is one command
                 for command in line.split("&&"):
                     command = command.split("#", 1)[0].strip()
                     if command.startswith("rank1-eval") and not NOT_ON_THE_DEMO.search(command):
