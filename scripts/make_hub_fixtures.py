@@ -46,23 +46,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rank1_eval.tasks import BRIGHT_DOMAINS  # the domains the harness knows: the fixtures build each
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "rank1_eval" / "data" / "run_files" / "demo" / "dl19-mini"
 
-BRIGHT_DOMAINS = (
-    "biology",
-    "earth_science",
-    "economics",
-    "psychology",
-    "robotics",
-    "stackoverflow",
-    "sustainable_living",
-    "pony",
-    "leetcode",
-    "aops",
-    "theoremqa_theorems",
-    "theoremqa_questions",
-)
 BRIGHT_LONG = BRIGHT_DOMAINS[:8]
 BRIGHT_EXCLUDING = ("leetcode", "aops", "theoremqa_theorems", "theoremqa_questions")
 BEIR_REPOS = {
