@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1, QWEN25_TOKENIZER, only_run
+from conftest import DEMO, DEMO_MODEL_ARGS, MICRO_RANK1, QWEN25_TOKENIZER, only_run
 from fakes import ScriptedEngine
 
 from rank1_eval import rank1
@@ -190,18 +190,7 @@ def _base(out: Path, *extra: str) -> list[str]:
         str(DEMO),
         "--run-file",
         str(RUN),
-        "--model",
-        str(MICRO_RANK1),
-        "--engine",
-        "transformers",
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--max-output-tokens",
-        "64",
-        "--context-size",
-        "1024",
+        *DEMO_MODEL_ARGS,
         "--output-dir",
         str(out),
         "--limit-queries",
