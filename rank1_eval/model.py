@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rank1_eval import mteb_compat
 from rank1_eval import prompts as P
 from rank1_eval.judge import (  # noqa: F401 -- re-exported: the former home of these names
     COMMIT_INTERVAL_S,
@@ -76,15 +77,6 @@ def _normalise_pairs(pairs: Sequence[Any]) -> tuple[list[str], list[str | Mappin
         docs.append(doc)
         instructions.append(instruction)
     return queries, docs, instructions
-
-
-def _loader_columns(loader: Any) -> dict[str, list[Any]]:
-    """All rows of an mteb DataLoader as columns (batches are dicts of lists)."""
-    columns: dict[str, list[Any]] = {}
-    for batch in loader:
-        for key, values in batch.items():
-            columns.setdefault(key, []).extend(values)
-    return columns
 
 
 class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 alias
@@ -369,25 +361,36 @@ class rank1:  # noqa: N801 -- the seed's public name; ``Rank1`` is the PEP 8 ali
     def _predict_mteb(self, inputs1: Any, inputs2: Any, task_metadata: Any, split: Any, subset: Any) -> list[float]:
         if self.shard is not None:
             raise RuntimeError("a shard judges only its share of the pairs: use rank1_eval.shards, not mteb/predict")
-        q = _loader_columns(inputs1)
-        d = _loader_columns(inputs2)
+        q, d = mteb_compat.loader_columns(inputs1), mteb_compat.loader_columns(inputs2)
+        task = getattr(task_metadata, "name", None)
+        prompts = self.prompts_from_columns(q, d, task, subset)
+        if not prompts:
+            return []
+        judgements = self.judge_prompts(prompts, progress=self.progress)
+        if self._traces is not None:
+            context = {"task": task, "subset": subset, "split": split, "qids": q.get("id"), "docids": d.get("id")}
+            self._traces(context, judgements)
+        return [j.score for j in judgements]
+
+    def prompts_from_columns(
+        self, q: dict[str, list[Any]], d: dict[str, list[Any]], task: str | None, subset: str | None
+    ) -> list[PreparedPrompt]:
+        """The prompts for the query and document columns mteb hands ``predict`` (one row per pair).
+
+        mteb 2.26 puts query + instruction in ``text`` and the query alone in ``query``; 2.12 has no ``query``
+        column. The separate columns are merged by the rule's own merge (docs/rule.md §1).
+        """
         n = len(q.get("id", q.get("text", [])))
         if n != len(d.get("text", [])):
             raise ValueError(f"mteb handed {n} queries but {len(d.get('text', []))} documents")
         if n == 0:
             return []
-        # mteb 2.x: `text` already holds query + instruction; merge the separate columns instead (docs/rule.md §1).
         queries = q["query"] if "query" in q else q["text"]
         instructions = q.get("instruction") or [None] * n
-        task = getattr(task_metadata, "name", None)
         final = self.final_queries(queries, instructions, task, subset)
         if self.progress is not None:
             self.progress.status(f"preparing {n} prompts (tokenizer)")
-        judgements = self.judge_prompts(self.prepare(final, list(d["text"])), progress=self.progress)
-        if self._traces is not None:
-            context = {"task": task, "subset": subset, "split": split, "qids": q.get("id"), "docids": d.get("id")}
-            self._traces(context, judgements)
-        return [j.score for j in judgements]
+        return self.prepare(final, list(d["text"]))
 
     def batch_policy(self) -> dict[str, Any]:
         """How requests reach the engine: the scheduling policy, its window, and the engine's own batching."""

@@ -144,3 +144,34 @@ def select_rows(loader: Any, indices: Sequence[int], batch_size: int) -> Any:
         collate_fn=loader.collate_fn,
         shuffle=False,
     )
+
+
+def cross_encoder_inputs(
+    metadata: Any, data: Any, *, subset: str, split: str, batch_size: int = 64
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """The query and document columns the installed mteb's cross-encoder search hands ``predict`` for a loaded
+    split, obtained by running mteb's own ``SearchCrossEncoderWrapper`` with a model that only records them.
+
+    Run rather than imitated because the texts differ by mteb version: 2.12's wrapper prepares the queries as
+    documents (``text`` stripped, no ``query`` column), 2.26's as queries (``query`` as written). Shards must
+    judge exactly the prompts ``MTEB(...).run`` asks for, or their stores would not merge into one run.
+    """
+    from mteb.models.search_wrappers import SearchCrossEncoderWrapper
+
+    seen: dict[str, dict[str, list[Any]]] = {}
+
+    class _Recorder:
+        mteb_model_meta = None
+
+        def predict(self, inputs1: Any, inputs2: Any, **kwargs: Any) -> list[float]:
+            seen["q"], seen["d"] = loader_columns(inputs1), loader_columns(inputs2)
+            return [0.0] * len(seen["d"].get("id", []))
+
+    wrapper = SearchCrossEncoderWrapper(_Recorder())
+    where = {"task_metadata": metadata, "hf_split": split, "hf_subset": subset}
+    encode = {"batch_size": batch_size, "show_progress_bar": False}
+    wrapper.index(data["corpus"], encode_kwargs=encode, **where)
+    top = data.get("top_ranked") or {}
+    top_k = max(map(len, top.values()), default=1)
+    wrapper.search(data["queries"], top_k=top_k, encode_kwargs=encode, top_ranked=top, **where)
+    return seen.get("q", {}), seen.get("d", {})

@@ -41,14 +41,14 @@ def shard_store_path(output_dir: Path, shard: tuple[int, int]) -> Path:
 def task_prompts(model: Any, task: Any) -> list[PreparedPrompt]:
     """The prompts the mteb path builds for every pair of a loaded task (same keys, so shards merge cleanly).
 
-    mteb hands the model the query's own text (``query`` column) and its ``instruction`` separately, and the
-    document as ``(title + " " + text).strip()``; ``LoadedTask.pairs()`` carries the same texts, and the
-    template is chosen by mteb's task name and subset as ``predict`` does.
+    The texts are the ones the installed mteb's cross-encoder search hands ``predict`` (they differ between mteb
+    versions), turned into prompts by the same code as ``rank1.predict``, the template chosen by mteb's task
+    name and subset.
     """
-    pairs = task.pairs()
-    name = task.task.metadata.name
-    final = model.final_queries([p.query for p in pairs], [p.instruction for p in pairs], name, task.subset)
-    return model.prepare(final, [p.doc for p in pairs])
+    from rank1_eval import mteb_compat
+
+    q, d = mteb_compat.cross_encoder_inputs(task.task.metadata, task.data, subset=task.subset, split=task.split)
+    return model.prompts_from_columns(q, d, task.task.metadata.name, task.subset)
 
 
 def run_shard(model: Any, prepared: Any, opts: Any, shard: tuple[int, int]) -> dict[str, Any]:

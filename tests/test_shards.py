@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from pathlib import Path
 
@@ -103,24 +102,6 @@ def _keys(path: Path) -> set[str]:
 
 
 def test_shards_build_the_mteb_prompts_and_merge_to_a_full_run(qwen25_tokenizer, beir_folder, tmp_path):
-    if not os.environ.get("RANK1_SHARDS_FRESH_PROCESS"):
-        # Known open problem: after the whole suite's earlier tests, 4 of these 12 mteb-path keys differ from
-        # task_prompts' (the same test passes alone and after any one module tried): some process state leaks. Until
-        # it is found, the assertions run in a fresh interpreter, where they must hold.
-        import subprocess
-        import sys
-
-        node = f"{__file__}::test_shards_build_the_mteb_prompts_and_merge_to_a_full_run"
-        env = {**os.environ, "RANK1_SHARDS_FRESH_PROCESS": "1"}
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        return
     folder, run = beir_folder
 
     def opts(out: str, store: str | None = None) -> RunOptions:
