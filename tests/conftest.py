@@ -20,6 +20,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one math thread each, and for their children
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 if "HF_DATASETS_CACHE" not in os.environ:  # hermetic: the fixtures' Arrow caches go away with the session
     _DATASETS_CACHE = tempfile.mkdtemp(prefix="rank1-eval-datasets-")
     os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
@@ -31,10 +33,28 @@ if "HF_DATASETS_CACHE" not in os.environ:  # hermetic: the fixtures' Arrow cache
 ENGINE_FIXTURES = {"hf_engine", "vllm_engine", "engine", "vllm_servers", "demo_result", "reuse_engines"}
 
 
+# the modules that take longest, started first so that neither worker is left with one of them at the end
+# (`--dist loadgroup --no-loadscope-reorder` in pyproject.toml: groups go out in this order)
+LONGEST_FIRST = ("test_readme", "test_bench", "test_install", "test_servers", "test_cli", "test_greedy")
+# parametrized cases that are each a fresh CLI process and share nothing but a scratch folder: spread over the
+# workers one by one (every other test runs with the rest of its module, in the module's order)
+SPREAD = {"test_every_fault_of_the_catalogue"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        module = item.module.__name__ if item.module else item.nodeid
+        spread = getattr(item, "originalname", None) in SPREAD
+        item.add_marker(pytest.mark.xdist_group(item.nodeid if spread else module))
+
+    def rank(item: pytest.Item) -> int:
+        name = item.module.__name__ if item.module else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
 
 
 @pytest.fixture(scope="session")

@@ -218,6 +218,7 @@ def test_export_files_a_baseline_under_mteb_s_own_name(results, tmp_path):
     assert any(f.startswith("results/local__micro-crossencoder/") for f in files), files
 
 
+@pytest.mark.slow  # launch_job.sh end to end: two fresh interpreters, mteb evaluate
 def test_launch_job_runs_a_baseline(tmp_path):
     import os
     import subprocess

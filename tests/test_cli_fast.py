@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,10 @@ def test_light_commands_import_no_mteb_torch_or_vllm(folders):
         "compare first stage": (["compare", a], "A vs B"),
         "report": (["report", a], str(a / "report.html")),
     }
-    for label, (argv, expected) in commands.items():
-        result, out = _probe(*argv)
+    with ThreadPoolExecutor(3) as pool:  # fresh interpreters, mostly start-up: three at a time
+        probes = dict(zip(commands, pool.map(lambda c: _probe(*c[0]), commands.values()), strict=True))
+    for label, (_, expected) in commands.items():
+        result, out = probes[label]
         assert result == {"code": 0, "heavy": []}, (label, result)
         assert expected in out, (label, out[-1500:])
     assert (root / "t" / "bright__jhu-clsp__rank1-7b.png").is_file()

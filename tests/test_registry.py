@@ -25,51 +25,67 @@ socket.create_connection = _refuse
 """
 
 
-def _python(code: str) -> str:
-    proc = subprocess.run(
+def _start(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-c", NO_NETWORK + textwrap.dedent(code)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
-def test_rank1_eval_first_then_a_model_imports_mteb():
+RANK1_EVAL_FIRST = """
+    import sys
+    import rank1_eval
+    assert not {"mteb", "torch", "vllm", "transformers"} & set(sys.modules), "import rank1_eval is not light"
+    model = rank1_eval.rank1("jhu-clsp/rank1-14b")  # its meta needs mteb: the first import of mteb
+    from mteb.models.model_implementations import MODEL_REGISTRY
+    assert MODEL_REGISTRY["jhu-clsp/rank1-14b"] is model.mteb_model_meta  # built once, not twice
+    import mteb
+    assert mteb.get_model_meta("jhu-clsp/rank1-7b").loader is rank1_eval.load_rank1
+    got = mteb.get_model("jhu-clsp/rank1-7b")
+    assert isinstance(got, rank1_eval.rank1) and got._engine is None
+    got = mteb.get_model("jhu-clsp/rank1-llama3-8b-awq", device="cpu", engine="transformers")
+    assert (got.model_name_or_path, got.engine_config.device) == ("jhu-clsp/rank1-llama3-8b-awq", "cpu")
+    assert not [f for f in sys.meta_path if type(f).__name__ == "_RegisterAfterMtebImport"]  # one shot
+    print("ok")
+"""
+MTEB_FIRST = """
+    import mteb
+    import rank1_eval
+    model = mteb.get_model("jhu-clsp/rank1-32b")
+    assert isinstance(model, rank1_eval.rank1)
+    import sys
+    assert not [f for f in sys.meta_path if type(f).__name__ == "_RegisterAfterMtebImport"]  # none needed
+    print(model.model_name_or_path)
+"""
+
+
+@pytest.fixture(scope="module")
+def import_orders() -> dict[str, subprocess.Popen[str]]:
+    """Both orders start at once, each in its own fresh interpreter (importing mteb is most of their time)."""
+    procs = {"rank1_eval first": _start(RANK1_EVAL_FIRST), "mteb first": _start(MTEB_FIRST)}
+    yield procs
+    for proc in procs.values():
+        proc.kill()
+        proc.communicate()
+
+
+def _output(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def test_rank1_eval_first_then_a_model_imports_mteb(import_orders):
     """import rank1_eval (light), then a model's constructor imports ``mteb.models`` (a submodule first, the
     registration re-entering the meta cache): registered, with one meta object per checkpoint."""
-    out = _python("""
-        import sys
-        import rank1_eval
-        assert not {"mteb", "torch", "vllm", "transformers"} & set(sys.modules), "import rank1_eval is not light"
-        model = rank1_eval.rank1("jhu-clsp/rank1-14b")  # its meta needs mteb: the first import of mteb
-        from mteb.models.model_implementations import MODEL_REGISTRY
-        assert MODEL_REGISTRY["jhu-clsp/rank1-14b"] is model.mteb_model_meta  # built once, not twice
-        import mteb
-        assert mteb.get_model_meta("jhu-clsp/rank1-7b").loader is rank1_eval.load_rank1
-        got = mteb.get_model("jhu-clsp/rank1-7b")
-        assert isinstance(got, rank1_eval.rank1) and got._engine is None
-        got = mteb.get_model("jhu-clsp/rank1-llama3-8b-awq", device="cpu", engine="transformers")
-        assert (got.model_name_or_path, got.engine_config.device) == ("jhu-clsp/rank1-llama3-8b-awq", "cpu")
-        assert not [f for f in sys.meta_path if type(f).__name__ == "_RegisterAfterMtebImport"]  # one shot
-        print("ok")
-    """)
-    assert out.strip() == "ok"
+    assert _output(import_orders["rank1_eval first"]).strip() == "ok"
 
 
-def test_mteb_first_then_rank1_eval():
-    out = _python("""
-        import mteb
-        import rank1_eval
-        model = mteb.get_model("jhu-clsp/rank1-32b")
-        assert isinstance(model, rank1_eval.rank1)
-        import sys
-        assert not [f for f in sys.meta_path if type(f).__name__ == "_RegisterAfterMtebImport"]  # none needed
-        print(model.model_name_or_path)
-    """)
-    assert out.strip() == "jhu-clsp/rank1-32b"
+def test_mteb_first_then_rank1_eval(import_orders):
+    assert _output(import_orders["mteb first"]).strip() == "jhu-clsp/rank1-32b"
 
 
 def test_a_failed_registration_is_said_not_swallowed(monkeypatch):
