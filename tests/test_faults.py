@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -889,10 +890,15 @@ GOOD = ("clear", "flagged", "handled")
 
 
 @pytest.fixture(scope="module")
-def fault_ctx(tmp_path_factory) -> catalogue.Ctx:
+def fault_ctx(tmp_path_factory) -> Iterator[catalogue.Ctx]:
+    """The catalogue's context; its CLI runs are forks of one process that imported mteb and torch once (each
+    still its own process: exit code, stderr, signals), as ``tools/fault_matrix.py --fork-server`` runs them."""
     work = tmp_path_factory.mktemp("faults")
     catalogue.WORK[:] = [str(work)]
-    return catalogue.Ctx(ROOT, work)
+    ctx = catalogue.Ctx(ROOT, work)
+    ctx.fork_server = catalogue.ForkServer(ROOT, ctx.env, work)
+    yield ctx
+    ctx.fork_server.close()
 
 
 @pytest.mark.slow

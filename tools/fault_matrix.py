@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fault_catalogue import CASES, CATEGORIES, HERE, WORK, Case, Ctx, Row, Skip  # noqa: E402
+from fault_catalogue import CASES, CATEGORIES, HERE, WORK, Case, Ctx, ForkServer, Row, Skip  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------- main
 
@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BEFORE.json", "AFTER.json"),
         help="print one side-by-side table of two earlier runs (their --json files) and exit",
     )
+    p.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="run the CLI as forks of one process that imported mteb and torch once (as tests/test_faults.py "
+        "does; each run still its own process), instead of a fresh interpreter per run",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.render:
@@ -141,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     WORK.append(str(work))
     started = time.monotonic()
     try:
+        if args.fork_server:
+            ctx.fork_server = ForkServer(code, ctx.env, work)
         rows = run_cases(ctx, selected, os.geteuid() == 0)
     finally:
+        if ctx.fork_server is not None:
+            ctx.fork_server.close()
         if args.work is None:
             subprocess.run(["chattr", "-R", "-i", str(work)], capture_output=True)
             shutil.rmtree(work, ignore_errors=True)
