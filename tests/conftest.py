@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MICRO_RANK1 = Path(os.environ.get("RANK1_MICRO_MODEL", ROOT / "rank1_eval" / "data" / "micro-rank1"))
 QWEN25_TOKENIZER = FIXTURES / "qwen25-tokenizer"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(ROOT / "tools"))  # the fault catalogue and the CLI fork server (tools/ is not a package)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

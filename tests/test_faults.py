@@ -883,13 +883,12 @@ def test_odd_rank_columns_and_control_characters_are_flagged_with_counts(tmp_pat
 
 # ------------------------------------------------------------------------------------------- the catalogue
 
-sys.path.insert(0, str(ROOT / "tools"))
-import fault_catalogue as catalogue  # noqa: E402 -- tools/ is not a package: the one list of faults
+import fault_catalogue as catalogue  # noqa: E402 -- tools/ (on sys.path: conftest) holds the one list of faults
 
 GOOD = ("clear", "flagged", "handled")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # the catalogue's cases are spread over the workers, between other modules' tests
 def fault_ctx(tmp_path_factory) -> Iterator[catalogue.Ctx]:
     """The catalogue's context; its CLI runs are forks of one process that imported mteb and torch once (each
     still its own process: exit code, stderr, signals), as ``tools/fault_matrix.py --fork-server`` runs them."""

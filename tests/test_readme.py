@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_fork_server import ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -51,15 +52,21 @@ def test_the_readme_names_the_demo_path():
     assert any("load_traces" in s for kind, s in steps if kind == "py")
 
 
-def _run(kind: str, step: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """One step as written: ``rank1-eval`` is this checkout's (``python -m rank1_eval``)."""
-    cli = [sys.executable, "-m", "rank1_eval"]
-    argv = [sys.executable, "-c", step] if kind == "py" else [*cli, *shlex.split(step)[1:]]
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+def _run(kind: str, step: str, cwd: Path, env: dict[str, str], forks: ForkServer) -> subprocess.CompletedProcess[str]:
+    """One step as written, each in its own process: ``rank1-eval`` is this checkout's ``python -m rank1_eval``
+    (a fork of a process that imported mteb and torch once); a Python block is a fresh ``python -c``, so what
+    its imports print is what a user sees."""
+    if kind == "py":
+        argv = [sys.executable, "-c", step]
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    args = shlex.split(step)[1:]
+    p = forks.run(args, cwd=cwd, env=env, timeout=1200, module="rank1_eval")
+    assert not p.timed_out, f"{step} did not end within 1200 s"
+    return subprocess.CompletedProcess(["rank1-eval", *args], p.rc, p.out, p.err)
 
 
 @pytest.mark.slow
-def test_the_first_hour_works_as_written(tmp_path):
+def test_the_first_hour_works_as_written(tmp_path, request):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     steps = readme_steps(README.read_text(encoding="utf-8"))
     steps += [  # the readers the README describes, on the demo's task folder (run + the sweep's budget folders)
@@ -74,8 +81,11 @@ def test_the_first_hour_works_as_written(tmp_path):
     (tmp_path / "rank1_eval").mkdir()
     (tmp_path / "rank1_eval" / "data").symlink_to(ROOT / "rank1_eval" / "data", target_is_directory=True)
     seen = []
+    (tmp_path / "fork-server").mkdir()
+    forks = ForkServer(ROOT, env, tmp_path / "fork-server")
+    request.addfinalizer(forks.close)
     for kind, step in steps:
-        proc = _run(kind, step, tmp_path, env)
+        proc = _run(kind, step, tmp_path, env, forks)
         seen.append(step.splitlines()[0])
         assert proc.returncode == 0, f"step {len(seen)} ({seen[-1]}) after {seen[:-1]}:\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import random
 import re
 import shutil
@@ -35,26 +34,18 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cli_fork_server import ForkServer, Proc  # noqa: E402 -- tools/ is on sys.path: beside this file
 
 HERE = Path(__file__).resolve().parents[1]
 FAKE_SERVER = HERE / "tests" / "fake_vllm_server.py"
 TRACEBACK = "Traceback (most recent call last)"
 WORK: list[str] = []  # the scratch folder of this matrix (paths in messages are not evidence)
 CATEGORIES = ("clear", "flagged", "handled", "late", "misleading", "traceback", "silent", "skipped")
-
-
-@dataclass
-class Proc:
-    rc: int | None
-    out: str
-    err: str
-    timed_out: bool
-    wall_s: float
 
 
 @dataclass
@@ -89,104 +80,6 @@ def case(name: str, group: str, fault: str, *, needs_root: bool = False) -> Call
         return fn
 
     return deco
-
-
-# ------------------------------------------------------------------------------------------- CLI fork server
-
-_FORK_SERVER = r"""
-import json, os, runpy, sys
-import datasets, mteb, torch, transformers  # what every `rank1-eval run` imports: paid once, here
-import rank1_eval.cli
-replies = os.fdopen(os.dup(1), "w", buffering=1)
-print(json.dumps({"ready": os.getpid()}), file=replies)
-for line in sys.stdin:
-    request = json.loads(line)
-    pid = os.fork()
-    if pid == 0:  # the child is `python -m rank1_eval.cli ARGS` from here on, in its own session
-        os.setsid()
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        for fd, path in ((0, os.devnull), (1, request["out"]), (2, request["err"])):
-            flags = os.O_RDONLY if fd == 0 else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            opened = os.open(path, flags, 0o644)
-            os.dup2(opened, fd)
-            os.close(opened)
-        replies.close()
-        sys.argv = ["rank1_eval.cli", *request["args"]]
-        runpy.run_module("rank1_eval.cli", run_name="__main__", alter_sys=True)
-        sys.exit(0)
-    print(json.dumps({"pid": pid}), file=replies)
-    print(json.dumps({"rc": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}), file=replies)
-"""
-
-
-class ForkServer:
-    """Runs ``python -m rank1_eval.cli ARGS`` as a fork of one process that has already imported what a run
-    imports (mteb, torch, transformers, datasets: ~8 s of a ~9 s run of the micro rank1 on 2 cores).
-
-    Each run is still its own process — own session, cwd, environment, stdout/stderr, exit code, signals,
-    tracebacks — only the imports are shared. An environment variable read at import time (``HF_HUB_CACHE``)
-    would not take effect, so :meth:`Ctx.run` sends runs with extra variables to a fresh interpreter.
-    ``tests/test_faults.py`` uses it; ``tools/fault_matrix.py`` keeps fresh interpreters.
-    """
-
-    def __init__(self, code: Path, env: dict[str, str], work: Path) -> None:
-        self.work = work
-        self._log = (work / "fork-server.log").open("w")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _FORK_SERVER],
-            cwd=code,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._lock = threading.Lock()
-        self._runs = 0
-        self._next(timeout=300, key="ready")
-
-    def _read(self) -> None:
-        for line in self._proc.stdout:
-            self._lines.put(line)
-        self._lines.put("")  # the server exited
-
-    def _next(self, timeout: float | None, key: str) -> int:
-        line = self._lines.get(timeout=timeout)
-        if not line:
-            raise RuntimeError(f"the CLI fork server exited: see {self.work / 'fork-server.log'}")
-        return json.loads(line)[key]
-
-    def run(self, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Proc:
-        with self._lock:
-            self._runs += 1
-            out, err = self.work / f"fork-{self._runs}.out", self.work / f"fork-{self._runs}.err"
-            started = time.monotonic()
-            request = {"args": args, "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
-            self._proc.stdin.write(json.dumps(request) + "\n")
-            self._proc.stdin.flush()
-            pid = self._next(timeout=60, key="pid")
-            try:
-                rc, timed_out = self._next(timeout=timeout, key="rc"), False
-            except queue.Empty:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                self._next(timeout=60, key="rc")
-                rc, timed_out = None, True
-            wall = time.monotonic() - started
-            read = lambda f: f.read_text(encoding="utf-8", errors="replace") if f.exists() else ""  # noqa: E731
-            return Proc(rc, read(out), read(err), timed_out, wall)
-
-    def close(self) -> None:
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-        self._log.close()
 
 
 # --------------------------------------------------------------------------------------------------- context
