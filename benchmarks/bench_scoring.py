@@ -43,6 +43,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -159,6 +160,51 @@ def _prompts(queries: list[str], docs: list[str]) -> list[str]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float | None:
+    """Resident memory now (Linux ``/proc/self/statm``), or None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class RssDuring:
+    """Resident memory during one variant, sampled every 20 ms: its start and its peak.
+
+    ``peak_rss_mb`` (``ru_maxrss``) is the process's peak, which the model load and the KV-cache allocation set
+    before any variant runs; what a variant holds (e.g. per-token logprobs until a request ends) shows only as
+    growth over the resident memory it started from."""
+
+    def __init__(self) -> None:
+        self.start = self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            now = rss_mb()
+            if now is not None and self.peak is not None:
+                self.peak = max(self.peak, now)
+
+    def __enter__(self) -> RssDuring:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        now = rss_mb()
+        if now is not None and self.peak is not None:
+            self.peak = max(self.peak, now)
+
+    def fields(self) -> dict[str, float | None]:
+        if self.start is None or self.peak is None:
+            return {"rss_start_mb": None, "rss_peak_mb": None, "rss_growth_mb": None}
+        start, peak = round(self.start, 1), round(self.peak, 1)
+        return {"rss_start_mb": start, "rss_peak_mb": peak, "rss_growth_mb": round(peak - start, 1)}
 
 
 def reference_style(engine: TimedEngine, scoring: Any, queries: list[str], docs: list[str]) -> list[Any]:
@@ -439,13 +485,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if name not in wanted:
                 continue
             engine.reset()
-            t0 = time.perf_counter()
-            judged = run()
-            wall = time.perf_counter() - t0
+            with RssDuring() as rss:
+                t0 = time.perf_counter()
+                judged = run()
+                wall = time.perf_counter() - t0
             if name.startswith("reference"):  # counted outside the timed region: the reference never counted them
                 judged = [replace(j, prompt_tokens=n) for j, n in zip(judged, lengths, strict=True)]
             results[name] = judged
             line = variant_line(name, wall, engine, judged, len(qids))
+            line.update(rss.fields())
             if name in ("stream", "stream_prefill"):
                 line["harness"] = model.last_variant.stats.this_run()
             if name == "stream_prefill" and "stream" in results:

@@ -190,20 +190,15 @@ def reuse_engines(request):
         yield handed
 
 
-DEMO_MODEL_ARGS = (
-    "--model",
-    str(MICRO_RANK1),
-    "--engine",
-    "transformers",
-    "--device",
-    "cpu",
-    "--dtype",
-    "float32",
-    "--max-output-tokens",
-    "64",
-    "--context-size",
-    "1024",
-)
+def model_args(engine: str | None = "transformers", model: object = None) -> tuple[str, ...]:
+    """The demo runs' model flags: the micro rank1 (or ``model``), float32, 64 output tokens, a 1,024-token context,
+    on ``engine`` on the CPU; ``engine=None`` for a run on servers (they loaded the model: no --engine/--device)."""
+    local = ("--engine", engine, "--device", "cpu") if engine else ()
+    numerics = ("--dtype", "float32", "--max-output-tokens", "64", "--context-size", "1024")
+    return ("--model", str(model or MICRO_RANK1), *local, *numerics)
+
+
+DEMO_MODEL_ARGS = model_args()
 
 
 @pytest.fixture(scope="session")

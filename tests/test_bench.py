@@ -55,6 +55,9 @@ def check_smoke(lines: list[dict[str, Any]]) -> None:
         assert 0 < v["output_tokens_mean"] <= setup["max_output_tokens"], name
         assert v["peak_rss_mb"] >= rss > 0 or rss == 0, name  # a peak never falls within one process
         rss = v["peak_rss_mb"]
+        start, peak = v["rss_start_mb"], v["rss_peak_mb"]  # resident memory during this variant alone
+        assert 0 < start <= peak <= v["peak_rss_mb"] + 0.1, name  # the process's peak bounds the variant's
+        assert _derived(v["rss_growth_mb"], 1, lambda p, s: p - s, (peak, 1), (start, 1)), name
         if name == "stream_warm":  # the store holds every judgement: the engine is never asked
             assert v["generated_tokens"] == 0 and v["mean_occupancy"] in (0, None), v
         else:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1, only_run, session_engines
+from conftest import DEMO, MICRO_RANK1, model_args, only_run, session_engines
 
 from rank1_eval.cli import main
 
@@ -51,18 +51,7 @@ def _base(out, engine="transformers", limit=3, *extra):
         DEMO,
         "--run-file",
         RUN,
-        "--model",
-        MICRO_RANK1,
-        "--engine",
-        engine,
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--max-output-tokens",
-        64,
-        "--context-size",
-        1024,
+        *model_args(engine),
         "--output-dir",
         out,
         "--limit-queries",

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, MICRO_RANK1
+from conftest import DEMO, MICRO_RANK1, model_args
 from fake_vllm_server import FakeVLLMServer
 
 from rank1_eval import outputs
@@ -592,20 +592,11 @@ def _demo_docs(n: int) -> list[str]:
 
 def _run_args(task: Path, out: Path, *extra: str) -> list[str]:
     # a server loaded the model its own way: no engine or device of ours with --server-url
-    local = [] if "--server-url" in extra else ["--engine", "transformers", "--device", "cpu"]
     return [
         "run",
         "--task",
         str(task),
-        "--model",
-        str(MICRO_RANK1),
-        *local,
-        "--dtype",
-        "float32",
-        "--max-output-tokens",
-        "64",
-        "--context-size",
-        "1024",
+        *model_args(None if "--server-url" in extra else "transformers"),
         "--output-dir",
         str(out),
         "--no-progress",

@@ -4,6 +4,7 @@ counts, a server killed mid-run, all servers lost and resumed, bad URLs and a wr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DEMO, MICRO_RANK1, demo_pairs, only_run
+from conftest import DEMO, MICRO_RANK1, demo_pairs, model_args, only_run
 
 from rank1_eval import rank1, servers
 from rank1_eval.engines import EngineConfig, EngineError, resolve_engine_name
@@ -182,9 +183,23 @@ def _choice(text, tokens, tops, finish, stop_reason, prompt_tokens):
     }
 
 
-def _engine(tokenizer, fake, urls=("http://a:1/v1", "http://b:1/v1"), **config):
+class _LateAnswers(httpx.MockTransport):
+    """The fake's answers, some hosts' ``delay`` seconds late on the dispatcher's (async) path: a server that
+    answers instantly could otherwise take every request before a slower or failing one is offered any."""
+
+    def __init__(self, handler, delay: dict[str, float]):
+        super().__init__(handler)
+        self.delay = delay
+
+    async def handle_async_request(self, request):
+        await asyncio.sleep(self.delay.get(request.url.host, 0.0))
+        return await super().handle_async_request(request)
+
+
+def _engine(tokenizer, fake, urls=("http://a:1/v1", "http://b:1/v1"), transport=None, **config):
     cfg = EngineConfig("m", context_size=1024, server_urls=tuple(urls), **config)
-    return OpenAIEngine(cfg, tokenizer=tokenizer, transport=httpx.MockTransport(fake), backoff_base=0.01)
+    transport = transport or httpx.MockTransport(fake)
+    return OpenAIEngine(cfg, tokenizer=tokenizer, transport=transport, backoff_base=0.01)
 
 
 def _score(engine, n=12, max_tokens=64):
@@ -237,7 +252,9 @@ def test_transient_failures_are_retried(qwen25_tokenizer, caplog):
 
 def test_failing_server_is_dropped_and_others_finish(qwen25_tokenizer, caplog):
     fake = FakeServer(qwen25_tokenizer)
-    engine = _engine(qwen25_tokenizer, fake, max_retries=0)  # the mock answers instantly: drop at once
+    # a answers 50 ms late, so its 16 slots cannot take all 20 requests before b is offered some; max_retries=0:
+    # b's first failed round drops it
+    engine = _engine(qwen25_tokenizer, fake, transport=_LateAnswers(fake, {"a": 0.05}), max_retries=0)
     fake.script["b-always"] = "connect"  # b answered the checks, then went away
     with caplog.at_level(logging.WARNING):
         judged = _score(engine, n=20)
@@ -583,18 +600,11 @@ def test_cli_unset_api_key_env_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
             str(DEMO),
             "--run-file",
             str(RUN),
-            "--model",
-            str(MICRO_RANK1),
+            *model_args(None),
             "--server-url",
             url,
             "--api-key-env",
             "SOME_UNSET_VAR",
-            "--dtype",
-            "float32",
-            "--max-output-tokens",
-            "64",
-            "--context-size",
-            "1024",
             "--output-dir",
             str(tmp_path),
             "--limit-queries",
@@ -815,18 +825,11 @@ def test_cli_run_counts_pairs_per_server(vllm_servers, api_key, tmp_path, capsys
             str(DEMO),
             "--run-file",
             str(RUN),
-            "--model",
-            str(MICRO_RANK1),
+            *model_args(None),
             "--server-url",
             urls[0],
             "--server-url",
             urls[1],
-            "--dtype",
-            "float32",
-            "--max-output-tokens",
-            "64",
-            "--context-size",
-            "1024",
             "--output-dir",
             str(tmp_path),
             "--limit-queries",
@@ -865,16 +868,9 @@ def test_wrong_model_is_refused_before_any_pair(vllm_servers, api_key, tmp_path,
             str(DEMO),
             "--run-file",
             str(RUN),
-            "--model",
-            str(other),
+            *model_args(None, other),
             "--server-url",
             vllm_servers.urls[0],
-            "--dtype",
-            "float32",
-            "--max-output-tokens",
-            "64",
-            "--context-size",
-            "1024",
             "--output-dir",
             str(tmp_path / "out"),
             "--limit-queries",
@@ -905,16 +901,9 @@ def test_cli_unreachable_url_fails_within_seconds(tmp_path, capsys):
             str(DEMO),
             "--run-file",
             str(RUN),
-            "--model",
-            str(MICRO_RANK1),
+            *model_args(None),
             "--server-url",
             url,
-            "--dtype",
-            "float32",
-            "--max-output-tokens",
-            "64",
-            "--context-size",
-            "1024",
             "--output-dir",
             str(tmp_path),
             "--limit-queries",
@@ -979,20 +968,9 @@ def test_data_parallel_matches_single_replica(tmp_path, vllm_servers, vllm_engin
             str(DEMO),
             "--run-file",
             str(RUN),
-            "--model",
-            str(MICRO_RANK1),
-            "--engine",
-            "vllm",
+            *model_args("vllm"),
             "--data-parallel",
             "2",
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-            "--max-output-tokens",
-            "64",
-            "--context-size",
-            "1024",
             "--output-dir",
             str(tmp_path / "dp"),
             "--limit-queries",
