@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -399,6 +400,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--servers", default="", help="also score the same pairs through N local vLLM servers, e.g. '1,2'"
     )
     parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="also record the peak of Python allocations (tracemalloc) during each variant: what a variant's "
+        "Python objects hold (vLLM's per-token logprobs are Python objects), free of the allocator's noise in RSS; "
+        "slows every variant several times, so its wall times are not comparable",
+    )
+    parser.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
         help="a subset of the variants, run in this order: " + ",".join(VARIANTS),
@@ -485,15 +493,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if name not in wanted:
                 continue
             engine.reset()
+            if args.trace_memory:
+                tracemalloc.start()
             with RssDuring() as rss:
                 t0 = time.perf_counter()
                 judged = run()
                 wall = time.perf_counter() - t0
+            traced_peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else None
+            tracemalloc.stop()
             if name.startswith("reference"):  # counted outside the timed region: the reference never counted them
                 judged = [replace(j, prompt_tokens=n) for j, n in zip(judged, lengths, strict=True)]
             results[name] = judged
             line = variant_line(name, wall, engine, judged, len(qids))
             line.update(rss.fields())
+            if traced_peak is not None:
+                line["traced_peak_mb"] = round(traced_peak / 2**20, 2)
             if name in ("stream", "stream_prefill"):
                 line["harness"] = model.last_variant.stats.this_run()
             if name == "stream_prefill" and "stream" in results:

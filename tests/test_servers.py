@@ -213,7 +213,9 @@ def test_requests_carry_rank1_settings_and_key(qwen25_tokenizer, monkeypatch):
     monkeypatch.setenv("RANK1_API_KEY", SECRET)
     fake = FakeServer(qwen25_tokenizer)
     seen_auth = []
-    engine = _engine(qwen25_tokenizer, lambda r: (seen_auth.append(r.headers.get("authorization")), fake(r))[1])
+    handler = lambda r: (seen_auth.append(r.headers.get("authorization")), fake(r))[1]  # noqa: E731
+    # each answer 20 ms late: instant answers let one server's slots take every request under load
+    engine = _engine(qwen25_tokenizer, handler, transport=_LateAnswers(handler, {"a": 0.02, "b": 0.02}))
     judged = _score(engine)
     assert [j.path for j in judged] == ["pass1"] * 12
     assert set(seen_auth) == {f"Bearer {SECRET}"}
